@@ -1,0 +1,1 @@
+"""Libraries shared by every Mnemos process."""

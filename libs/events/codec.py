@@ -1,0 +1,67 @@
+"""The one codec: canonical JSON encoding of events, and decoding with upcasting.
+
+Canonical bytes are compact JSON with object keys sorted at every level, UTF-8, timestamps in
+RFC 3339 UTC. These exact bytes are what is published to the stream, what the audit chain hashes,
+and what content-addressed ids are computed over.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import blake3
+import msgspec
+
+from libs.events.errors import InvalidInput
+from libs.events.model import Event, EventBase, event_types
+from libs.events.upcasting import upcast
+
+__all__ = ["canonical_bytes", "decode_event", "encode_event", "event_hash"]
+
+_ENCODER: Final = msgspec.json.Encoder(order="sorted")
+_TYPED_DECODER: Final = msgspec.json.Decoder(Event)
+_HEADER_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
+
+
+class _Head(msgspec.Struct):
+    type: str
+    schema: int
+
+
+_HEAD_DECODER: Final = msgspec.json.Decoder(_Head)
+
+
+def canonical_bytes(value: object) -> bytes:
+    """Canonical JSON of any msgspec-encodable value (sorted keys, compact)."""
+    return _ENCODER.encode(value)
+
+
+def encode_event(event: EventBase) -> bytes:
+    """The bytes to publish for ``event`` (its canonical encoding)."""
+    return _ENCODER.encode(event)
+
+
+def event_hash(raw: bytes) -> str:
+    """Hex blake3 of an event's stored bytes: the value the audit chain links."""
+    return blake3.blake3(raw).hexdigest()
+
+
+def decode_event(raw: bytes) -> Event:
+    """Decode stored event bytes into the current typed event, upcasting older schemas.
+
+    Raises :class:`InvalidInput` for bytes that are not a known event in any schema version.
+    """
+    try:
+        head = _HEAD_DECODER.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"not an event: {exc}") from None
+    cls = event_types().get(head.type)
+    if cls is None:
+        raise InvalidInput(f"unknown event type {head.type!r}", type=head.type)
+    try:
+        if head.schema == cls.SCHEMA:
+            return _TYPED_DECODER.decode(raw)
+        lifted = upcast(_HEADER_DECODER.decode(raw), target=cls.SCHEMA)
+        return msgspec.convert(lifted, Event)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidInput(f"malformed {head.type} event: {exc}", type=head.type) from None

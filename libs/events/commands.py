@@ -1,0 +1,168 @@
+"""Commands agents send (over NATS request-reply or HTTP) and the replies they get.
+
+Commands are requests to change state; the gateway validates them, decides, and appends events.
+The wire form is JSON; unknown fields are rejected so typos fail loudly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from libs.events.errors import InvalidInput, MnemosError, UnknownCommand
+from libs.events.model import MetadataValue
+
+__all__ = [
+    "COMMANDS",
+    "CommandActor",
+    "CommandBase",
+    "CommandResult",
+    "Forget",
+    "Link",
+    "Remember",
+    "Revise",
+    "SetMetadata",
+    "Tag",
+    "decode_command",
+    "encode_error_reply",
+    "encode_ok_reply",
+]
+
+Tag_ = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
+Kind = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")]
+ShortText = Annotated[str, msgspec.Meta(max_length=1024)]
+Relation = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")]
+Version = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class CommandActor(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The agent side of provenance; the principal comes from the transport, not the body."""
+
+    agent_id: ShortText | None = None
+    model: ShortText | None = None
+    provider: ShortText | None = None
+
+
+class CommandBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Fields every command may carry.
+
+    ``command_id`` (UUIDv7) makes retries safe; the gateway generates one when absent.
+    ``correlation_id`` groups the work of one conversation or request; defaults to the command id.
+    """
+
+    command_id: str | None = None
+    correlation_id: ShortText | None = None
+    actor: CommandActor = CommandActor()
+
+
+class Remember(CommandBase, frozen=True, kw_only=True):
+    """Create a memory."""
+
+    content: str
+    kind: Kind = "note"
+    tags: tuple[Tag_, ...] = ()
+    metadata: dict[str, MetadataValue] = {}
+    source: ShortText | None = None
+
+
+class Revise(CommandBase, frozen=True, kw_only=True):
+    """Replace a memory's content with a new version whose parent is the current head."""
+
+    memory_id: str
+    content: str
+    expected_version: Version | None = None
+    metadata: dict[str, MetadataValue] | None = None
+    reason: ShortText | None = None
+
+
+class Tag(CommandBase, frozen=True, kw_only=True):
+    """Add and/or remove tags."""
+
+    memory_id: str
+    add: tuple[Tag_, ...] = ()
+    remove: tuple[Tag_, ...] = ()
+    expected_version: Version | None = None
+
+
+class SetMetadata(CommandBase, frozen=True, kw_only=True):
+    """Set and/or unset metadata keys."""
+
+    memory_id: str
+    set: dict[str, MetadataValue] = {}
+    unset: tuple[str, ...] = ()
+    expected_version: Version | None = None
+
+
+class Link(CommandBase, frozen=True, kw_only=True):
+    """Point a memory at another memory of the same namespace with a named relation."""
+
+    memory_id: str
+    target_memory_id: str
+    relation: Relation = "related"
+    expected_version: Version | None = None
+
+
+class Forget(CommandBase, frozen=True, kw_only=True):
+    """Stop serving a memory; its history stays in the stream."""
+
+    memory_id: str
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    expected_version: Version | None = None
+
+
+COMMANDS: Final[dict[str, type[CommandBase]]] = {
+    "remember": Remember,
+    "revise": Revise,
+    "tag": Tag,
+    "set_metadata": SetMetadata,
+    "link": Link,
+    "forget": Forget,
+}
+"""Command name (last subject token, HTTP path segment) to its struct."""
+
+
+class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a successful command answers.
+
+    ``seq`` is the event's stream sequence (pass it as ``after_seq`` for read-your-writes);
+    ``revision`` is the memory's new version for optimistic concurrency (``expected_version``).
+    ``duplicate`` is true when this answers a repeated ``command_id`` and nothing was appended.
+    """
+
+    command_id: str
+    event_id: str
+    event_type: str
+    memory_id: str
+    version_id: str | None
+    seq: int
+    revision: int
+    duplicate: bool = False
+
+
+def decode_command(name: str, body: bytes) -> CommandBase:
+    """Decode and validate a command body for command ``name``."""
+    cls = COMMANDS.get(name)
+    if cls is None:
+        raise UnknownCommand(f"unknown command {name!r}", known=sorted(COMMANDS))
+    try:
+        return msgspec.json.decode(body, type=cls)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid {name} command: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}") from None
+
+
+class _Ok(msgspec.Struct):
+    ok: bool
+    result: Any
+
+
+def encode_ok_reply(result: object) -> bytes:
+    """``{"ok": true, "result": ...}`` as sent on NATS."""
+    return msgspec.json.encode(_Ok(ok=True, result=result))
+
+
+def encode_error_reply(error: MnemosError) -> bytes:
+    """``{"ok": false, "error": {code, message, detail}}`` as sent on NATS."""
+    return msgspec.json.encode({"ok": False, "error": error.to_dict()})

@@ -1,0 +1,185 @@
+"""The event envelope and the typed payloads of the memory lifecycle.
+
+Events are frozen ``msgspec`` structs forming a tagged union on ``type``. The envelope fields are
+common to every event; ``data`` carries the typed payload. ``schema`` is the payload version:
+when a payload changes shape, its class gets a higher ``SCHEMA`` and an upcaster in
+:mod:`libs.events.upcasting` lifts older stored events on read. Stored events are never rewritten.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Final
+
+import msgspec
+
+__all__ = [
+    "AGGREGATE_MEMORY",
+    "Actor",
+    "Event",
+    "EventBase",
+    "MemoryCreated",
+    "MemoryCreatedData",
+    "MemoryForgotten",
+    "MemoryForgottenData",
+    "MemoryLinked",
+    "MemoryLinkedData",
+    "MemoryMetadataChanged",
+    "MemoryMetadataChangedData",
+    "MemoryRevised",
+    "MemoryRevisedData",
+    "MemoryTagged",
+    "MemoryTaggedData",
+    "MetadataValue",
+    "Provenance",
+    "event_types",
+]
+
+AGGREGATE_MEMORY: Final = "memory"
+"""Aggregate name of memories, the second-to-last token of their event subjects."""
+
+MetadataValue = str | int | float | bool | None
+"""Metadata values are JSON scalars, so that canonical encoding is unambiguous."""
+
+
+class Actor(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Who caused an event: the authenticated principal and, for agents, which agent and model."""
+
+    principal: str
+    agent_id: str | None = None
+    model: str | None = None
+    provider: str | None = None
+
+
+class Provenance(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where a memory's content came from (a URL, a conversation id, a tool), if known."""
+
+    source: str | None = None
+
+
+class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """The envelope shared by every event.
+
+    ``id`` is a UUIDv7 derived from the causing command and is also the ``Nats-Msg-Id``;
+    ``command_id`` is the causation, ``correlation_id`` ties together everything one request
+    (or one agent conversation) caused; ``at`` is UTC.
+    """
+
+    SCHEMA: ClassVar[int] = 1
+
+    id: str
+    schema: int
+    ns: str
+    aggregate: str
+    aggregate_id: str
+    actor: Actor
+    command_id: str
+    correlation_id: str
+    at: datetime
+
+
+class MemoryCreatedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Payload of :class:`MemoryCreated` (schema 2: ``text`` became ``content``, ``kind`` added)."""
+
+    memory_id: str
+    version_id: str
+    kind: str
+    content: str
+    content_hash: str
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, MetadataValue] = {}
+    provenance: Provenance = Provenance()
+
+
+class MemoryCreated(EventBase, frozen=True, tag="MemoryCreated"):
+    """A new memory with its root version."""
+
+    SCHEMA: ClassVar[int] = 2
+    data: MemoryCreatedData
+
+
+class MemoryRevisedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Payload of :class:`MemoryRevised`: a new head version with one parent."""
+
+    version_id: str
+    parent_version_id: str
+    content: str
+    content_hash: str
+    metadata: dict[str, MetadataValue] = {}
+    reason: str | None = None
+
+
+class MemoryRevised(EventBase, frozen=True, tag="MemoryRevised"):
+    """The memory's content changed; the new version's parent is the previous head."""
+
+    data: MemoryRevisedData
+
+
+class MemoryTaggedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Payload of :class:`MemoryTagged`: tags added and removed (each sorted, disjoint)."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+class MemoryTagged(EventBase, frozen=True, tag="MemoryTagged"):
+    """The memory's tag set changed."""
+
+    data: MemoryTaggedData
+
+
+class MemoryMetadataChangedData(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Payload of :class:`MemoryMetadataChanged`: keys set (with values) and keys removed."""
+
+    set: dict[str, MetadataValue] = {}
+    unset: tuple[str, ...] = ()
+
+
+class MemoryMetadataChanged(EventBase, frozen=True, tag="MemoryMetadataChanged"):
+    """The memory's metadata changed (content and versions are untouched)."""
+
+    data: MemoryMetadataChangedData
+
+
+class MemoryLinkedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Payload of :class:`MemoryLinked`: a typed edge to another memory in the same namespace."""
+
+    target_memory_id: str
+    relation: str
+
+
+class MemoryLinked(EventBase, frozen=True, tag="MemoryLinked"):
+    """The memory now points at another memory with a named relation."""
+
+    data: MemoryLinkedData
+
+
+class MemoryForgottenData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Payload of :class:`MemoryForgotten`: why the memory stops being served."""
+
+    reason: str
+
+
+class MemoryForgotten(EventBase, frozen=True, tag="MemoryForgotten"):
+    """The memory is no longer served by queries; its events stay in the stream for audit."""
+
+    data: MemoryForgottenData
+
+
+Event = (
+    MemoryCreated
+    | MemoryRevised
+    | MemoryTagged
+    | MemoryMetadataChanged
+    | MemoryLinked
+    | MemoryForgotten
+)
+"""Every event type Mnemos appends to its stream."""
+
+
+def event_types() -> dict[str, type[EventBase]]:
+    """Map of ``type`` tag to event class, for every member of :data:`Event`."""
+    members: tuple[type[EventBase], ...] = Event.__args__  # type: ignore[attr-defined]
+    return {str(cls.__struct_config__.tag): cls for cls in members}

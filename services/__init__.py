@@ -1,0 +1,1 @@
+"""Mnemos services: each subfolder is one independently deployable consumer or gateway."""

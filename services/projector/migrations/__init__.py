@@ -1,0 +1,1 @@
+"""Versioned SQL migrations of the projector read models (applied at projector start)."""
