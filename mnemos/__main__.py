@@ -1,0 +1,5 @@
+"""``python -m mnemos`` is the ``mnemos`` command."""
+
+from mnemos.cli import main
+
+main()
