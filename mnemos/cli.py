@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from typing import Any
+
 import typer
 
+from libs.events.errors import MnemosError
 from libs.runtime.config import load_config
 from mnemos.serve import SERVICES, run_service
 
@@ -11,10 +17,36 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
+NS_OPTION = typer.Option("default", "--ns", help="Namespace (tenant): [a-z0-9_-]{1,64}.")
+
 
 @app.callback()
 def _root() -> None:
     """Mnemos: a memory operating system for AI agents."""
+
+
+def _emit(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _client() -> Any:
+    from mnemos.client import GatewayClient, gateway_url
+
+    return GatewayClient(gateway_url(load_config()))
+
+
+def _fail(exc: MnemosError) -> None:
+    sys.stderr.write(f"error [{exc.code}]: {exc.message}\n")
+    raise typer.Exit(2)
+
+
+@app.command()
+def up(demo: bool = typer.Option(False, "--demo", help="After start, write and search a few "
+                                 "memories to show the system working.")) -> None:
+    """Start NATS, Postgres and every service on this machine; Ctrl-C stops all."""
+    from mnemos.up import run_up
+
+    run_up(load_config(), demo)
 
 
 @app.command()
@@ -23,6 +55,64 @@ def serve(service: str = typer.Argument(..., help=f"One of: {', '.join(SERVICES)
     if service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
     run_service(service, load_config())
+
+
+@app.command()
+def remember(
+    content: str = typer.Argument(..., help="What to remember."),
+    ns: str = NS_OPTION,
+    kind: str = typer.Option("note", help="Kind of memory (note, preference, fact, …)."),
+    tag: list[str] = typer.Option([], "--tag", help="Tag (repeatable)."),
+    source: str | None = typer.Option(None, help="Where the content came from."),
+) -> None:
+    """Store a memory; prints its id and stream sequence."""
+    try:
+        _emit(_client().remember(ns, content, kind=kind, tags=tag, source=source))
+    except MnemosError as exc:
+        _fail(exc)
+
+
+@app.command()
+def recall(
+    query: str = typer.Argument(..., help="What you are looking for, in plain words."),
+    ns: str = NS_OPTION,
+    k: int = typer.Option(5, help="How many results."),
+    mode: str = typer.Option("hybrid", help="hybrid, dense or lexical."),
+) -> None:
+    """Search memories (hybrid: vectors + full text, fused)."""
+    try:
+        _emit(_client().search(ns, query, k=k, mode=mode))
+    except MnemosError as exc:
+        _fail(exc)
+
+
+@app.command()
+def get(memory_id: str, ns: str = NS_OPTION) -> None:
+    """Show one memory with its provenance."""
+    try:
+        _emit(_client().get(ns, memory_id))
+    except MnemosError as exc:
+        _fail(exc)
+
+
+@app.command()
+def history(memory_id: str, ns: str = NS_OPTION) -> None:
+    """Show a memory's versions and events."""
+    try:
+        _emit(_client().history(ns, memory_id))
+    except MnemosError as exc:
+        _fail(exc)
+
+
+@app.command()
+def status() -> None:
+    """Stream, consumers and projection checkpoints of the running system."""
+    from mnemos.status import collect_status
+
+    report = asyncio.run(collect_status(load_config()))
+    sys.stdout.write(report.to_json() + "\n")
+    if report.errors:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, Optional
+from typing import Final
 
 import numpy as np
 import onnxruntime as ort
@@ -33,7 +33,7 @@ def _check_sha256(path: Path, expected: str) -> None:
 class MiniLMOnnxEmbedder:
     """Mean-pooled, normalised MiniLM sentence embeddings (384 dims). Thread-safe."""
 
-    _shared: Optional["MiniLMOnnxEmbedder"] = None
+    _shared: MiniLMOnnxEmbedder | None = None
     _shared_lock = threading.Lock()
 
     def __init__(self, intra_op_threads: int = 0) -> None:
@@ -51,7 +51,7 @@ class MiniLMOnnxEmbedder:
         self._lock = threading.Lock()
 
     @classmethod
-    def shared(cls) -> "MiniLMOnnxEmbedder":
+    def shared(cls) -> MiniLMOnnxEmbedder:
         """One instance per process (the session is ~25 MB and loads in ~0.2 s)."""
         with cls._shared_lock:
             if cls._shared is None:
@@ -83,4 +83,5 @@ class MiniLMOnnxEmbedder:
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        normalised: Vectors = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return normalised

@@ -37,7 +37,10 @@ class OpenAICompatibleEmbedder:
         return self._dim
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        out = [self._post(list(texts[i : i + self._batch])) for i in range(0, len(texts), self._batch)]
+        out = [
+            self._post(list(texts[i : i + self._batch]))
+            for i in range(0, len(texts), self._batch)
+        ]
         if not out:
             return np.zeros((0, self._dim), dtype=np.float32)
         return np.concatenate(out)
@@ -55,4 +58,5 @@ class OpenAICompatibleEmbedder:
             raise Unavailable(f"embedder returned shape {vectors.shape}, expected "
                               f"{(len(texts), self._dim)}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.clip(norms, 1e-12, None)
+        normalised: Vectors = vectors / np.clip(norms, 1e-12, None)
+        return normalised

@@ -7,7 +7,7 @@ and what content-addressed ids are computed over.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import blake3
 import msgspec
@@ -60,8 +60,8 @@ def decode_event(raw: bytes) -> Event:
         raise InvalidInput(f"unknown event type {head.type!r}", type=head.type)
     try:
         if head.schema == cls.SCHEMA:
-            return _TYPED_DECODER.decode(raw)
+            return cast(Event, _TYPED_DECODER.decode(raw))
         lifted = upcast(_HEADER_DECODER.decode(raw), target=cls.SCHEMA)
-        return msgspec.convert(lifted, Event)
+        return cast(Event, msgspec.convert(lifted, Event))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidInput(f"malformed {head.type} event: {exc}", type=head.type) from None

@@ -181,5 +181,5 @@ Event = (
 
 def event_types() -> dict[str, type[EventBase]]:
     """Map of ``type`` tag to event class, for every member of :data:`Event`."""
-    members: tuple[type[EventBase], ...] = Event.__args__  # type: ignore[attr-defined]
+    members: tuple[type[EventBase], ...] = Event.__args__
     return {str(cls.__struct_config__.tag): cls for cls in members}

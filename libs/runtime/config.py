@@ -43,7 +43,9 @@ class Config(BaseModel, frozen=True):
     )
     http_host: str = Field(default="127.0.0.1", description="Gateway HTTP bind address.")
     http_port: int = Field(default=8080, description="Gateway HTTP port.")
-    stream_replicas: int = Field(default=1, description="Replicas of the event stream (3 in a cluster).")
+    stream_replicas: int = Field(
+        default=1, description="Replicas of the event stream (3 in a cluster)."
+    )
     duplicate_window_s: float = Field(
         default=DEFAULT_DUPLICATE_WINDOW_S, ge=120.0,
         description="JetStream duplicate window in seconds (>= 120).",
@@ -53,11 +55,21 @@ class Config(BaseModel, frozen=True):
         description="Embedding backend: offline all-MiniLM-L6-v2 int8 ONNX, or an "
         "OpenAI-compatible /v1/embeddings endpoint.",
     )
-    embedder_url: str | None = Field(default=None, description="Base URL of the OpenAI-compatible embedder.")
-    embedder_api_key: str | None = Field(default=None, description="Bearer token of that embedder.")
-    embedder_model: str = Field(default="text-embedding-3-small", description="Remote model name.")
-    embedder_dim: int = Field(default=384, description="Vector dimension asked of the remote embedder.")
-    max_content_bytes: int = Field(default=65_536, description="Largest memory content accepted (UTF-8 bytes).")
+    embedder_url: str | None = Field(
+        default=None, description="Base URL of the OpenAI-compatible embedder."
+    )
+    embedder_api_key: str | None = Field(
+        default=None, description="Bearer token of that embedder."
+    )
+    embedder_model: str = Field(
+        default="text-embedding-3-small", description="Remote model name."
+    )
+    embedder_dim: int = Field(
+        default=384, description="Vector dimension asked of the remote embedder."
+    )
+    max_content_bytes: int = Field(
+        default=65_536, description="Largest memory content accepted (UTF-8 bytes)."
+    )
     max_request_bytes: int = Field(default=262_144, description="Largest command body accepted.")
     read_your_writes_timeout_s: float = Field(
         default=5.0, description="Longest a query with after_seq waits for the projection."

@@ -14,7 +14,9 @@ import structlog
 __all__ = ["configure_logging", "get_logger"]
 
 
-def configure_logging(fmt: str = "console", level: str = "info", service: str | None = None) -> None:
+def configure_logging(
+    fmt: str = "console", level: str = "info", service: str | None = None
+) -> None:
     """Configure structlog (and the stdlib root logger) for this process."""
     level_no = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     renderer: structlog.types.Processor = (

@@ -58,7 +58,7 @@ def apply_migrations(
             " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))"
         )
         done = {
-            row[0] for row in conn.execute(
+            int(row[0]) for row in conn.execute(  # type: ignore[index]
                 "SELECT version FROM schema_migrations WHERE component = %s", (component,)
             )
         }

@@ -129,7 +129,7 @@ class PostgresServer:
                 raise RuntimeError(f"postgres exited with {self.process.returncode}")
             ready = subprocess.run(
                 [str(_bin_dir() / "pg_isready"), "-h", str(self.socket_dir), "-U", "postgres"],
-                capture_output=True,
+                capture_output=True, check=False,
             )
             if ready.returncode == 0:
                 return
@@ -140,7 +140,9 @@ class PostgresServer:
         import psycopg
 
         with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
             if exists is None:
                 conn.execute(f'CREATE DATABASE "{name}"')
 

@@ -1,0 +1,84 @@
+"""A small HTTP client of the gateway, used by the ``mnemos`` verbs and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from libs.events.errors import MnemosError, Unavailable, error_from_code
+from libs.runtime.config import Config
+
+__all__ = ["GatewayClient", "gateway_url"]
+
+
+def gateway_url(config: Config) -> str:
+    """``MNEMOS_GATEWAY_URL``, else the URL a running ``mnemos up`` recorded, else the default."""
+    explicit = os.environ.get("MNEMOS_GATEWAY_URL")
+    if explicit:
+        return explicit.rstrip("/")
+    runtime = Path(config.home).expanduser() / "runtime.json"
+    if runtime.exists():
+        return str(json.loads(runtime.read_text())["http_url"])
+    return f"http://{config.http_host}:{config.http_port}"
+
+
+class GatewayClient:
+    """Typed calls to the HTTP API; errors come back as :class:`MnemosError` subclasses."""
+
+    def __init__(self, base_url: str, principal: str = "cli", timeout_s: float = 30.0) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s,
+                                  headers={"X-Mnemos-Principal": principal})
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"gateway unreachable at {self._http.base_url}: {exc}") from exc
+        body = response.json() if response.content else None
+        if response.status_code >= 400:
+            error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+            raise error_from_code(error.get("code", "internal"),
+                                  error.get("message", response.text), error.get("detail"))
+        return body
+
+    def remember(self, ns: str, content: str, **fields: Any) -> dict[str, Any]:
+        """Create a memory; returns the command result (ids, seq)."""
+        result: dict[str, Any] = self._call("POST", f"/v1/{ns}/memories",
+                                            json={"content": content, **fields})
+        return result
+
+    def get(self, ns: str, memory_id: str, after_seq: int | None = None) -> dict[str, Any]:
+        """One memory with its provenance."""
+        params = {"after_seq": after_seq} if after_seq is not None else {}
+        result: dict[str, Any] = self._call("GET", f"/v1/{ns}/memories/{memory_id}", params=params)
+        return result
+
+    def history(self, ns: str, memory_id: str) -> dict[str, Any]:
+        """Versions and events of one memory."""
+        result: dict[str, Any] = self._call("GET", f"/v1/{ns}/memories/{memory_id}/history")
+        return result
+
+    def search(self, ns: str, query: str, k: int = 5, after_seq: int | None = None,
+               mode: str = "hybrid") -> dict[str, Any]:
+        """Hybrid search."""
+        params: dict[str, Any] = {"q": query, "k": k, "mode": mode}
+        if after_seq is not None:
+            params["after_seq"] = after_seq
+        result: dict[str, Any] = self._call("GET", f"/v1/{ns}/search", params=params)
+        return result
+
+    def ready(self) -> bool:
+        """Whether the gateway reports ready."""
+        try:
+            return self._http.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def describe_error(exc: MnemosError) -> str:
+    """One line for people."""
+    return f"error [{exc.code}]: {exc.message}"

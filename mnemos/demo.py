@@ -1,0 +1,42 @@
+"""A short demonstration run by ``mnemos up --demo``: write, read back, search."""
+
+from __future__ import annotations
+
+import sys
+
+from mnemos.client import GatewayClient
+
+__all__ = ["run_demo"]
+
+_MEMORIES = [
+    ("The user prefers dark mode in every editor.", ["preference", "ui"]),
+    ("Quarterly revenue grew 12% to 4.2M EUR in Q3 2026.", ["finance"]),
+    ("Deploys happen on Tuesdays after the 10:00 standup.", ["process"]),
+]
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def run_demo(http_url: str, ns: str = "demo") -> None:
+    """Remember three facts, read one back with its provenance, and search in plain words."""
+    client = GatewayClient(http_url, principal="demo")
+    last_seq = 0
+    _say(f"Demo in namespace '{ns}':")
+    first_id = ""
+    for content, tags in _MEMORIES:
+        result = client.remember(ns, content, tags=tags,
+                                 actor={"agent_id": "demo-agent", "model": "none"})
+        last_seq = max(last_seq, int(result["seq"]))
+        first_id = first_id or str(result["memory_id"])
+        _say(f"  remembered {result['memory_id']} at stream seq {result['seq']}: {content}")
+    memory = client.get(ns, first_id, after_seq=last_seq)
+    _say(f"  read back {first_id}: by {memory.get('created_by')}, tags {memory.get('tags')}")
+    for query in ("what theme does the user like", "how much did revenue grow"):
+        found = client.search(ns, query, k=1, after_seq=last_seq)
+        hits = found.get("results", [])
+        top = hits[0]["content"] if hits else "(nothing)"
+        _say(f"  search {query!r} -> {top}")
+    _say("Demo done; the system keeps running. Ctrl-C stops it.")
