@@ -12,10 +12,12 @@ import typer
 from libs.events.errors import MnemosError
 from libs.runtime.config import load_config
 from mnemos.serve import SERVICES, run_service
+from services.auditor.cli import app as audit_app
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app.add_typer(audit_app, name="audit")
 
 NS_OPTION = typer.Option("default", "--ns", help="Namespace (tenant): [a-z0-9_-]{1,64}.")
 

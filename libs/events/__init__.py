@@ -39,6 +39,8 @@ from libs.events.ids import (
 from libs.events.model import (
     AGGREGATE_MEMORY,
     Actor,
+    AuditCheckpointSigned,
+    AuditCheckpointSignedData,
     Event,
     EventBase,
     MemoryCreated,
@@ -91,6 +93,8 @@ __all__ = [
     "HDR_MSG_ID",
     "JS_ERR_WRONG_LAST_SEQUENCE",
     "Actor",
+    "AuditCheckpointSigned",
+    "AuditCheckpointSignedData",
     "CommandActor",
     "CommandBase",
     "CommandResult",

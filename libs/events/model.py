@@ -16,6 +16,8 @@ import msgspec
 __all__ = [
     "AGGREGATE_MEMORY",
     "Actor",
+    "AuditCheckpointSigned",
+    "AuditCheckpointSignedData",
     "Event",
     "EventBase",
     "MemoryCreated",
@@ -168,6 +170,27 @@ class MemoryForgotten(EventBase, frozen=True, tag="MemoryForgotten"):
     data: MemoryForgottenData
 
 
+class AuditCheckpointSignedData(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Payload of :class:`AuditCheckpointSigned`: a signed audit-chain head (hex, see PROOF.md)."""
+
+    seq: int
+    link: str
+    at: str
+    public_key: str
+    signature: str
+
+
+class AuditCheckpointSigned(EventBase, frozen=True, tag="AuditCheckpointSigned"):
+    """The auditor signed the chain head ``(seq, link, at)`` with its Ed25519 key.
+
+    Aggregate ``audit``, id ``chain``, namespace ``system``; not a memory event.
+    """
+
+    data: AuditCheckpointSignedData
+
+
 Event = (
     MemoryCreated
     | MemoryRevised
@@ -175,6 +198,7 @@ Event = (
     | MemoryMetadataChanged
     | MemoryLinked
     | MemoryForgotten
+    | AuditCheckpointSigned
 )
 """Every event type Mnemos appends to its stream."""
 

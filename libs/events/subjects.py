@@ -12,21 +12,32 @@ __all__ = [
     "COMMAND_WILDCARD",
     "DEADLETTER_WILDCARD",
     "EVENT_WILDCARD",
+    "QUERY_QUEUE_GROUP",
+    "QUERY_WILDCARD",
     "command_subject",
     "deadletter_subject",
     "event_subject",
     "parse_command_subject",
+    "parse_query_subject",
+    "query_subject",
 ]
 
 EVENT_PREFIX: Final = "mnemos.evt"
 COMMAND_PREFIX: Final = "mnemos.cmd"
 DEADLETTER_PREFIX: Final = "mnemos.dlq"
+QUERY_PREFIX: Final = "mnemos.qry"
 
 EVENT_WILDCARD: Final = f"{EVENT_PREFIX}.>"
 """Every event subject; the subjects of the ``MNEMOS_EVENTS`` stream."""
 
 COMMAND_WILDCARD: Final = f"{COMMAND_PREFIX}.*.*"
 """Every command subject: ``mnemos.cmd.<ns>.<command>``."""
+
+QUERY_WILDCARD: Final = f"{QUERY_PREFIX}.*.*"
+"""Every query subject: ``mnemos.qry.<ns>.<query>`` (request-reply, answered by the gateway)."""
+
+QUERY_QUEUE_GROUP: Final = "mnemos-query"
+"""Queue group of the gateway's query subscription."""
 
 DEADLETTER_WILDCARD: Final = f"{DEADLETTER_PREFIX}.>"
 """Every dead-letter subject; the subjects of the ``MNEMOS_DEADLETTER`` stream."""
@@ -58,6 +69,19 @@ def parse_command_subject(subject: str) -> tuple[str, str]:
     if len(parts) != 4 or ".".join(parts[:2]) != COMMAND_PREFIX:
         raise InvalidInput("not a command subject", subject=subject[:200])
     return validate_namespace(parts[2]), validate_token(parts[3], "command")
+
+
+def query_subject(ns: str, query: str) -> str:
+    """``mnemos.qry.<ns>.<query>``, each token validated."""
+    return f"{QUERY_PREFIX}.{validate_namespace(ns)}.{validate_token(query, 'query')}"
+
+
+def parse_query_subject(subject: str) -> tuple[str, str]:
+    """Split a query subject into validated ``(namespace, query)``."""
+    parts = subject.split(".")
+    if len(parts) != 4 or ".".join(parts[:2]) != QUERY_PREFIX:
+        raise InvalidInput("not a query subject", subject=subject[:200])
+    return validate_namespace(parts[2]), validate_token(parts[3], "query")
 
 
 def deadletter_subject(consumer: str, ns: str) -> str:

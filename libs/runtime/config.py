@@ -74,6 +74,14 @@ class Config(BaseModel, frozen=True):
     read_your_writes_timeout_s: float = Field(
         default=5.0, description="Longest a query with after_seq waits for the projection."
     )
+    audit_checkpoint_events: int = Field(
+        default=10_000, ge=1,
+        description="The auditor signs a checkpoint of the chain head every this many events.",
+    )
+    audit_checkpoint_interval_s: float = Field(
+        default=60.0, gt=0,
+        description="… or this many seconds after the last checkpoint, if new events arrived.",
+    )
     log_format: Literal["console", "json"] = Field(default="console", description="Log renderer.")
     log_level: str = Field(default="info", description="Minimum log level.")
 

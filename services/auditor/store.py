@@ -1,0 +1,256 @@
+"""Postgres adapter of the audit chain: the writer's lock and appends, and bounded readers.
+
+Only the holder of a session advisory lock (one per schema) extends the chain; the lock is
+taken on the very connection that commits the rows, so losing the connection loses the lock
+and the commit together. The table's primary key and its continuity trigger (see the
+migration) refuse a fork even from a writer that bypassed the lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import blake3
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from libs.runtime.database import search_path_options
+from libs.runtime.migrations import apply_migrations
+from services.auditor.chain import GENESIS_LINK, ChainRow, Head, StoredRow
+from services.auditor.checkpoint import Checkpoint
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "ChainStore",
+    "CheckpointRecord",
+    "Conn",
+    "connect",
+    "iter_rows",
+    "lock_key",
+    "migrate",
+]
+
+MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
+_ZERO32: Final = bytes(32)
+_COPY_ROWS: Final = (
+    "COPY audit_chain (seq, event_id, event_hash, prev_link, link) FROM STDIN (FORMAT BINARY)"
+)
+_COPY_TYPES: Final = ("int8", "text", "bytea", "bytea", "bytea")
+
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+
+
+def migrate(database_url: str, schema: str) -> list[int]:
+    """Apply the auditor's migrations into ``schema`` (blocking; run in a thread)."""
+    with psycopg.connect(database_url) as conn:
+        return apply_migrations(conn, "auditor", MIGRATIONS_DIR, schema)
+
+
+async def connect(database_url: str, schema: str, autocommit: bool = False) -> Conn:
+    """A dict-row connection whose unqualified names resolve in ``schema``.
+
+    Plain psycopg rather than ``libs.runtime.database``: the audit tables hold no vectors, so
+    the auditor does not depend on pgvector being registered (or installed) first.
+    """
+    return await psycopg.AsyncConnection.connect(
+        database_url, options=search_path_options(schema), autocommit=autocommit,
+        row_factory=dict_row)
+
+
+def lock_key(schema: str) -> int:
+    """The advisory-lock key of the chain in ``schema`` (a signed 64-bit integer)."""
+    digest = blake3.blake3(f"mnemos.auditor.writer:{schema}".encode()).digest(length=8)
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """A signed checkpoint with the ids of the event that announces it."""
+
+    checkpoint: Checkpoint
+    event_id: str
+    command_id: str
+    published_seq: int | None = None
+
+
+def _record(row: dict[str, Any]) -> CheckpointRecord:
+    return CheckpointRecord(
+        Checkpoint(seq=int(row["seq"]), link=bytes(row["link"]).hex(), at=str(row["at"]),
+                   public_key=str(row["public_key"]), signature=str(row["signature"])),
+        str(row["event_id"]), str(row["command_id"]),
+        None if row["published_seq"] is None else int(row["published_seq"]),
+    )
+
+
+class ChainStore:
+    """Queries and statements over one connection (not shared between tasks)."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    async def try_lock(self, schema: str) -> bool:
+        """Take the writer lock of ``schema`` if free; it lasts as long as the session."""
+        async with self.conn.transaction():
+            cur = await self.conn.execute("SELECT pg_try_advisory_lock(%s) AS got",
+                                          (lock_key(schema),))
+            row = await cur.fetchone()
+        return bool(row and row["got"])
+
+    async def ensure_genesis(self) -> None:
+        """Write the genesis row and the head row once."""
+        async with self.conn.transaction():
+            await self.conn.execute(
+                "INSERT INTO audit_chain (seq, event_id, event_hash, prev_link, link) "
+                "VALUES (0, NULL, %s, %s, %s) ON CONFLICT (seq) DO NOTHING",
+                (_ZERO32, _ZERO32, GENESIS_LINK),
+            )
+            await self.conn.execute(
+                "INSERT INTO audit_head (seq, link) VALUES (0, %s) ON CONFLICT DO NOTHING",
+                (GENESIS_LINK,),
+            )
+
+    async def tail(self) -> Head:
+        """The last stored link (genesis if the chain is empty)."""
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT seq, link FROM audit_chain ORDER BY seq DESC LIMIT 1")
+            row = await cur.fetchone()
+        return Head(0, GENESIS_LINK) if row is None else Head(int(row["seq"]), bytes(row["link"]))
+
+    async def recorded_head(self) -> Head | None:
+        """The head the writer last committed, or None before the first start."""
+        async with self.conn.transaction():
+            cur = await self.conn.execute("SELECT seq, link FROM audit_head")
+            row = await cur.fetchone()
+        return None if row is None else Head(int(row["seq"]), bytes(row["link"]))
+
+    async def append(self, rows: Sequence[ChainRow], head: Head,
+                     checkpoint: CheckpointRecord | None) -> None:
+        """Commit ``rows``, the new head and an optional checkpoint in one transaction."""
+        async with self.conn.transaction():
+            async with self.conn.cursor() as cur, cur.copy(_COPY_ROWS) as copy:
+                copy.set_types(_COPY_TYPES)
+                for row in rows:
+                    await copy.write_row(
+                        (row.seq, row.event_id, row.event_hash, row.prev_link, row.link))
+            await self.conn.execute(
+                "UPDATE audit_head SET seq = %s, link = %s, updated_at = now()",
+                (head.seq, head.link),
+            )
+            if checkpoint is not None:
+                await self._insert_checkpoint(checkpoint)
+
+    async def _insert_checkpoint(self, record: CheckpointRecord) -> None:
+        cp = record.checkpoint
+        await self.conn.execute(
+            "INSERT INTO audit_checkpoints (seq, link, at, public_key, signature, event_id, "
+            "command_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (cp.seq, bytes.fromhex(cp.link), cp.at, cp.public_key, cp.signature,
+             record.event_id, record.command_id),
+        )
+
+    async def last_checkpoint(self) -> CheckpointRecord | None:
+        """The newest signed checkpoint."""
+        found = await self._checkpoints("ORDER BY seq DESC LIMIT 1")
+        return found[0] if found else None
+
+    async def unpublished_checkpoints(self) -> list[CheckpointRecord]:
+        """Checkpoints committed but not yet confirmed in the stream (crash in between)."""
+        return await self._checkpoints("WHERE published_seq IS NULL ORDER BY seq")
+
+    async def checkpoint_covering(self, seq: int, latest: bool) -> CheckpointRecord | None:
+        """The latest checkpoint, or the first one at or after ``seq``."""
+        where = "ORDER BY seq DESC LIMIT 1" if latest else "WHERE seq >= %s ORDER BY seq LIMIT 1"
+        found = await self._checkpoints(where, () if latest else (seq,))
+        return found[0] if found and found[0].checkpoint.seq >= seq else None
+
+    async def _checkpoints(self, clause: str, params: tuple[Any, ...] = ()
+                           ) -> list[CheckpointRecord]:
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT seq, link, at, public_key, signature, event_id, command_id, "
+                f"published_seq FROM audit_checkpoints {clause}", params)
+            return [_record(row) for row in await cur.fetchall()]
+
+    async def mark_published(self, seq: int, published_seq: int) -> None:
+        """Record where the checkpoint's event landed in the stream."""
+        async with self.conn.transaction():
+            await self.conn.execute(
+                "UPDATE audit_checkpoints SET published_seq = %s WHERE seq = %s",
+                (published_seq, seq))
+
+    async def record_incident(self, kind: str, seq: int | None, detail: str) -> None:
+        """Keep something the writer noticed, for verification reports and operators."""
+        async with self.conn.transaction():
+            await self.conn.execute(
+                "INSERT INTO audit_incidents (kind, seq, detail) VALUES (%s, %s, %s)",
+                (kind, seq, detail))
+
+    async def incidents(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent incidents, newest first."""
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT id, at, kind, seq, detail FROM audit_incidents ORDER BY id DESC "
+                "LIMIT %s", (limit,))
+            return list(await cur.fetchall())
+
+    async def row(self, seq: int) -> StoredRow | None:
+        """One stored link."""
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT seq, event_id, event_hash, link FROM audit_chain WHERE seq = %s", (seq,))
+            row = await cur.fetchone()
+        return None if row is None else _stored(row)
+
+    async def seq_of_event(self, event_id: str) -> int | None:
+        """The stream sequence at which ``event_id`` was chained."""
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT seq FROM audit_chain WHERE event_id = %s ORDER BY seq LIMIT 1",
+                (event_id,))
+            row = await cur.fetchone()
+        return None if row is None else int(row["seq"])
+
+    async def last_verified(self) -> tuple[int, bytes] | None:
+        """``(to_seq, to_link)`` of the newest successful verification."""
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT to_seq, to_link FROM audit_verifications WHERE ok AND to_link IS NOT NULL"
+                " ORDER BY to_seq DESC, id DESC LIMIT 1")
+            row = await cur.fetchone()
+        return None if row is None else (int(row["to_seq"]), bytes(row["to_link"]))
+
+    async def record_verification(self, mode: str, started_at: object, from_seq: int,
+                                  to_seq: int, to_link: bytes | None, ok: bool,
+                                  report: dict[str, Any]) -> None:
+        """Keep a verification run; a successful one is the next incremental start."""
+        async with self.conn.transaction():
+            await self.conn.execute(
+                "INSERT INTO audit_verifications (mode, started_at, from_seq, to_seq, to_link, "
+                "ok, report) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (mode, started_at, from_seq, to_seq, to_link, ok, Jsonb(report)))
+
+
+def _stored(row: dict[str, Any]) -> StoredRow:
+    return StoredRow(int(row["seq"]), row["event_id"], bytes(row["event_hash"]),
+                     bytes(row["link"]))
+
+
+async def iter_rows(conn: Conn, first: int, last: int | None, name: str = "audit_rows",
+                    page: int = 2000) -> AsyncIterator[StoredRow]:
+    """Stored links ``first..last`` in order through a server-side cursor (bounded memory).
+
+    Must run inside a transaction of ``conn``.
+    """
+    bound = "" if last is None else " AND seq <= %(last)s"
+    async with conn.cursor(name=name) as cur:
+        cur.itersize = page
+        await cur.execute(
+            "SELECT seq, event_id, event_hash, link FROM audit_chain "
+            f"WHERE seq >= %(first)s{bound} ORDER BY seq", {"first": first, "last": last})
+        async for row in cur:
+            yield _stored(row)

@@ -1,0 +1,201 @@
+"""Command handling, shared by the NATS and HTTP transports: decode, deduplicate, decide, append.
+
+One command becomes at most one append. The order of the idempotency guards:
+
+1. a client-supplied ``command_id`` already in ``command_results`` (projected) -> its result;
+2. the command id already applied on the addressed memory (folded from the stream, so this holds
+   even when the read models lag and the duplicate window has passed) -> its result;
+3. JetStream's duplicate window (same ``Nats-Msg-Id``) -> the stored original.
+
+Every answer for a repeat carries ``duplicate=True`` and appends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Final
+
+import psycopg
+import structlog
+
+from libs.events import (
+    COMMANDS,
+    Actor,
+    CommandBase,
+    CommandResult,
+    Conflict,
+    InvalidInput,
+    Link,
+    MnemosError,
+    PayloadTooLarge,
+    Remember,
+    decode_command,
+    new_command_id,
+    validate_command_id,
+    validate_id,
+    validate_namespace,
+)
+from libs.runtime.config import Config
+from libs.runtime.logging import get_logger
+from services.command.domain import (
+    DecisionContext,
+    MemoryState,
+    decide,
+    result_for,
+    target_of,
+)
+from services.command.event_store import EventStore, WrongExpectedSequence
+from services.command.metrics import COMMAND_SECONDS, COMMANDS_HANDLED
+from services.command.read_models import ReadModels
+
+__all__ = ["ANONYMOUS", "MAX_APPEND_ATTEMPTS", "CommandService", "validate_principal"]
+
+log = get_logger(__name__)
+
+ANONYMOUS: Final = "anonymous"
+"""Principal recorded when the transport names none."""
+MAX_PRINCIPAL_CHARS: Final = 256
+MAX_APPEND_ATTEMPTS: Final = 5
+"""Reload-and-retry rounds for a command *without* ``expected_version`` that lost a race."""
+
+
+def validate_principal(value: str | None) -> str:
+    """The principal a transport reported (absent -> ``anonymous``), checked for sanity."""
+    if value is None or value == "":
+        return ANONYMOUS
+    if len(value) > MAX_PRINCIPAL_CHARS or not value.isprintable():
+        raise InvalidInput(
+            f"principal must be 1-{MAX_PRINCIPAL_CHARS} printable characters", field="principal"
+        )
+    return value
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CommandService:
+    """Handles every command; both transports call :meth:`handle`."""
+
+    def __init__(self, store: EventStore, read_models: ReadModels | None, config: Config,
+                 clock: Callable[[], datetime] = _utc_now) -> None:
+        self._store = store
+        self._read_models = read_models
+        self._config = config
+        self._clock = clock
+
+    async def handle(self, ns: str, name: str, body: bytes, principal: str | None
+                     ) -> CommandResult:
+        """Validate and apply command ``name`` for namespace ``ns``; raise MnemosError on failure.
+
+        Nothing is appended unless the command is valid and its decision succeeds.
+        """
+        label = name if name in COMMANDS else "unknown"
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._handle(ns, name, body, principal)
+            outcome = "duplicate" if result.duplicate else "ok"
+            return result
+        except MnemosError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            COMMANDS_HANDLED.labels(label, outcome).inc()
+            COMMAND_SECONDS.labels(label).observe(time.perf_counter() - started)
+
+    async def _handle(self, ns: str, name: str, body: bytes, principal: str | None
+                      ) -> CommandResult:
+        ns = validate_namespace(ns)
+        if len(body) > self._config.max_request_bytes:
+            raise PayloadTooLarge(
+                f"request body is {len(body)} bytes; the limit is "
+                f"{self._config.max_request_bytes}", limit=self._config.max_request_bytes,
+            )
+        who = validate_principal(principal)
+        command = decode_command(name, body)
+        supplied = command.command_id is not None
+        command_id = validate_command_id(command.command_id) if supplied else new_command_id()
+        correlation_id = command.correlation_id or command_id
+        with structlog.contextvars.bound_contextvars(
+            command_id=command_id, correlation_id=correlation_id, command=name, ns=ns,
+        ):
+            if supplied:
+                known = await self._known_result(ns, command_id)
+                if known is not None:
+                    log.info("command_repeated", source="command_results", seq=known.seq)
+                    return known
+            actor = Actor(principal=who, agent_id=command.actor.agent_id,
+                          model=command.actor.model, provider=command.actor.provider)
+            ctx = DecisionContext(
+                ns=ns, command_id=command_id, correlation_id=correlation_id, actor=actor,
+                at=self._clock(), max_content_bytes=self._config.max_content_bytes,
+            )
+            result = await self._decide_and_append(command, ctx)
+            log.info("command_applied", memory_id=result.memory_id, seq=result.seq,
+                     event_type=result.event_type, duplicate=result.duplicate)
+            return result
+
+    async def _known_result(self, ns: str, command_id: str) -> CommandResult | None:
+        """The projected result of a repeated command id, if any.
+
+        A read-model outage must not stop writes: the stream-side guards (per-memory applied
+        command ids, the duplicate window) still make the retry safe, so a failure here is logged
+        and skipped.
+        """
+        if self._read_models is None or not self._read_models.ready:
+            return None
+        try:
+            return await self._read_models.command_result(ns, command_id)
+        except (MnemosError, psycopg.Error) as exc:
+            log.warning("command_results_lookup_failed", error=str(exc)[:200])
+            return None
+
+    async def _decide_and_append(self, command: CommandBase, ctx: DecisionContext
+                                 ) -> CommandResult:
+        memory_id = target_of(command, ctx.ns, ctx.command_id)
+        expected_version: int | None = getattr(command, "expected_version", None)
+        for attempt in range(MAX_APPEND_ATTEMPTS):
+            if isinstance(command, Remember) and attempt == 0:
+                # A new memory has no events; JetStream checks that (expected seq 0).
+                state = MemoryState(memory_id=memory_id)
+            else:
+                state = await self._store.load(ctx.ns, memory_id)
+            seen_at = state.applied.get(ctx.command_id)
+            if seen_at is not None:
+                log.info("command_repeated", source="stream", seq=seen_at)
+                return result_for(await self._store.event_at(seen_at), seen_at, duplicate=True)
+            if expected_version is not None and expected_version != state.last_seq:
+                raise self._conflict(memory_id, expected_version, state.last_seq)
+            target = None
+            if isinstance(command, Link):
+                target_id = validate_id(command.target_memory_id, "target_memory_id")
+                target = await self._store.load(ctx.ns, target_id)
+            events = decide(state, command, ctx, target)
+            try:
+                appended = await self._store.append(ctx.ns, memory_id, events, state.last_seq)
+            except WrongExpectedSequence:
+                if expected_version is not None:
+                    current = (await self._store.load(ctx.ns, memory_id)).last_seq
+                    raise self._conflict(memory_id, expected_version, current) from None
+                log.info("append_raced", memory_id=memory_id, attempt=attempt + 1)
+                # Jitter so that writers racing on one memory do not retry in lockstep.
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            last = appended[-1]
+            return result_for(last.event, last.seq, duplicate=last.duplicate)
+        raise Conflict(
+            f"memory {memory_id} changed concurrently {MAX_APPEND_ATTEMPTS} times; retry",
+            memory_id=memory_id,
+        )
+
+    @staticmethod
+    def _conflict(memory_id: str, expected: int, actual: int) -> Conflict:
+        return Conflict(
+            f"memory {memory_id} is at revision {actual}, not the expected {expected}",
+            memory_id=memory_id, expected_version=expected, current_version=actual,
+        )

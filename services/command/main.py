@@ -1,0 +1,93 @@
+"""The gateway service: NATS command/query subscriptions and the HTTP API, until ``stop``.
+
+Start order: NATS (streams declared) -> command handling over NATS and HTTP right away ->
+read models in the background (queries answer 503 until the projector has created the schema).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import uvicorn
+
+from libs.embeddings import build_embedder
+from libs.events import InvalidInput
+from libs.runtime.config import Config
+from libs.runtime.logging import get_logger
+from libs.runtime.nats_client import connect_nats, ensure_streams
+from services.command.event_store import EventStore
+from services.command.handlers import CommandService
+from services.command.http_app import create_app
+from services.command.nats_transport import NatsGateway
+from services.command.query_api import QueryService
+from services.command.read_models import ReadModels
+
+__all__ = ["run"]
+
+log = get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service's ``stop`` event governs shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def nats_url(config: Config) -> str:
+    """The configured NATS URL, or the embedded server's local address."""
+    return config.nats_url or f"nats://127.0.0.1:{config.nats_port}"
+
+
+async def _wait_started(server: _Server, task: asyncio.Task[None]) -> None:
+    while not server.started:
+        if task.done():
+            task.result()  # re-raise why it failed (e.g. port in use)
+            raise RuntimeError("HTTP server exited before starting")
+        await asyncio.sleep(0.01)
+
+
+async def run(config: Config, stop: asyncio.Event) -> None:
+    """Run the gateway until ``stop`` is set, then drain in-flight requests and return."""
+    if not config.database_url:
+        raise InvalidInput("the gateway needs MNEMOS_DATABASE_URL (the read models' Postgres)")
+    nc = await connect_nats(nats_url(config), "mnemos-command")
+    read_models = ReadModels(config)
+    db_task = asyncio.create_task(read_models.open_when_ready(stop), name="read-models")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, config)
+        commands = CommandService(EventStore(js), read_models, config)
+        queries = QueryService(read_models, lambda: build_embedder(config))
+        gateway = NatsGateway(nc, commands, queries, config.max_request_bytes)
+        await gateway.start()
+
+        async def readiness() -> dict[str, bool]:
+            return {"nats": bool(nc.is_connected), "database": await read_models.ping()}
+
+        app = create_app(commands, queries, config.max_request_bytes, readiness)
+        server = _Server(uvicorn.Config(
+            app, host=config.http_host, port=config.http_port, log_config=None,
+            access_log=False, lifespan="off", server_header=False,
+        ))
+        http_task = asyncio.create_task(server.serve(), name="http")
+        await _wait_started(server, http_task)
+        log.info("gateway_listening", http=f"http://{config.http_host}:{config.http_port}",
+                 docs=f"http://{config.http_host}:{config.http_port}/docs",
+                 nats=nats_url(config))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopped, http_task}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        server.should_exit = True
+        await gateway.stop()
+        await http_task
+    finally:
+        db_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await db_task
+        await read_models.close()
+        await nc.drain()
+        log.info("gateway_stopped")

@@ -1,0 +1,176 @@
+"""Query orchestration shared by HTTP and NATS: read-your-writes waits, embedding the search
+text, running both retrieval sides and fusing them.
+
+All SQL lives in :mod:`services.command.queries`; this module only decides what to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from libs.embeddings import Embedder
+from libs.events import InvalidInput, MnemosError, UnknownCommand, validate_namespace
+from services.command import queries
+from services.command.fusion import reciprocal_rank_fusion
+from services.command.metrics import QUERIES, QUERY_SECONDS
+from services.command.read_models import ReadModels
+from services.command.views import (
+    GetHistory,
+    GetMemory,
+    HistoryView,
+    ListMemories,
+    MemoryPage,
+    MemoryView,
+    Search,
+    SearchHit,
+    SearchResults,
+)
+
+__all__ = ["QUERY_TYPES", "QueryService", "candidate_count"]
+
+QUERY_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
+    "get": GetMemory,
+    "list": ListMemories,
+    "history": GetHistory,
+    "search": Search,
+}
+"""Query name (last token of ``mnemos.qry.<ns>.<query>``) to its request struct."""
+
+T = TypeVar("T")
+
+
+def candidate_count(k: int) -> int:
+    """How many candidates each retrieval side contributes to the fusion of a top-``k``."""
+    return min(max(4 * k, 50), 400)
+
+
+class QueryService:
+    """Serves the four queries; every one is namespace-scoped and waits for ``after_seq``."""
+
+    def __init__(self, read_models: ReadModels, embedder: Callable[[], Embedder]) -> None:
+        self._rm = read_models
+        self._embedder_factory = embedder
+        self._embedder: Embedder | None = None
+        self._embedder_lock = asyncio.Lock()
+
+    async def _observed(self, name: str, work: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await work
+            outcome = "ok"
+            return result
+        except MnemosError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            QUERIES.labels(name, outcome).inc()
+            QUERY_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+    async def get(self, ns: str, request: GetMemory) -> MemoryView:
+        """One memory with provenance."""
+        async def work() -> MemoryView:
+            await self._rm.wait_for(request.after_seq)
+            async with self._rm.connection() as conn:
+                return await queries.get_memory(conn, ns, request.memory_id)
+
+        return await self._observed("get", work())
+
+    async def list_memories(self, ns: str, request: ListMemories) -> MemoryPage:
+        """A page of memories, newest first."""
+        async def work() -> MemoryPage:
+            await self._rm.wait_for(request.after_seq)
+            async with self._rm.connection() as conn:
+                return await queries.list_memories(conn, ns, request)
+
+        return await self._observed("list", work())
+
+    async def history(self, ns: str, request: GetHistory) -> HistoryView:
+        """Versions and events of a memory."""
+        async def work() -> HistoryView:
+            await self._rm.wait_for(request.after_seq)
+            async with self._rm.connection() as conn:
+                return await queries.history(conn, ns, request.memory_id)
+
+        return await self._observed("history", work())
+
+    async def search(self, ns: str, request: Search) -> SearchResults:
+        """Hybrid (or dense-only / lexical-only) retrieval fused by reciprocal rank."""
+        return await self._observed("search", self._search(validate_namespace(ns), request))
+
+    async def _embed(self, text: str) -> npt.NDArray[np.float32]:
+        async with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = await asyncio.to_thread(self._embedder_factory)
+        embedder = self._embedder
+        vectors = await asyncio.to_thread(embedder.embed, [text])
+        vector: npt.NDArray[np.float32] = vectors[0]
+        return vector
+
+    async def _search(self, ns: str, request: Search) -> SearchResults:
+        if not request.q.strip():
+            raise InvalidInput("q must not be blank", field="q")
+        await self._rm.wait_for(request.after_seq)
+        candidates = candidate_count(request.k)
+        # Embedding runs in a thread while the lexical side queries Postgres.
+        embedding = (
+            asyncio.ensure_future(self._embed(request.q)) if request.mode != "lexical" else None
+        )
+        try:
+            async with self._rm.connection() as conn:
+                rankings: dict[str, list[str]] = {}
+                if request.mode != "dense":
+                    rankings["lexical"] = await queries.lexical_ranking(
+                        conn, ns, request, request.q, candidates
+                    )
+                if embedding is not None:
+                    rankings["dense"] = await queries.dense_ranking(
+                        conn, ns, request, await embedding, candidates
+                    )
+                fused = reciprocal_rank_fusion(rankings, limit=request.k)
+                found = await queries.fetch_memories(conn, ns, [hit.doc_id for hit in fused])
+        finally:
+            if embedding is not None and not embedding.done():
+                embedding.cancel()
+        hits = [
+            SearchHit(
+                memory=found[hit.doc_id], score=hit.score, matched=sorted(hit.ranks),
+                dense_rank=hit.ranks.get("dense"), lexical_rank=hit.ranks.get("lexical"),
+            )
+            for hit in fused
+            if hit.doc_id in found  # forgotten between ranking and fetching
+        ]
+        return SearchResults(q=request.q, mode=request.mode, hits=hits)
+
+    async def handle(self, ns: str, name: str, body: bytes, principal: str | None) -> Any:
+        """NATS entry: decode ``body`` as query ``name``'s request and run it."""
+        cls = QUERY_TYPES.get(name)
+        if cls is None:
+            raise UnknownCommand(f"unknown query {name!r}", known=sorted(QUERY_TYPES))
+        ns = validate_namespace(ns)
+        request = decode_request(cls, body or b"{}")
+        if isinstance(request, GetMemory):
+            return await self.get(ns, request)
+        if isinstance(request, ListMemories):
+            return await self.list_memories(ns, request)
+        if isinstance(request, GetHistory):
+            return await self.history(ns, request)
+        assert isinstance(request, Search)
+        return await self.search(ns, request)
+
+
+def decode_request(cls: type[T], body: bytes) -> T:
+    """Decode a JSON query request; malformed or invalid input is :class:`InvalidInput`."""
+    try:
+        return msgspec.json.decode(body, type=cls)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}") from None

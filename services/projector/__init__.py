@@ -1,0 +1,1 @@
+"""The projector: folds the event stream into the Postgres + pgvector read models."""

@@ -1,0 +1,115 @@
+"""A digest of the read models: equal for two databases projected from the same stream.
+
+blake3 over a canonical dump (sorted-key JSON per row, rows in primary-key order, timestamps in
+UTC) of every read-model table, every column included by default so that a new column is covered
+without touching this file. Left out, each for a reason:
+
+- ``memories.tsv``: generated from ``content`` by Postgres.
+- embedding floats: the vector of a text depends on the other texts of its embedding batch
+  (padding changes the ONNX matmul shapes, so the last bits differ), so bitwise equality is not a
+  property of the system. The digest keeps what determines them: ``embedding_model`` and the
+  vector's dimension, next to the ``content_hash`` the cache is keyed by.
+- ``projection_checkpoints.updated_at``, ``dead_letters.at``: wall-clock times of projecting.
+- ``embedding_cache`` (a cache, not a read model) and ``schema_migrations`` (bookkeeping).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import blake3
+import msgspec
+import psycopg
+from psycopg import sql
+
+__all__ = ["DIGEST_TABLES", "read_model_digest", "row_counts"]
+
+DIGEST_TABLES: Final[dict[str, tuple[str, ...]]] = {
+    "read_model_settings": ("key",),
+    "projection_checkpoints": ("name",),
+    "memories": ("ns", "memory_id"),
+    "memory_versions": ("ns", "memory_id", "version_id"),
+    "memory_events": ("ns", "memory_id", "seq"),
+    "memory_links": ("ns", "memory_id", "target_memory_id", "relation"),
+    "command_results": ("ns", "command_id"),
+    "dead_letters": ("consumer", "seq"),
+}
+"""Each table of the digest with its primary key (the dump order)."""
+
+_EXCLUDED: Final = {
+    "memories": {"tsv"},
+    "projection_checkpoints": {"updated_at"},
+    "dead_letters": {"at"},
+}
+_INTEGER_KEYS: Final = {"seq"}
+_VECTOR_COLUMNS: Final = {("memories", "embedding")}
+
+_ENCODER: Final = msgspec.json.Encoder(order="sorted")
+
+AnyConn = psycopg.AsyncConnection[dict[str, object]]
+
+
+async def _columns(conn: AnyConn, table: str) -> list[str]:
+    cur = await conn.execute(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+        (table,), prepare=False,
+    )
+    excluded = _EXCLUDED.get(table, set())
+    return [str(row["column_name"]) for row in await cur.fetchall()
+            if row["column_name"] not in excluded]
+
+
+def _select_list(table: str, columns: list[str]) -> sql.Composable:
+    parts: list[sql.Composable] = []
+    for column in columns:
+        if (table, column) in _VECTOR_COLUMNS:
+            parts.append(sql.SQL("vector_dims({0}) AS {0}").format(sql.Identifier(column)))
+        else:
+            parts.append(sql.Identifier(column))
+    return sql.SQL(", ").join(parts)
+
+
+def _order_by(key: tuple[str, ...]) -> sql.Composable:
+    # Byte order for text keys: the same in every database whatever its default collation.
+    return sql.SQL(", ").join(
+        sql.Identifier(k) if k in _INTEGER_KEYS
+        else sql.SQL('{} COLLATE "C"').format(sql.Identifier(k))
+        for k in key
+    )
+
+
+async def read_model_digest(conn: AnyConn) -> str:
+    """Hex blake3 digest of the read models in the connection's schema (its search path).
+
+    Runs in one repeatable-read snapshot so a projector committing meanwhile cannot tear it;
+    ``conn`` must be in autocommit mode (not inside a transaction).
+    """
+    hasher = blake3.blake3()
+    async with conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        await conn.execute("SET LOCAL TimeZone = 'UTC'")
+        for table, key in DIGEST_TABLES.items():
+            columns = await _columns(conn, table)
+            hasher.update(_ENCODER.encode({"table": table, "columns": columns}) + b"\n")
+            query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
+                _select_list(table, columns), sql.Identifier(table),
+                _order_by(key),
+            )
+            async with conn.cursor(name=f"digest_{table}") as cur:
+                await cur.execute(query)
+                async for row in cur:
+                    hasher.update(_ENCODER.encode([row[c] for c in columns]) + b"\n")
+    return hasher.hexdigest()
+
+
+async def row_counts(conn: AnyConn) -> dict[str, int]:
+    """Rows per read-model table in the connection's schema."""
+    counts: dict[str, int] = {}
+    for table in DIGEST_TABLES:
+        cur = await conn.execute(
+            sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table)), prepare=False
+        )
+        row = await cur.fetchone()
+        counts[table] = int(str(row["n"])) if row else 0
+    return counts

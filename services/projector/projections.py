@@ -1,0 +1,310 @@
+"""Projections: one small pure function per event type, from an event to the SQL that applies it.
+
+Nothing here does I/O. A projection checks the event's invariants and returns
+:class:`Statement`\\ s; the batch applier runs them in the batch's transaction and compares each
+statement's row count with what it expects, so an event that contradicts the read model (revising
+a memory that does not exist, a parent that is not the head …) fails loudly and is dead-lettered
+instead of being half-applied.
+
+Set semantics (tags, metadata keys) are computed by Postgres from the current row, so a projection
+needs no read of the state it changes. Tag order uses the ``C`` collation: byte order, the same
+in every database whatever its locale, so replays compare equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, LiteralString
+
+import numpy as np
+import numpy.typing as npt
+
+from libs.events import (
+    AGGREGATE_MEMORY,
+    Event,
+    InvalidInput,
+    MemoryCreated,
+    MemoryForgotten,
+    MemoryLinked,
+    MemoryMetadataChanged,
+    MemoryRevised,
+    MemoryTagged,
+    canonical_bytes,
+    content_hash,
+    event_subject,
+    version_id,
+)
+
+__all__ = [
+    "Embedding",
+    "InvariantViolation",
+    "Statement",
+    "check_subject",
+    "content_of",
+    "event_type",
+    "is_projected",
+    "project",
+]
+
+
+class InvariantViolation(InvalidInput):
+    """The event cannot be applied to the read model: a poison event, never retried forever."""
+
+    code = "invariant_violation"
+
+
+@dataclass(frozen=True, slots=True)
+class Embedding:
+    """The vector of a content and the model that produced it."""
+
+    model: str
+    vector: npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One SQL statement of a projection.
+
+    When ``expect_rows`` is set, a different row count means the event contradicts the read
+    model and ``error`` (formatted with the parameters) is raised as :class:`InvariantViolation`.
+    """
+
+    query: LiteralString
+    params: Mapping[str, Any] = field(default_factory=dict)
+    expect_rows: int | None = None
+    error: str = ""
+
+
+def content_of(event: Event) -> str | None:
+    """The content an event introduces (to embed), or None for events that keep the content."""
+    if isinstance(event, MemoryCreated | MemoryRevised):
+        return event.data.content
+    return None
+
+
+def is_projected(event: Event) -> bool:
+    """Whether the read models project this event type (other aggregates, e.g. the audit
+    chain's checkpoints, share the stream and are passed over)."""
+    return type(event) in _PROJECTIONS
+
+
+def check_subject(event: Event, subject: str) -> None:
+    """The subject an event was stored under must be its own.
+
+    Optimistic concurrency is per subject, so an event on a foreign subject would corrupt
+    revisions; and a token the subject builder rejects is refused here too.
+    """
+    if is_projected(event) and event.aggregate != AGGREGATE_MEMORY:
+        raise InvariantViolation(f"unexpected aggregate {event.aggregate!r}")
+    expected = event_subject(event.ns, event.aggregate, event.aggregate_id)
+    if subject != expected:
+        raise InvariantViolation(f"event stored under {subject!r}, expected {expected!r}")
+
+
+def project(event: Event, seq: int, embedding: Embedding | None) -> list[Statement]:
+    """Every statement applying ``event`` (stored at stream sequence ``seq``), in order.
+
+    ``embedding`` is the vector of the event's content (see :func:`content_of`), if any.
+    Only for events :func:`is_projected` accepts.
+    """
+    specific = _PROJECTIONS[type(event)](event, seq, embedding)
+    return [*specific, _event_row(event, seq), _command_result(event, seq)]
+
+
+def _base(event: Event, seq: int) -> dict[str, Any]:
+    """Parameters every statement may use."""
+    return {
+        "ns": event.ns,
+        "memory_id": event.aggregate_id,
+        "seq": seq,
+        "at": event.at,
+        "actor": canonical_bytes(event.actor).decode(),
+    }
+
+
+def _check_content(memory_id: str, content: str, digest: str, metadata: Mapping[str, Any],
+                   parents: list[str], claimed_version: str) -> None:
+    """Content-addressed ids must match: the embedding cache and the version DAG rely on them."""
+    if content_hash(content) != digest:
+        raise InvariantViolation("content_hash does not match the content", memory_id=memory_id)
+    if version_id(memory_id, digest, metadata, parents) != claimed_version:
+        raise InvariantViolation(
+            "version_id does not match the version's content, metadata and parents",
+            memory_id=memory_id, version_id=claimed_version,
+        )
+
+
+_TOUCH: Final = "revision = %(seq)s, updated_at = %(at)s, updated_by = %(actor)s::jsonb"
+_WHERE: Final = "WHERE ns = %(ns)s AND memory_id = %(memory_id)s"
+_MISSING: Final = "memory {memory_id} does not exist in namespace {ns}"
+
+
+def _insert_version(params: Mapping[str, Any]) -> Statement:
+    return Statement(
+        "INSERT INTO memory_versions (ns, memory_id, version_id, parent_ids, content,"
+        " content_hash, metadata, reason, actor, command_id, event_id, seq, created_at)"
+        " VALUES (%(ns)s, %(memory_id)s, %(version_id)s, %(parent_ids)s, %(content)s,"
+        " %(content_hash)s, %(metadata)s::jsonb, %(reason)s, %(actor)s::jsonb, %(command_id)s,"
+        " %(event_id)s, %(seq)s, %(at)s)",
+        params,
+    )
+
+
+def _vector(embedding: Embedding | None) -> dict[str, Any]:
+    if embedding is None:
+        return {"embedding": None, "embedding_model": None}
+    return {"embedding": embedding.vector, "embedding_model": embedding.model}
+
+
+def _created(event: MemoryCreated, seq: int, embedding: Embedding | None) -> list[Statement]:
+    data = event.data
+    if data.memory_id != event.aggregate_id:
+        raise InvariantViolation("data.memory_id differs from the aggregate id",
+                                 memory_id=data.memory_id, aggregate_id=event.aggregate_id)
+    _check_content(data.memory_id, data.content, data.content_hash, data.metadata, [],
+                   data.version_id)
+    params = {
+        **_base(event, seq), **_vector(embedding),
+        "kind": data.kind, "content": data.content, "content_hash": data.content_hash,
+        "version_id": data.version_id, "tags": sorted(set(data.tags)),
+        "metadata": canonical_bytes(data.metadata).decode(), "source": data.provenance.source,
+        "agent_id": event.actor.agent_id, "command_id": event.command_id,
+        "event_id": event.id, "parent_ids": [], "reason": None,
+    }
+    insert_memory = Statement(
+        "INSERT INTO memories (ns, memory_id, kind, content, content_hash, head_version_id,"
+        " version_count, tags, metadata, source, agent_id, created_by, updated_by,"
+        " created_command_id, created_at, updated_at, revision, embedding, embedding_model)"
+        " VALUES (%(ns)s, %(memory_id)s, %(kind)s, %(content)s, %(content_hash)s,"
+        " %(version_id)s, 1, %(tags)s, %(metadata)s::jsonb, %(source)s, %(agent_id)s,"
+        " %(actor)s::jsonb, %(actor)s::jsonb, %(command_id)s, %(at)s, %(at)s, %(seq)s,"
+        " %(embedding)s, %(embedding_model)s)"
+        " ON CONFLICT (ns, memory_id) DO NOTHING",
+        params, expect_rows=1, error="memory {memory_id} already exists in namespace {ns}",
+    )
+    return [insert_memory, _insert_version(params)]
+
+
+def _revised(event: MemoryRevised, seq: int, embedding: Embedding | None) -> list[Statement]:
+    data = event.data
+    parents = [data.parent_version_id]
+    _check_content(event.aggregate_id, data.content, data.content_hash, data.metadata, parents,
+                   data.version_id)
+    params = {
+        **_base(event, seq), **_vector(embedding),
+        "content": data.content, "content_hash": data.content_hash,
+        "version_id": data.version_id, "parent": data.parent_version_id, "parent_ids": parents,
+        "metadata": canonical_bytes(data.metadata).decode(), "reason": data.reason,
+        "command_id": event.command_id, "event_id": event.id,
+    }
+    # The WHERE on the head makes a revision of anything but the current head a violation.
+    update = Statement(
+        "UPDATE memories SET content = %(content)s, content_hash = %(content_hash)s,"
+        " head_version_id = %(version_id)s, version_count = version_count + 1,"
+        " metadata = CASE WHEN %(metadata)s::jsonb = '{}'::jsonb THEN metadata"
+        " ELSE %(metadata)s::jsonb END,"
+        " embedding = %(embedding)s, embedding_model = %(embedding_model)s, " + _TOUCH + " "
+        + _WHERE + " AND head_version_id = %(parent)s",
+        params, expect_rows=1,
+        error="memory {memory_id} does not exist in namespace {ns} or its head is not {parent}",
+    )
+    return [update, _insert_version(params)]
+
+
+def _tagged(event: MemoryTagged, seq: int, _: Embedding | None) -> list[Statement]:
+    params = {**_base(event, seq), "added": list(event.data.added),
+              "removed": list(event.data.removed)}
+    # (tags - removed) | added, deduplicated and sorted bytewise.
+    update = Statement(
+        "UPDATE memories SET tags = ARRAY(SELECT t FROM (SELECT unnest(tags) AS t"
+        " EXCEPT SELECT unnest(%(removed)s::text[]) UNION SELECT unnest(%(added)s::text[])) s"
+        ' ORDER BY t COLLATE "C"), ' + _TOUCH + " " + _WHERE,
+        params, expect_rows=1, error=_MISSING,
+    )
+    return [update]
+
+
+def _metadata_changed(
+    event: MemoryMetadataChanged, seq: int, _: Embedding | None
+) -> list[Statement]:
+    # Set, then unset: a key in both ends up unset (as the gateway's fold decides it).
+    params = {**_base(event, seq), "set": canonical_bytes(event.data.set).decode(),
+              "unset": list(event.data.unset)}
+    update = Statement(
+        "UPDATE memories SET metadata = (metadata || %(set)s::jsonb) - %(unset)s::text[], "
+        + _TOUCH + " " + _WHERE,
+        params, expect_rows=1, error=_MISSING,
+    )
+    return [update]
+
+
+def _linked(event: MemoryLinked, seq: int, _: Embedding | None) -> list[Statement]:
+    params = {**_base(event, seq), "target": event.data.target_memory_id,
+              "relation": event.data.relation}
+    touch = Statement("UPDATE memories SET " + _TOUCH + " " + _WHERE, params, expect_rows=1,
+                      error=_MISSING)
+    # A missing target violates the foreign key: an IntegrityError, hence a dead letter.
+    link = Statement(
+        "INSERT INTO memory_links (ns, memory_id, target_memory_id, relation, actor, seq,"
+        " created_at) VALUES (%(ns)s, %(memory_id)s, %(target)s, %(relation)s,"
+        " %(actor)s::jsonb, %(seq)s, %(at)s) ON CONFLICT DO NOTHING",
+        params,
+    )
+    return [touch, link]
+
+
+def _forgotten(event: MemoryForgotten, seq: int, _: Embedding | None) -> list[Statement]:
+    params = {**_base(event, seq), "reason": event.data.reason}
+    update = Statement(
+        "UPDATE memories SET forgotten_at = %(at)s, forgotten_by = %(actor)s::jsonb,"
+        " forgotten_reason = %(reason)s, " + _TOUCH + " " + _WHERE,
+        params, expect_rows=1, error=_MISSING,
+    )
+    return [update]
+
+
+def event_type(event: Event) -> str:
+    """The ``type`` tag of an event, e.g. ``MemoryCreated``."""
+    return str(type(event).__struct_config__.tag)
+
+
+def _event_row(event: Event, seq: int) -> Statement:
+    params = {
+        **_base(event, seq), "event_id": event.id, "type": event_type(event),
+        "schema": event.schema, "command_id": event.command_id,
+        "correlation_id": event.correlation_id, "data": canonical_bytes(event.data).decode(),
+    }
+    return Statement(
+        "INSERT INTO memory_events (ns, memory_id, seq, event_id, type, schema, actor,"
+        " command_id, correlation_id, at, data) VALUES (%(ns)s, %(memory_id)s, %(seq)s,"
+        " %(event_id)s, %(type)s, %(schema)s, %(actor)s::jsonb, %(command_id)s,"
+        " %(correlation_id)s, %(at)s, %(data)s::jsonb)",
+        params,
+    )
+
+
+def _command_result(event: Event, seq: int) -> Statement:
+    version = event.data.version_id if isinstance(event, MemoryCreated | MemoryRevised) else None
+    params = {"ns": event.ns, "command_id": event.command_id, "event_id": event.id,
+              "event_type": event_type(event), "memory_id": event.aggregate_id,
+              "version_id": version, "seq": seq}
+    # The first event of a command is its result; a later one (same command) keeps it.
+    return Statement(
+        "INSERT INTO command_results (ns, command_id, event_id, event_type, memory_id,"
+        " version_id, seq) VALUES (%(ns)s, %(command_id)s, %(event_id)s, %(event_type)s,"
+        " %(memory_id)s, %(version_id)s, %(seq)s) ON CONFLICT (ns, command_id) DO NOTHING",
+        params,
+    )
+
+
+_Projection = Callable[[Any, int, Embedding | None], list[Statement]]
+
+_PROJECTIONS: Final[dict[type, _Projection]] = {
+    MemoryCreated: _created,
+    MemoryRevised: _revised,
+    MemoryTagged: _tagged,
+    MemoryMetadataChanged: _metadata_changed,
+    MemoryLinked: _linked,
+    MemoryForgotten: _forgotten,
+}

@@ -1,0 +1,223 @@
+"""``mnemos replay``: rebuild the read models from the stream, verify them, swap them in.
+
+1. Project the whole stream into a fresh sibling schema ``<schema>_rebuild`` with the same
+   projection code, seeded with the live embedding cache so nothing is embedded twice.
+2. Freeze the live projector between two batches (the exclusive side of its swap fence), catch
+   the rebuild up to exactly the live checkpoint, and compare row counts and digests.
+3. With ``swap``, rename in one transaction: live -> ``<schema>_old_<utc time>``, rebuild -> live
+   (only when the digests match, unless ``force``: a replay after a projection fix is *meant* to
+   differ). The live projector notices the swap at its next batch, reconnects and resumes from
+   the rebuild's checkpoint. The old schema stays for inspection or rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from nats.js.errors import NotFoundError
+from psycopg import sql
+from tqdm import tqdm
+
+from libs.embeddings import Embedder, build_embedder
+from libs.events import EVENTS_STREAM, Conflict
+from libs.runtime.config import Config
+from libs.runtime.database import connect_async
+from libs.runtime.logging import get_logger
+from libs.runtime.nats_client import connect_nats, ensure_streams
+from services.projector.batch import CHECKPOINT_NAME
+from services.projector.digest import read_model_digest, row_counts
+from services.projector.main import database_url_of, nats_url_of
+from services.projector.runner import Projector, ProjectorSettings
+from services.projector.schema import advisory_key, prepare_schema
+
+__all__ = ["ReplayReport", "replay"]
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did; ``verified`` is None when live and rebuild could not be compared."""
+
+    live_schema: str
+    rebuild_schema: str
+    stream_last_seq: int
+    rebuilt_to_seq: int = 0
+    live_checkpoint: int | None = None
+    seconds: float = 0.0
+    rebuild_counts: dict[str, int] = field(default_factory=dict)
+    live_counts: dict[str, int] | None = None
+    rebuild_digest: str = ""
+    live_digest: str | None = None
+    verified: bool | None = None
+    swapped: bool = False
+    old_schema: str | None = None
+    note: str = ""
+
+    def summary(self) -> str:
+        """A few human-readable lines for the command line."""
+        verdict = {True: "digests match", False: "DIGESTS DIFFER", None: "not compared"}
+        lines = [
+            f"rebuilt {self.rebuild_schema} to seq {self.rebuilt_to_seq} "
+            f"(stream at {self.stream_last_seq}) in {self.seconds:.1f}s",
+            f"live {self.live_schema} checkpoint {self.live_checkpoint}: "
+            f"{verdict[self.verified]}",
+        ]
+        for table, count in self.rebuild_counts.items():
+            live = self.live_counts.get(table) if self.live_counts else None
+            lines.append(f"  {table:<24} rebuild {count:>9}   live {live}")
+        if self.swapped:
+            lines.append(f"swapped: {self.rebuild_schema} is now {self.live_schema}; "
+                         f"previous read models kept as {self.old_schema}")
+        if self.note:
+            lines.append(self.note)
+        return "\n".join(lines)
+
+
+async def replay(config: Config, swap: bool, force: bool = False, *,
+                 embedder: Embedder | None = None, progress: bool = True,
+                 stall_timeout_s: float = 5.0) -> ReplayReport:
+    """Rebuild the read models of ``config.db_schema`` from the stream; optionally swap them in.
+
+    Only one replay per schema runs at a time (:class:`Conflict` otherwise). Before comparing,
+    the live projector is waited for while its checkpoint moves (``stall_timeout_s``).
+    """
+    embedder = embedder or build_embedder(config)
+    url = database_url_of(config)
+    live, rebuild = config.db_schema, f"{config.db_schema}_rebuild"
+    started = time.monotonic()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as guard:
+        cur = await guard.execute("SELECT pg_try_advisory_lock(%s)",
+                                  (advisory_key("replay", live),))
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            raise Conflict(f"another replay of schema {live!r} is running")
+        await _fresh_schema(guard, live, rebuild, embedder.dim, url)
+        nc = await connect_nats(nats_url_of(config), "mnemos-replay")
+        try:
+            js = nc.jetstream()
+            await ensure_streams(js, config)
+            info = await js.stream_info(EVENTS_STREAM)
+            report = ReplayReport(live, rebuild, stream_last_seq=int(info.state.last_seq))
+            settings = ProjectorSettings(
+                database_url=url, schema=rebuild, consumer=f"replay_{live}", notify_channel=None,
+                publish_dead_letters=False, fenced=False,
+            )
+            with tqdm(total=report.stream_last_seq, unit="ev", desc=f"replay {live}",
+                      disable=not progress, mininterval=0.5) as bar:
+                def advance(seq: int) -> None:
+                    bar.update(seq - bar.n)
+
+                projector = Projector(settings, js, embedder, on_checkpoint=advance)
+                try:
+                    report.rebuilt_to_seq = await projector.run(
+                        asyncio.Event(), until_seq=report.stream_last_seq)
+                    await _compare_and_swap(url, report, projector, swap, force,
+                                            stall_timeout_s)
+                finally:
+                    with contextlib.suppress(NotFoundError):
+                        await js.delete_consumer(EVENTS_STREAM, settings.consumer)
+        finally:
+            await nc.close()
+    report.seconds = time.monotonic() - started
+    log.info("replay_finished", live=live, verified=report.verified, swapped=report.swapped,
+             seq=report.rebuilt_to_seq)
+    return report
+
+
+async def _fresh_schema(conn: psycopg.AsyncConnection[Any], live: str, rebuild: str, dim: int,
+                        url: str) -> None:
+    """An empty ``rebuild`` schema, migrated, holding a copy of the live embedding cache."""
+    await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(rebuild)))
+    await asyncio.to_thread(prepare_schema, url, rebuild, dim)
+    if await _exists(conn, live, "embedding_cache"):
+        await conn.execute(sql.SQL(
+            "INSERT INTO {}.embedding_cache SELECT * FROM {}.embedding_cache ON CONFLICT DO NOTHING"
+        ).format(sql.Identifier(rebuild), sql.Identifier(live)))
+
+
+async def _exists(conn: psycopg.AsyncConnection[Any], schema: str, table: str) -> bool:
+    cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.{table}",),
+                             prepare=False)
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def _live_checkpoint(conn: psycopg.AsyncConnection[Any], live: str) -> int | None:
+    if not await _exists(conn, live, "projection_checkpoints"):
+        return None
+    cur = await conn.execute(
+        sql.SQL("SELECT coalesce(max(last_seq), 0) FROM {}.projection_checkpoints"
+                " WHERE name = %s").format(sql.Identifier(live)),
+        (CHECKPOINT_NAME,), prepare=False,
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _wait_live(conn: psycopg.AsyncConnection[Any], live: str, seq: int,
+                     stall_s: float) -> None:
+    """Let a running projector reach the stream end seen by the rebuild, as long as it moves
+    (a stopped projector is given up on after ``stall_s`` without progress)."""
+    previous, deadline = None, time.monotonic() + stall_s
+    while time.monotonic() < deadline:
+        current = await _live_checkpoint(conn, live)
+        if current is None or current >= seq:
+            return
+        if current != previous:
+            previous, deadline = current, time.monotonic() + stall_s
+        await asyncio.sleep(0.1)
+
+
+async def _digest(url: str, schema: str) -> tuple[str, dict[str, int]]:
+    conn = await connect_async(url, schema, autocommit=True)
+    try:
+        return await read_model_digest(conn), await row_counts(conn)
+    finally:
+        await conn.close()
+
+
+async def _compare_and_swap(url: str, report: ReplayReport, projector: Projector, swap: bool,
+                            force: bool, stall_timeout_s: float) -> None:
+    live, rebuild = report.live_schema, report.rebuild_schema
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        await _wait_live(conn, live, report.rebuilt_to_seq, stall_timeout_s)
+        await conn.commit()
+        # Exclusive side of the swap fence: waits for the live batch in flight, blocks the next.
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("swap", live),))
+        report.live_checkpoint = await _live_checkpoint(conn, live)
+        if report.live_checkpoint is not None and report.live_checkpoint > report.rebuilt_to_seq:
+            report.rebuilt_to_seq = await projector.run(asyncio.Event(),
+                                                        until_seq=report.live_checkpoint)
+        report.rebuild_digest, report.rebuild_counts = await _digest(url, rebuild)
+        if report.live_checkpoint is None:
+            report.note = f"schema {live!r} did not exist: nothing to compare"
+        elif report.live_checkpoint < report.rebuilt_to_seq:
+            report.note = (f"live projection is behind (checkpoint {report.live_checkpoint} < "
+                           f"{report.rebuilt_to_seq}): not compared; is the projector running?")
+        else:
+            report.live_digest, report.live_counts = await _digest(url, live)
+            report.verified = report.live_digest == report.rebuild_digest
+        if swap and (report.verified is not False or force):
+            await _rename(conn, report)
+            await conn.commit()
+            report.swapped = True
+        else:
+            if swap:
+                report.note = "digests differ: not swapped (use --force to swap anyway)"
+            await conn.rollback()
+
+
+async def _rename(conn: psycopg.AsyncConnection[Any], report: ReplayReport) -> None:
+    live, rebuild = report.live_schema, report.rebuild_schema
+    if report.live_checkpoint is not None:
+        report.old_schema = f"{live}_old_{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+        await conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+            sql.Identifier(live), sql.Identifier(report.old_schema)))
+    await conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+        sql.Identifier(rebuild), sql.Identifier(live)))

@@ -1,0 +1,136 @@
+"""Search latency and recall at a given corpus size, against the gateway's real query layer.
+
+The query vectors are computed before timing starts, so latency excludes query embedding (the
+embedder's cost is reported separately by the spine benchmark). Recall@10 compares the HNSW
+(dense) ranking with exact cosine search computed in numpy over every stored vector.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg.rows import dict_row
+
+from libs.embeddings import MiniLMOnnxEmbedder
+from libs.runtime.database import search_path_options
+from services.command import queries
+from services.command.fusion import reciprocal_rank_fusion
+from services.command.query_api import candidate_count
+from services.command.views import Filters
+from tests.bench.corpus import memory_texts, query_for
+from tests.bench.harness import BenchSystem, percentile, progress, report_line
+
+__all__ = ["run_search_bench"]
+
+K = 10
+QUERIES = 200
+
+
+async def _count(system: BenchSystem, ns: str) -> int:
+    async with await psycopg.AsyncConnection.connect(system.postgres.url) as conn:
+        row = await (await conn.execute(
+            "SELECT count(*) FROM mnemos.memories WHERE ns = %s", (ns,), prepare=False
+        )).fetchone()
+        return int(row[0]) if row else 0
+
+
+async def _exact_top_k(system: BenchSystem, ns: str, vectors: npt.NDArray[np.float32]
+                       ) -> list[list[str]]:
+    async with await psycopg.AsyncConnection.connect(system.postgres.url) as conn:
+        await register_vector_async(conn)
+        cur = await conn.execute(
+            "SELECT memory_id, embedding FROM mnemos.memories"
+            " WHERE ns = %s AND forgotten_at IS NULL AND embedding IS NOT NULL",
+            (ns,), prepare=False,
+        )
+        rows = await cur.fetchall()
+    ids = [str(r[0]) for r in rows]
+    matrix = np.stack([np.asarray(r[1], dtype=np.float32) for r in rows])
+    scores = vectors @ matrix.T
+    top = np.argsort(-scores, axis=1)[:, :K]
+    return [[ids[j] for j in row] for row in top]
+
+
+async def _timed(fn: Callable[[], Awaitable[list[str]]], runs: list[float]) -> list[str]:
+    began = time.perf_counter()
+    result = await fn()
+    runs.append(time.perf_counter() - began)
+    return result
+
+
+async def run_search_bench(
+    system: BenchSystem, ns: str, size: int,
+    send: Callable[..., Awaitable[tuple[float, list[float], list[tuple[int, float]]]]],
+    wait: Callable[[BenchSystem, int], float], inflight: int,
+) -> None:
+    """Grow ``ns`` to ``size`` memories through the real pipeline, then measure search."""
+    have = await _count(system, ns)
+    if have < size:
+        progress(f"growing corpus {have} -> {size} memories through gateway + projector")
+        texts = memory_texts(size - have, seed=size)
+        last = 0
+        for start in range(0, len(texts), 5000):
+            _, _, acks = await send(system, texts[start:start + 5000], inflight)
+            last = max(last, *(seq for seq, _ in acks))
+            progress(f"  sent {min(start + 5000, len(texts))}/{len(texts)}")
+        wait(system, last)
+    rng = random.Random(size)
+    async with await psycopg.AsyncConnection.connect(system.postgres.url) as conn:
+        cur = await conn.execute("SELECT content FROM mnemos.memories WHERE ns = %s"
+                                 " ORDER BY random() LIMIT %s", (ns, QUERIES), prepare=False)
+        sample = [str(r[0]) for r in await cur.fetchall()]
+    query_texts = [query_for(t, rng) for t in sample]
+    vectors = MiniLMOnnxEmbedder.shared().embed(query_texts)
+    exact = await _exact_top_k(system, ns, vectors)
+    filters = Filters()
+    dense_ms: list[float] = []
+    lexical_ms: list[float] = []
+    hybrid_ms: list[float] = []
+    recalls: list[float] = []
+    conn = await psycopg.AsyncConnection.connect(
+        system.postgres.url, options=search_path_options("mnemos"), row_factory=dict_row,
+        autocommit=True,
+    )
+    await register_vector_async(conn)
+    candidates = candidate_count(K)
+    try:
+        for text, vector, truth in zip(query_texts, vectors, exact, strict=True):
+            dense = await _timed(
+                lambda v=vector: queries.dense_ranking(conn, ns, filters, v, K), dense_ms)
+            recalls.append(len(set(dense[:K]) & set(truth)) / K)
+            await _timed(lambda t=text: queries.lexical_ranking(conn, ns, filters, t, K),
+                         lexical_ms)
+            await _timed(lambda t=text, v=vector: _hybrid(conn, ns, filters, t, v, candidates),
+                         hybrid_ms)
+    finally:
+        await conn.close()
+    _report(size, dense_ms, lexical_ms, hybrid_ms, recalls)
+
+
+async def _hybrid(conn: Any, ns: str, filters: Filters, text: str,
+                  vector: npt.NDArray[np.float32], candidates: int) -> list[str]:
+    rankings = {
+        "lexical": await queries.lexical_ranking(conn, ns, filters, text, candidates),
+        "dense": await queries.dense_ranking(conn, ns, filters, vector, candidates),
+    }
+    fused = reciprocal_rank_fusion(rankings, limit=K)
+    found = await queries.fetch_memories(conn, ns, [hit.doc_id for hit in fused])
+    return list(found)
+
+
+def _report(size: int, dense: Sequence[float], lexical: Sequence[float],
+            hybrid: Sequence[float], recalls: Sequence[float]) -> None:
+    def fmt(xs: Sequence[float]) -> str:
+        return f"p50 {percentile(xs, 50) * 1000:.1f} ms  p95 {percentile(xs, 95) * 1000:.1f} ms"
+
+    report_line(f"search @ {size:,} dense (HNSW) top-{K}", fmt(dense))
+    report_line(f"search @ {size:,} lexical (BM25 OR) top-{K}", fmt(lexical))
+    report_line(f"search @ {size:,} hybrid (RRF, {candidate_count(K)} cand.)", fmt(hybrid))
+    report_line(f"recall@{K} HNSW vs exact @ {size:,}", f"{float(np.mean(recalls)):.3f}")

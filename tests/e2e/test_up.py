@@ -1,0 +1,85 @@
+"""``mnemos up`` as a newcomer runs it: real processes, real servers, stop, restart, data kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from libs.runtime.nats_server import free_port
+
+
+def _start(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnemos", "up"], env=env,
+        stdout=(home.parent / "up.out").open("ab"), stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "mnemos up exited early"
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError("mnemos up did not become ready")
+
+
+def _cli(env: dict[str, str], *args: str) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-m", "mnemos", *args], env=env, capture_output=True,
+                          check=True, timeout=60)
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(60)
+
+
+@pytest.mark.timeout(400)
+def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    http_port = free_port()
+    env = {**os.environ, "MNEMOS_HOME": str(home), "MNEMOS_NATS_PORT": str(free_port()),
+           "MNEMOS_HTTP_PORT": str(http_port), "MNEMOS_LOG_LEVEL": "warning"}
+    env.pop("MNEMOS_NATS_URL", None)
+    env.pop("MNEMOS_DATABASE_URL", None)
+    base = f"http://127.0.0.1:{http_port}"
+
+    process = _start(home, env)
+    try:
+        _wait_ready(base, process)
+        runtime = json.loads((home / "runtime.json").read_text())
+        assert runtime["http_url"] == base
+        created = _cli(env, "remember", "The deploy window is Tuesday 10:00", "--ns", "ops",
+                       "--tag", "process")
+        found = httpx.get(f"{base}/v1/ops/search",
+                          params={"q": "when can we deploy", "after_seq": created["seq"]},
+                          timeout=30).json()
+        assert found["results"][0]["memory_id"] == created["memory_id"]
+    finally:
+        code = _stop(process)
+    assert code == 0
+    assert not (home / "runtime.json").exists()
+
+    process = _start(home, env)
+    try:
+        _wait_ready(base, process)
+        memory = _cli(env, "get", str(created["memory_id"]), "--ns", "ops")
+        assert memory["content"] == "The deploy window is Tuesday 10:00"
+        status = _cli(env, "status")
+        assert status["stream"]["last_seq"] >= 1  # type: ignore[index]
+    finally:
+        assert _stop(process) == 0

@@ -1,0 +1,130 @@
+"""Helpers of the auditor tests and benchmark: realistic events, a running auditor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from libs.events import (
+    EVENTS_STREAM,
+    HDR_MSG_ID,
+    Actor,
+    MemoryCreated,
+    MemoryCreatedData,
+    content_hash,
+    derive_event_id,
+    encode_event,
+    event_subject,
+    new_command_id,
+    new_memory_id,
+    version_id,
+)
+from libs.runtime.config import Config
+from libs.runtime.database import search_path_options
+
+
+def memory_created(ns: str, index: int, command_id: str | None = None) -> MemoryCreated:
+    """A realistic ``MemoryCreated`` event (content-addressed ids computed as the gateway does)."""
+    command_id = command_id or new_command_id()
+    memory_id = new_memory_id()
+    content = f"Memory {index}: the user prefers dark mode and answers in short sentences."
+    digest = content_hash(content)
+    metadata: dict[str, str | int | float | bool | None] = {"i": index}
+    return MemoryCreated(
+        id=derive_event_id(ns, command_id, index), schema=MemoryCreated.SCHEMA, ns=ns,
+        aggregate="memory", aggregate_id=memory_id,
+        actor=Actor(principal="tester", agent_id="agent-1", model="m", provider="p"),
+        command_id=command_id, correlation_id=command_id, at=datetime.now(UTC),
+        data=MemoryCreatedData(
+            memory_id=memory_id, version_id=version_id(memory_id, digest, metadata, []),
+            kind="note", content=content, content_hash=digest, tags=("t",), metadata=metadata),
+    )
+
+
+async def publish_events(js: Any, count: int, ns: str = "tests") -> list[tuple[int, MemoryCreated]]:
+    """Append ``count`` events with acknowledged publishes; return ``(seq, event)`` pairs."""
+    command_id = new_command_id()
+    out = []
+    for i in range(count):
+        event = memory_created(ns, i, command_id)
+        ack = await js.publish(event_subject(ns, "memory", event.aggregate_id),
+                               encode_event(event), headers={HDR_MSG_ID: event.id})
+        out.append((int(ack.seq), event))
+    return out
+
+
+async def bulk_publish(nc: Any, js: Any, count: int, ns: str = "bench",
+                       progress: Any = None) -> None:
+    """Append many events fast: core publishes (no per-message ack), then wait for the stream."""
+    command_id = new_command_id()
+    start = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+    for i in range(count):
+        event = memory_created(ns, i, command_id)
+        await nc.publish(event_subject(ns, "memory", event.aggregate_id), encode_event(event),
+                         headers={HDR_MSG_ID: event.id})
+        if i % 2000 == 1999:
+            await nc.flush()
+            if progress is not None and i % 50_000 == 49_999:
+                progress(i + 1)
+    await nc.flush()
+    while (await js.stream_info(EVENTS_STREAM)).state.last_seq < start + count:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running_auditor(config: Config) -> AsyncIterator[asyncio.Task[None]]:
+    """Run the auditor service as a task for the duration of the block."""
+    from services.auditor.main import run
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(config, stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+def db(config: Config, autocommit: bool = True) -> psycopg.Connection[tuple[Any, ...]]:
+    """A plain tuple-row connection into the configured schema, for test assertions."""
+    assert config.database_url is not None
+    return psycopg.connect(config.database_url, options=search_path_options(config.db_schema),
+                           autocommit=autocommit)
+
+
+def chain_head(config: Config) -> int:
+    """The stored chain tail (0 if the auditor has not created its tables yet)."""
+    try:
+        with db(config) as conn:
+            row = conn.execute("SELECT max(seq) FROM audit_chain").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return 0
+    return int(row[0] or 0) if row else 0
+
+
+async def wait_for_head(config: Config, seq: int, timeout_s: float = 60.0) -> None:
+    """Block until the chain has linked ``seq``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(chain_head, config) >= seq:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"chain did not reach {seq} (at {chain_head(config)})")
+
+
+def audit_cli(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``mnemos audit <args>`` as an operator would, against ``config``'s servers."""
+    env = {**os.environ, "MNEMOS_NATS_URL": str(config.nats_url),
+           "MNEMOS_DATABASE_URL": str(config.database_url), "MNEMOS_HOME": str(config.home),
+           "MNEMOS_DB_SCHEMA": config.db_schema, "MNEMOS_LOG_LEVEL": "warning"}
+    return subprocess.run([sys.executable, "-m", "mnemos", "audit", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)

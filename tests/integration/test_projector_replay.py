@@ -1,0 +1,158 @@
+"""``mnemos replay``: rebuild from the stream, verify against live, swap while live runs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from libs.events import EventBase
+from libs.runtime.config import Config
+from services.projector.digest import read_model_digest, row_counts
+from services.projector.metrics import TRANSIENT_ERRORS
+from services.projector.replay import replay
+from tests.integration.test_projector_support import (
+    CountingEmbedder,
+    History,
+    checkpoint,
+    publish,
+    publish_all,
+    read_models,
+    rows,
+    running_projector,
+    wait_checkpoint,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _events(h: History, n: int) -> list[EventBase]:
+    created = [h.created(f"replayed fact {i}", tags=("a",)) for i in range(n)]
+    more = [h.revised(e.aggregate_id, f"replayed fact {i}, revised")
+            for i, e in enumerate(created)]
+    return [*created, *more, h.linked(created[0].aggregate_id, created[1].aggregate_id),
+            h.tagged(created[1].aggregate_id, added=("b",))]
+
+
+async def test_replay_verifies_and_swaps_while_the_projector_runs(config: Config, nats_js) -> None:
+    url = config.database_url or ""
+    h = History()
+    async with running_projector(config):
+        last = await publish_all(nats_js, _events(h, 20))
+        await nats_js.publish("mnemos.evt.team-a.memory.bad", b"not an event")  # a dead letter
+        last += 1
+        await wait_checkpoint(url, last)
+        async with read_models(url) as conn:
+            live_before = await read_model_digest(conn)
+
+        embedder = CountingEmbedder()
+        report = await replay(config, swap=True, embedder=embedder, progress=False)
+        assert embedder.texts == []  # every vector came from the copied cache
+        assert report.verified is True and report.swapped, report.summary()
+        assert report.rebuilt_to_seq == report.live_checkpoint == last
+        assert report.rebuild_digest == report.live_digest == live_before
+        assert report.rebuild_counts["dead_letters"] == 1
+        assert report.old_schema and report.old_schema.startswith("mnemos_old_")
+
+        # The running projector notices the swap and carries on in the new live schema.
+        never_published = h.created("never published")
+        after = await publish_all(nats_js, [h.created("after the swap"),
+                                            h.tagged(never_published.aggregate_id, ("x",))])
+        await wait_checkpoint(url, after, timeout_s=20)
+    async with read_models(url) as conn:
+        counts = await row_counts(conn)
+        assert counts["memory_events"] == 43  # 42 before the swap, 1 after
+        assert counts["dead_letters"] == 2  # the bad bytes, the tag of a missing memory
+    assert await checkpoint(url, report.old_schema) == last  # the old schema stopped moving
+    async with read_models(url, report.old_schema) as conn:
+        assert (await row_counts(conn))["memories"] == 20
+
+
+class SlowEmbedder(CountingEmbedder):
+    """Keeps the live projector busy (embedding) long enough for a replay to overtake it."""
+
+    def embed(self, texts):
+        time.sleep(1.5)
+        return super().embed(texts)
+
+
+async def test_a_swap_overtaking_a_lagging_projector_resumes_from_the_rebuild(
+    config: Config, nats_js
+) -> None:
+    url = config.database_url or ""
+    h = History()
+    reconnects = TRANSIENT_ERRORS.labels("mnemos")._value.get()
+    async with running_projector(config, embedder=SlowEmbedder()):
+        await wait_checkpoint(url, await publish(nats_js, h.created("warm-up")), timeout_s=10)
+        last = await publish_all(nats_js, _events(h, 5))
+        await asyncio.sleep(0.3)  # the live projector is now embedding that batch
+        report = await replay(config, swap=True, progress=False, stall_timeout_s=0.3)
+        assert report.swapped and report.verified is None, report.summary()
+        assert report.live_checkpoint == 1 and report.rebuilt_to_seq == last
+        # Its batch in flight must not be applied on top of the rebuild (it would collide):
+        # the fence sends it back to re-read the checkpoint of the swapped-in schema.
+        after = await publish(nats_js, h.created("after the swap"))
+        await wait_checkpoint(url, after, timeout_s=20)
+    assert TRANSIENT_ERRORS.labels("mnemos")._value.get() == reconnects + 1  # SchemaSwapped
+    async with read_models(url) as conn:
+        counts = await row_counts(conn)
+        assert counts["dead_letters"] == 0
+        assert counts["memory_events"] == after
+
+
+async def test_a_replay_that_differs_is_not_swapped_unless_forced(
+    config: Config, nats_js
+) -> None:
+    url = config.database_url or ""
+    h = History()
+    async with running_projector(config):
+        await wait_checkpoint(url, await publish_all(nats_js, _events(h, 3)))
+    async with read_models(url) as conn:
+        await conn.execute("UPDATE memories SET tags = '{tampered}'")  # a broken read model
+
+    report = await replay(config, swap=True, progress=False, stall_timeout_s=0.5)
+    assert report.verified is False and not report.swapped
+    assert "not swapped" in report.note
+    async with read_models(url) as conn:
+        assert {r["tags"][0] for r in await rows(conn, "SELECT tags FROM memories")} == {
+            "tampered"}
+
+    forced = await replay(config, swap=True, force=True, progress=False, stall_timeout_s=0.5)
+    assert forced.swapped and forced.verified is False
+    async with read_models(url) as conn:
+        tags = {r["tags"][0] for r in await rows(conn, "SELECT tags FROM memories")}
+        assert "tampered" not in tags
+
+
+async def test_replay_into_an_empty_database_builds_the_live_schema(
+    config: Config, nats_js
+) -> None:
+    h = History()
+    await publish_all(nats_js, _events(h, 2))
+    last = await publish(nats_js, h.created("last"))
+    report = await replay(config, swap=True, progress=False, stall_timeout_s=0.5)
+    assert report.swapped and report.verified is None and report.old_schema is None
+    assert await checkpoint(config.database_url or "") == last
+
+
+def test_the_replay_command_reports(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from libs.runtime.logging import configure_logging
+    from services.projector.cli import replay_command
+
+    for name in ("nats_url", "database_url", "home"):
+        monkeypatch.setenv(f"MNEMOS_{name.upper()}", str(getattr(config, name)))
+    app = typer.Typer()
+    app.command("replay")(replay_command)
+    app.command("noop")(lambda: None)  # two commands, so "replay" is addressed by name
+    try:
+        result = CliRunner().invoke(app, ["replay", "--swap", "--no-progress"])
+    finally:
+        # The command configures logging onto the runner's captured stderr, closed after it.
+        configure_logging("console", "warning")
+    assert result.exit_code == 0, result.output
+    assert "rebuilt mnemos_rebuild to seq 0" in result.output
+    assert "swapped: mnemos_rebuild is now mnemos" in result.output
