@@ -4,27 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from libs.events.errors import MnemosError
 from libs.runtime.config import load_config
+from libs.runtime.logging import configure_logging
 from mnemos.serve import SERVICES, run_service
 from services.auditor.cli import app as audit_app
+from services.projector.cli import replay_command
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(audit_app, name="audit")
+app.command("replay")(replay_command)
 
 NS_OPTION = typer.Option("default", "--ns", help="Namespace (tenant): [a-z0-9_-]{1,64}.")
 
 
 @app.callback()
-def _root() -> None:
+def _root(ctx: typer.Context) -> None:
     """Mnemos: a memory operating system for AI agents."""
+    config = load_config()
+    configure_logging(config.log_format, config.log_level)
+    if ctx.invoked_subcommand not in ("up", "serve"):
+        _adopt_running_system(config.home)
+
+
+def _adopt_running_system(home: Path) -> None:
+    """Operator commands reach the system a ``mnemos up`` recorded, unless told otherwise."""
+    runtime = home.expanduser() / "runtime.json"
+    if not runtime.exists():
+        return
+    recorded = json.loads(runtime.read_text())
+    os.environ.setdefault("MNEMOS_NATS_URL", recorded["nats_url"])
+    os.environ.setdefault("MNEMOS_DATABASE_URL", recorded["database_url"])
 
 
 def _emit(value: Any) -> None:

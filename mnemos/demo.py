@@ -36,7 +36,7 @@ def run_demo(http_url: str, ns: str = "demo") -> None:
     _say(f"  read back {first_id}: by {memory.get('created_by')}, tags {memory.get('tags')}")
     for query in ("what theme does the user like", "how much did revenue grow"):
         found = client.search(ns, query, k=1, after_seq=last_seq)
-        hits = found.get("results", [])
-        top = hits[0]["content"] if hits else "(nothing)"
+        hits = found.get("hits", [])
+        top = hits[0]["memory"]["content"] if hits else "(nothing)"
         _say(f"  search {query!r} -> {top}")
     _say("Demo done; the system keeps running. Ctrl-C stops it.")

@@ -21,16 +21,21 @@ async def connect_nats(url: str, name: str) -> Client:
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc), client=name)
 
+    client: Client | None = None
+
     async def on_disconnect() -> None:
+        if client is not None and (client.is_closed or client.is_draining):
+            return  # our own shutdown, not an outage
         log.warning("nats_disconnected", client=name)
 
     async def on_reconnect() -> None:
         log.info("nats_reconnected", client=name)
 
-    return await nats.connect(
+    client = await nats.connect(
         url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
         error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
     )
+    return client
 
 
 async def ensure_streams(js: JetStreamContext, config: Config) -> None:

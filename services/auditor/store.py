@@ -216,13 +216,18 @@ class ChainStore:
         return None if row is None else int(row["seq"])
 
     async def last_verified(self) -> tuple[int, bytes] | None:
-        """``(to_seq, to_link)`` of the newest successful verification."""
+        """``(to_seq, to_link)`` of the newest verification, if it succeeded.
+
+        After a failed run there is no incremental start: the next run is full, so a break
+        keeps being reported until it is resolved.
+        """
         async with self.conn.transaction():
             cur = await self.conn.execute(
-                "SELECT to_seq, to_link FROM audit_verifications WHERE ok AND to_link IS NOT NULL"
-                " ORDER BY to_seq DESC, id DESC LIMIT 1")
+                "SELECT ok, to_seq, to_link FROM audit_verifications ORDER BY id DESC LIMIT 1")
             row = await cur.fetchone()
-        return None if row is None else (int(row["to_seq"]), bytes(row["to_link"]))
+        if row is None or not row["ok"] or row["to_link"] is None:
+            return None
+        return int(row["to_seq"]), bytes(row["to_link"])
 
     async def record_verification(self, mode: str, started_at: object, from_seq: int,
                                   to_seq: int, to_link: bytes | None, ok: bool,

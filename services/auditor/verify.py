@@ -388,7 +388,7 @@ async def run_verification(conn: Conn, nc: Client, *, full: bool = False,
     clean = report.ok and report.first_break is None
     await store.record_verification(
         report.mode, started_at, report.from_seq, report.to_seq,
-        prev if clean and report.verified else None, clean, msgspec.to_builtins(report))
+        prev if clean else None, clean, msgspec.to_builtins(report))
     return report
 
 

@@ -140,6 +140,8 @@ class ChainWriter:
         if ext.rows or record is not None:
             await self.store.append(ext.rows, ext.head, record)
             self.head = ext.head
+        if record is not None:
+            self.clock = _CheckpointClock(record.checkpoint.seq, time.monotonic(), 0)
         if done:
             await msgs[done - 1].ack()
         if record is not None:
@@ -152,7 +154,6 @@ class ChainWriter:
                               self.config.audit_checkpoint_events,
                               self.config.audit_checkpoint_interval_s):
             return None
-        self.clock = _CheckpointClock(head.seq, now, 0)
         at = format_at(datetime.now(UTC))
         return checkpoint_record(sign_checkpoint(self.key, head.seq, head.link, at))
 

@@ -13,9 +13,10 @@ Every answer for a repeat carries ``duplicate=True`` and appends nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -59,8 +60,12 @@ log = get_logger(__name__)
 ANONYMOUS: Final = "anonymous"
 """Principal recorded when the transport names none."""
 MAX_PRINCIPAL_CHARS: Final = 256
-MAX_APPEND_ATTEMPTS: Final = 5
-"""Reload-and-retry rounds for a command *without* ``expected_version`` that lost a race."""
+MAX_APPEND_ATTEMPTS: Final = 16
+"""Reload-and-retry rounds for a command *without* ``expected_version`` that lost a race.
+
+Every round has a winner, so N writers racing on one memory from different instances need at
+most N rounds; writers in one instance do not race at all (see :class:`_KeyedLocks`)."""
+MAX_BACKOFF_S: Final = 0.05
 
 
 def validate_principal(value: str | None) -> str:
@@ -78,6 +83,31 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class _KeyedLocks:
+    """One asyncio lock per memory, dropped when nobody holds or awaits it.
+
+    Commands on the same memory in this process take turns instead of racing to JetStream, so
+    only writers in *other* gateway instances can make an append fail its expected sequence.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class CommandService:
     """Handles every command; both transports call :meth:`handle`."""
 
@@ -87,6 +117,7 @@ class CommandService:
         self._read_models = read_models
         self._config = config
         self._clock = clock
+        self._locks = _KeyedLocks()
 
     async def handle(self, ns: str, name: str, body: bytes, principal: str | None
                      ) -> CommandResult:
@@ -158,6 +189,11 @@ class CommandService:
     async def _decide_and_append(self, command: CommandBase, ctx: DecisionContext
                                  ) -> CommandResult:
         memory_id = target_of(command, ctx.ns, ctx.command_id)
+        async with self._locks.hold((ctx.ns, memory_id)):
+            return await self._attempts(command, ctx, memory_id)
+
+    async def _attempts(self, command: CommandBase, ctx: DecisionContext, memory_id: str
+                        ) -> CommandResult:
         expected_version: int | None = getattr(command, "expected_version", None)
         for attempt in range(MAX_APPEND_ATTEMPTS):
             if isinstance(command, Remember) and attempt == 0:
@@ -183,8 +219,8 @@ class CommandService:
                     current = (await self._store.load(ctx.ns, memory_id)).last_seq
                     raise self._conflict(memory_id, expected_version, current) from None
                 log.info("append_raced", memory_id=memory_id, attempt=attempt + 1)
-                # Jitter so that writers racing on one memory do not retry in lockstep.
-                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                # Jittered exponential backoff: racing instances do not retry in lockstep.
+                await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF_S, 0.001 * 2**attempt)))
                 continue
             last = appended[-1]
             return result_for(last.event, last.seq, duplicate=last.duplicate)

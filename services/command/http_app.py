@@ -144,15 +144,15 @@ def _body(name: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": _ref(name)}}
 
 
-def _responses(ok: str) -> dict[int | str, dict[str, Any]]:
+def _responses(ok: str, status: int = 200) -> dict[int | str, dict[str, Any]]:
     answers: dict[int | str, dict[str, Any]] = {
-        200: {"description": "OK", "content": _ref(ok)},
+        status: {"description": "OK", "content": _ref(ok)},
     }
-    for status, text in (
+    for code, text in (
         (400, "invalid input"), (404, "unknown memory or command"), (409, "conflict"),
         (413, "payload too large"), (503, "unavailable (retry)"),
     ):
-        answers[status] = {"description": text, "content": _ref("ErrorReply")}
+        answers[code] = {"description": text, "content": _ref("ErrorReply")}
     return answers
 
 
@@ -174,7 +174,14 @@ def create_app(commands: CommandService, queries: QueryService, max_request_byte
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(_components())
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            # FastAPI's 422 never reaches a client: validation errors are answered as 400.
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas.update(_components())
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -225,7 +232,8 @@ def _install_command_routes(app: FastAPI, service: CommandService, limit: int) -
         """Any command by name (remember, revise, tag, set_metadata, link, forget)."""
         return await run(request, ns, name, await _read_body(request, limit))
 
-    @app.post("/v1/{ns}/memories", tags=["commands"], responses=_responses("CommandResult"),
+    @app.post("/v1/{ns}/memories", tags=["commands"], status_code=201,
+              responses=_responses("CommandResult", 201),
               openapi_extra=_body("Remember"))
     async def remember(request: Request, ns: str) -> Response:
         """Create a memory (``remember``); 201 with the command result."""

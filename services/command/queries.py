@@ -244,25 +244,25 @@ def dense_sql(where: str) -> str:
 # frequency among the namespace's live memories, term frequency from the tsvector's positions,
 # and document length as its number of distinct lexemes (avgdl over the matching documents).
 _BM25_SQL: Final = """
-WITH terms AS (
+WITH terms AS MATERIALIZED (
     SELECT DISTINCT t.lexeme
     FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS t(lexeme)
 ),
-df AS (
+df AS MATERIALIZED (
     SELECT terms.lexeme,
            (SELECT count(*) FROM memories d
              WHERE d.ns = %(ns)s AND d.forgotten_at IS NULL
                AND d.tsv @@ plainto_tsquery('simple', terms.lexeme))::float8 AS n
     FROM terms
 ),
-total AS (
+total AS MATERIALIZED (
     SELECT count(*)::float8 AS n FROM memories t WHERE t.ns = %(ns)s AND t.forgotten_at IS NULL
 ),
-hits AS (
+hits AS MATERIALIZED (
     SELECT m.memory_id, m.tsv, greatest(length(m.tsv), 1)::float8 AS dl
     FROM memories m WHERE {where} AND m.tsv @@ to_tsquery('english', %(orq)s)
 ),
-avgdl AS (SELECT coalesce(avg(dl), 1.0) AS v FROM hits),
+avgdl AS MATERIALIZED (SELECT coalesce(avg(dl), 1.0) AS v FROM hits),
 tf AS (
     SELECT h.memory_id, h.dl, u.lexeme,
            coalesce(array_length(u.positions, 1), 1)::float8 AS f

@@ -74,21 +74,27 @@ class ReadModels:
             return row is not None and row[0] == len(REQUIRED_TABLES)
 
     async def open_when_ready(self, stop: asyncio.Event) -> None:
-        """Wait until the projector has created the schema, then open the pool."""
+        """Wait until the projector has created the schema, then open the pool.
+
+        Retries until it succeeds or ``stop`` is set; a database that is down at start is waited
+        for, not fatal.
+        """
         waited = False
         while not stop.is_set():
             try:
                 if await self._schema_exists():
-                    break
-            except psycopg.OperationalError as exc:
+                    self._pool = await self._open_pool()
+                    log.info("read_models_ready", schema=self._config.db_schema)
+                    return
+                if not waited:
+                    log.info("waiting_for_read_model_schema", schema=self._config.db_schema)
+                    waited = True
+            except (psycopg.Error, PoolTimeout) as exc:
                 log.warning("database_unreachable", error=str(exc).strip()[:200])
-            if not waited:
-                log.info("waiting_for_read_model_schema", schema=self._config.db_schema)
-                waited = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SCHEMA_RETRY_S)
-        if stop.is_set():
-            return
+
+    async def _open_pool(self) -> AsyncConnectionPool[Conn]:
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self._url, connection_class=Conn, open=False, min_size=1, max_size=self._pool_size,
             configure=_configure, name="gateway",
@@ -97,9 +103,12 @@ class ReadModels:
                 "autocommit": True, "row_factory": dict_row,
             },
         )
-        await pool.open(wait=True, timeout=30.0)
-        self._pool = pool
-        log.info("read_models_ready", schema=self._config.db_schema)
+        try:
+            await pool.open(wait=True, timeout=10.0)
+        except BaseException:
+            await pool.close()
+            raise
+        return pool
 
     async def close(self) -> None:
         """Close the pool (idempotent)."""

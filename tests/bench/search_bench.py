@@ -52,7 +52,7 @@ async def _exact_top_k(system: BenchSystem, ns: str, vectors: npt.NDArray[np.flo
         )
         rows = await cur.fetchall()
     ids = [str(r[0]) for r in rows]
-    matrix = np.stack([np.asarray(r[1], dtype=np.float32) for r in rows])
+    matrix = np.stack([np.asarray(r[1].to_numpy(), dtype=np.float32) for r in rows])
     scores = vectors @ matrix.T
     top = np.argsort(-scores, axis=1)[:, :K]
     return [[ids[j] for j in row] for row in top]

@@ -23,12 +23,15 @@ def _start(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+def _wait_ready(base: str, process: subprocess.Popen[bytes], home: Path,
+                timeout_s: float = 120.0) -> None:
+    """Ready = the gateway answers /readyz and ``up`` has recorded its endpoints."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert process.poll() is None, "mnemos up exited early"
         try:
-            if httpx.get(f"{base}/readyz", timeout=1.0).status_code == 200:
+            ready = httpx.get(f"{base}/readyz", timeout=1.0).status_code == 200
+            if ready and (home / "runtime.json").exists():
                 return
         except httpx.HTTPError:
             pass
@@ -60,7 +63,7 @@ def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) 
 
     process = _start(home, env)
     try:
-        _wait_ready(base, process)
+        _wait_ready(base, process, home)
         runtime = json.loads((home / "runtime.json").read_text())
         assert runtime["http_url"] == base
         created = _cli(env, "remember", "The deploy window is Tuesday 10:00", "--ns", "ops",
@@ -68,7 +71,7 @@ def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) 
         found = httpx.get(f"{base}/v1/ops/search",
                           params={"q": "when can we deploy", "after_seq": created["seq"]},
                           timeout=30).json()
-        assert found["results"][0]["memory_id"] == created["memory_id"]
+        assert found["hits"][0]["memory"]["memory_id"] == created["memory_id"]
     finally:
         code = _stop(process)
     assert code == 0
@@ -76,7 +79,7 @@ def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) 
 
     process = _start(home, env)
     try:
-        _wait_ready(base, process)
+        _wait_ready(base, process, home)
         memory = _cli(env, "get", str(created["memory_id"]), "--ns", "ops")
         assert memory["content"] == "The deploy window is Tuesday 10:00"
         status = _cli(env, "status")

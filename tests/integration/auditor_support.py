@@ -63,21 +63,40 @@ async def publish_events(js: Any, count: int, ns: str = "tests") -> list[tuple[i
 
 
 async def bulk_publish(nc: Any, js: Any, count: int, ns: str = "bench",
-                       progress: Any = None) -> None:
-    """Append many events fast: core publishes (no per-message ack), then wait for the stream."""
+                       progress: Any = None, window: int = 4000) -> None:
+    """Append many events fast: publishes with up to ``window`` acknowledgements outstanding.
+
+    Flow control matters: unacknowledged core publishes beyond the server's ingest rate are
+    dropped by JetStream ("excessive stream ingest rate").
+    """
     command_id = new_command_id()
     start = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+    inbox = nc.new_inbox()
+    acked = 0
+    room = asyncio.Event()
+
+    async def on_ack(_msg: Any) -> None:
+        nonlocal acked
+        acked += 1
+        room.set()
+
+    sub = await nc.subscribe(inbox, cb=on_ack)
     for i in range(count):
+        while i - acked >= window:
+            room.clear()
+            await room.wait()
         event = memory_created(ns, i, command_id)
         await nc.publish(event_subject(ns, "memory", event.aggregate_id), encode_event(event),
-                         headers={HDR_MSG_ID: event.id})
-        if i % 2000 == 1999:
-            await nc.flush()
-            if progress is not None and i % 50_000 == 49_999:
-                progress(i + 1)
-    await nc.flush()
-    while (await js.stream_info(EVENTS_STREAM)).state.last_seq < start + count:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
+                         reply=inbox, headers={HDR_MSG_ID: event.id})
+        if progress is not None and i % 100_000 == 99_999:
+            progress(i + 1)
+    while acked < count:
+        room.clear()
+        await room.wait()
+    await sub.unsubscribe()
+    last = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+    if last != start + count:
+        raise RuntimeError(f"stream holds {last - start} of {count} published events")
 
 
 @contextlib.asynccontextmanager

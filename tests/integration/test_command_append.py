@@ -99,6 +99,18 @@ async def test_two_writers_same_expected_version_exactly_one_wins(nats_js, confi
     assert await stream_count(nats_js) == 4
 
 
+async def test_same_instance_writers_with_one_expected_version(nats_js, service) -> None:
+    created = await service.handle(NS, "remember", body(content="v1"), None)
+    outcomes = await asyncio.gather(*(
+        service.handle(NS, "revise", body(memory_id=created.memory_id, content=f"v{i}",
+                                          expected_version=created.revision), None)
+        for i in range(2, 6)
+    ), return_exceptions=True)
+    assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
+    assert all(isinstance(o, Conflict) for o in outcomes if isinstance(o, BaseException))
+    assert await stream_count(nats_js) == 2
+
+
 async def test_stale_expected_version_conflicts_without_appending(nats_js, service) -> None:
     created = await service.handle(NS, "remember", body(content="v1"), None)
     await service.handle(NS, "revise", body(memory_id=created.memory_id, content="v2"), None)
@@ -113,7 +125,7 @@ async def test_concurrent_writers_without_expected_version_lose_no_update(nats_j
                                                                             ) -> None:
     services = [CommandService(EventStore(nats_js), None, config) for _ in range(4)]
     created = await services[0].handle(NS, "remember", body(content="shared"), None)
-    tags = [f"t{i}" for i in range(8)]
+    tags = [f"t{i}" for i in range(16)]
     results = await asyncio.gather(*(
         services[i % 4].handle(NS, "tag", body(memory_id=created.memory_id, add=[tag]), None)
         for i, tag in enumerate(tags)

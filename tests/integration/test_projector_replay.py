@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -152,7 +153,7 @@ def test_the_replay_command_reports(config: Config, monkeypatch: pytest.MonkeyPa
         result = CliRunner().invoke(app, ["replay", "--swap", "--no-progress"])
     finally:
         # The command configures logging onto the runner's captured stderr, closed after it.
-        configure_logging("console", "warning")
+        configure_logging("console", os.environ.get("MNEMOS_TEST_LOG_LEVEL", "warning"))
     assert result.exit_code == 0, result.output
     assert "rebuilt mnemos_rebuild to seq 0" in result.output
     assert "swapped: mnemos_rebuild is now mnemos" in result.output
