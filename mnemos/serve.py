@@ -34,6 +34,11 @@ def load_service(name: str) -> ServiceMain:
 
 
 async def _serve(name: str, config: Config) -> None:
+    if config.metrics_port and name != "command":
+        import prometheus_client
+
+        prometheus_client.start_http_server(config.metrics_port, addr=config.http_host)
+        log.info("metrics_listening", port=config.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -32,6 +32,9 @@ __all__ = ["RUNTIME_FILE", "Endpoints", "run_up"]
 
 log = get_logger(__name__)
 
+METRICS_PORT_OFFSET = {"projector": 1, "auditor": 2}
+"""Prometheus ports of the consumers under ``mnemos up``: the HTTP port plus this offset."""
+
 RUNTIME_FILE = "runtime.json"
 """Written under the home directory while ``mnemos up`` runs: where everything is."""
 
@@ -94,7 +97,10 @@ class System:
 
     def spawn(self, name: str) -> None:
         """Start service ``name`` as a child process."""
-        process = subprocess.Popen([sys.executable, "-m", "mnemos", "serve", name], env=self.env)
+        env = dict(self.env)
+        if name in METRICS_PORT_OFFSET:
+            env["MNEMOS_METRICS_PORT"] = str(self.config.http_port + METRICS_PORT_OFFSET[name])
+        process = subprocess.Popen([sys.executable, "-m", "mnemos", "serve", name], env=env)
         previous = self.children.get(name)
         restarts = previous.restarts + 1 if previous else 0
         self.children[name] = Child(name, process, restarts=restarts)
@@ -190,6 +196,7 @@ def _print_banner(endpoints: Endpoints) -> None:
         f"  Postgres     {endpoints.database_url}",
         f"  Data         {endpoints.home}",
         f"  Services     {', '.join(SERVICES)} (one process each)",
+        f"  Metrics      {endpoints.http_url}/metrics (gateway), ports +1 projector, +2 auditor",
         "  Try:         mnemos remember 'The user prefers dark mode' && mnemos recall 'ui theme'",
         "  Stop:        Ctrl-C",
         "",

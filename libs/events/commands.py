@@ -6,7 +6,7 @@ The wire form is JSON; unknown fields are rejected so typos fail loudly.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -15,12 +15,16 @@ from libs.events.model import MetadataValue
 
 __all__ = [
     "COMMANDS",
+    "Branch",
     "CommandActor",
     "CommandBase",
     "CommandResult",
+    "Commit",
     "Forget",
     "Link",
+    "Merge",
     "Remember",
+    "Revert",
     "Revise",
     "SetMetadata",
     "Tag",
@@ -34,6 +38,9 @@ Kind = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")]
 ShortText = Annotated[str, msgspec.Meta(max_length=1024)]
 Relation = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")]
 Version = Annotated[int, msgspec.Meta(ge=0)]
+BranchName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
+VersionId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
+MergeStrategy = Literal["ours", "theirs", "three_way"]
 
 
 class CommandActor(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -111,6 +118,46 @@ class Forget(CommandBase, frozen=True, kw_only=True):
     expected_version: Version | None = None
 
 
+class Branch(CommandBase, frozen=True, kw_only=True):
+    """Create branch ``branch`` at ``from_version`` (default: the head of ``main``)."""
+
+    memory_id: str
+    branch: BranchName
+    from_version: VersionId | None = None
+    expected_version: Version | None = None
+
+
+class Commit(CommandBase, frozen=True, kw_only=True):
+    """A new version on ``branch`` whose parent is its head; ``expected_head`` guards the head."""
+
+    memory_id: str
+    branch: BranchName
+    content: str
+    metadata: dict[str, MetadataValue] | None = None
+    expected_head: VersionId | None = None
+
+
+class Merge(CommandBase, frozen=True, kw_only=True):
+    """Merge into branch ``into`` the head of branch ``from_branch`` or the versions
+    ``from_versions``; the head of ``into`` is the first parent (``ours``)."""
+
+    memory_id: str
+    into: BranchName
+    from_branch: BranchName | None = msgspec.field(default=None, name="from")
+    from_versions: tuple[VersionId, ...] = ()
+    strategy: MergeStrategy = "three_way"
+    expected_head: VersionId | None = None
+
+
+class Revert(CommandBase, frozen=True, kw_only=True):
+    """A new version on ``branch`` (default ``main``) with the content of ``to_version``."""
+
+    memory_id: str
+    branch: BranchName = "main"
+    to_version: VersionId
+    expected_head: VersionId | None = None
+
+
 COMMANDS: Final[dict[str, type[CommandBase]]] = {
     "remember": Remember,
     "revise": Revise,
@@ -118,6 +165,10 @@ COMMANDS: Final[dict[str, type[CommandBase]]] = {
     "set_metadata": SetMetadata,
     "link": Link,
     "forget": Forget,
+    "branch": Branch,
+    "commit": Commit,
+    "merge": Merge,
+    "revert": Revert,
 }
 """Command name (last subject token, HTTP path segment) to its struct."""
 

@@ -20,14 +20,22 @@ __all__ = [
     "AuditCheckpointSignedData",
     "Event",
     "EventBase",
+    "MemoryBranched",
+    "MemoryBranchedData",
+    "MemoryCommitted",
+    "MemoryCommittedData",
     "MemoryCreated",
     "MemoryCreatedData",
     "MemoryForgotten",
     "MemoryForgottenData",
     "MemoryLinked",
     "MemoryLinkedData",
+    "MemoryMerged",
+    "MemoryMergedData",
     "MemoryMetadataChanged",
     "MemoryMetadataChangedData",
+    "MemoryReverted",
+    "MemoryRevertedData",
     "MemoryRevised",
     "MemoryRevisedData",
     "MemoryTagged",
@@ -191,6 +199,85 @@ class AuditCheckpointSigned(EventBase, frozen=True, tag="AuditCheckpointSigned")
     data: AuditCheckpointSignedData
 
 
+# --- the version DAG (design section 6) ------------------------------------------------------
+# Every memory starts with branch "main" (libs.dag.DEFAULT_BRANCH) at its root version.
+# MemoryRevised stays the commit onto "main" (its shape is unchanged); a commit onto any named
+# branch is MemoryCommitted. Version ids never include the branch or the merge strategy.
+
+
+class MemoryBranchedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Payload of :class:`MemoryBranched`: a new branch name pointing at an existing version."""
+
+    branch: str
+    from_version_id: str
+
+
+class MemoryBranched(EventBase, frozen=True, tag="MemoryBranched"):
+    """A named branch was created at an existing version (no version is created)."""
+
+    data: MemoryBranchedData
+
+
+class MemoryCommittedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Payload of :class:`MemoryCommitted`: a new version whose parent is the branch's head."""
+
+    branch: str
+    version_id: str
+    parent_version_id: str
+    content: str
+    content_hash: str
+    metadata: dict[str, MetadataValue] = {}
+
+
+class MemoryCommitted(EventBase, frozen=True, tag="MemoryCommitted"):
+    """A version was committed onto a named branch, whose head moved to it."""
+
+    data: MemoryCommittedData
+
+
+class MemoryMergedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Payload of :class:`MemoryMerged`.
+
+    ``parent_ids`` keep the caller's order (the head of ``branch`` first, i.e. ``ours``); the
+    version id is over the sorted parents. ``base_version_id`` is the common ancestor a three-way
+    merge used; ``merged_branch`` names the branch merged in, when the caller named one.
+    """
+
+    branch: str
+    version_id: str
+    parent_ids: tuple[str, ...]
+    strategy: str
+    base_version_id: str | None = None
+    merged_branch: str | None = None
+    content: str
+    content_hash: str
+    metadata: dict[str, MetadataValue] = {}
+
+
+class MemoryMerged(EventBase, frozen=True, tag="MemoryMerged"):
+    """Two or more heads were merged into a new version on ``branch``."""
+
+    data: MemoryMergedData
+
+
+class MemoryRevertedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Payload of :class:`MemoryReverted`: a child of the branch head with an older content."""
+
+    branch: str
+    version_id: str
+    parent_version_id: str
+    reverted_to: str
+    content: str
+    content_hash: str
+    metadata: dict[str, MetadataValue] = {}
+
+
+class MemoryReverted(EventBase, frozen=True, tag="MemoryReverted"):
+    """A branch got a new version whose content equals an older version's (history kept)."""
+
+    data: MemoryRevertedData
+
+
 Event = (
     MemoryCreated
     | MemoryRevised
@@ -198,6 +285,10 @@ Event = (
     | MemoryMetadataChanged
     | MemoryLinked
     | MemoryForgotten
+    | MemoryBranched
+    | MemoryCommitted
+    | MemoryMerged
+    | MemoryReverted
     | AuditCheckpointSigned
 )
 """Every event type Mnemos appends to its stream."""

@@ -43,6 +43,11 @@ class Config(BaseModel, frozen=True):
     )
     http_host: str = Field(default="127.0.0.1", description="Gateway HTTP bind address.")
     http_port: int = Field(default=8080, description="Gateway HTTP port.")
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535,
+        description="Prometheus /metrics port of a projector or auditor process (0 = off; the "
+        "gateway serves /metrics on its HTTP port). `mnemos up` uses HTTP port + 1 and + 2.",
+    )
     stream_replicas: int = Field(
         default=1, description="Replicas of the event stream (3 in a cluster)."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 from pgvector.psycopg import register_vector, register_vector_async
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 __all__ = ["connect_async", "connect_sync", "search_path_options"]
 
@@ -16,7 +16,7 @@ def search_path_options(schema: str) -> str:
 
 async def connect_async(
     url: str, schema: str, autocommit: bool = False
-) -> psycopg.AsyncConnection[dict[str, object]]:
+) -> psycopg.AsyncConnection[DictRow]:
     """An async connection with dict rows whose unqualified names resolve in ``schema``."""
     conn = await psycopg.AsyncConnection.connect(
         url, options=search_path_options(schema), autocommit=autocommit, row_factory=dict_row
@@ -27,7 +27,7 @@ async def connect_async(
 
 def connect_sync(
     url: str, schema: str, autocommit: bool = False
-) -> psycopg.Connection[dict[str, object]]:
+) -> psycopg.Connection[DictRow]:
     """A blocking connection, for migrations, CLI tools and tests."""
     conn = psycopg.connect(
         url, options=search_path_options(schema), autocommit=autocommit, row_factory=dict_row

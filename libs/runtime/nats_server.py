@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import sysconfig
 import time
 from pathlib import Path
 
+from libs.runtime.child_process import ChildServer
 from libs.runtime.logging import get_logger
 
 __all__ = ["NatsServer", "free_port", "nats_server_binary"]
@@ -45,7 +45,7 @@ def free_port() -> int:
         return port
 
 
-class NatsServer:
+class NatsServer(ChildServer):
     """A nats-server child process with JetStream, storing under ``store_dir``.
 
     ``sync_interval`` is the JetStream fsync policy: ``always`` fsyncs every write before the
@@ -57,11 +57,11 @@ class NatsServer:
         self, store_dir: Path, port: int = 4222, sync_interval: str = "always",
         monitor_port: int | None = None,
     ) -> None:
+        super().__init__()
         self.store_dir = store_dir
         self.port = port
         self.sync_interval = sync_interval
         self.monitor_port = monitor_port
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -108,19 +108,3 @@ class NatsServer:
         self.stop()
         raise TimeoutError(f"nats-server did not listen on {self.port} in {timeout_s}s")
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop gracefully (SIGTERM), then SIGKILL if it does not exit in time."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def kill(self) -> None:
-        """SIGKILL the server (fault tests: a crashed broker)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()

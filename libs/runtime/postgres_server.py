@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Final
 
+from libs.runtime.child_process import ChildServer
 from libs.runtime.logging import get_logger
 
 __all__ = ["PG_SYSTEM_USER", "PostgresServer"]
@@ -62,15 +63,17 @@ def _make_traversable(path: Path) -> None:
             parent.chmod(wanted)
 
 
-class PostgresServer:
+class PostgresServer(ChildServer):
     """An embedded PostgreSQL cluster in ``data_dir``; ``url`` connects to database ``mnemos``."""
 
+    stop_signal = signal.SIGINT  # PostgreSQL's "fast" shutdown
+
     def __init__(self, data_dir: Path, database: str = "mnemos") -> None:
+        super().__init__()
         self.data_dir = data_dir.resolve()
         self.database = database
         digest = hashlib.blake2s(str(self.data_dir).encode(), digest_size=6).hexdigest()
         self.socket_dir = Path("/tmp") / f"mnemos-pg-{digest}"
-        self.process: subprocess.Popen[bytes] | None = None
         self._user: pwd.struct_passwd | None = _ensure_system_user() if os.geteuid() == 0 else None
 
     @property
@@ -151,19 +154,3 @@ class PostgresServer:
         self._create_database(name)
         return self.url_for(name)
 
-    def stop(self, timeout_s: float = 20.0) -> None:
-        """Fast shutdown (SIGINT), then SIGKILL if it does not exit in time."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def kill(self) -> None:
-        """SIGKILL the postmaster (fault tests: a crashed database)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()

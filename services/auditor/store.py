@@ -18,7 +18,6 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from libs.runtime.database import search_path_options
 from libs.runtime.migrations import apply_migrations
 from services.auditor.chain import GENESIS_LINK, ChainRow, Head, StoredRow
 from services.auditor.checkpoint import Checkpoint
@@ -28,6 +27,7 @@ __all__ = [
     "ChainStore",
     "CheckpointRecord",
     "Conn",
+    "audit_schema",
     "connect",
     "iter_rows",
     "lock_key",
@@ -44,25 +44,36 @@ _COPY_TYPES: Final = ("int8", "text", "bytea", "bytea", "bytea")
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
 
-def migrate(database_url: str, schema: str) -> list[int]:
-    """Apply the auditor's migrations into ``schema`` (blocking; run in a thread)."""
+def audit_schema(db_schema: str) -> str:
+    """``<db_schema>_audit``: where the audit tables live.
+
+    Beside the read models, not among them: ``mnemos replay`` renames the whole read-model
+    schema away when it swaps in a rebuild, and the chain is evidence, not a projection that
+    may be rebuilt. Its connections still see the read models (second on the search path),
+    which verification compares with the stream.
+    """
+    return f"{db_schema}_audit"
+
+
+def migrate(database_url: str, db_schema: str) -> list[int]:
+    """Apply the auditor's migrations into its schema (blocking; run in a thread)."""
     with psycopg.connect(database_url) as conn:
-        return apply_migrations(conn, "auditor", MIGRATIONS_DIR, schema)
+        return apply_migrations(conn, "auditor", MIGRATIONS_DIR, audit_schema(db_schema))
 
 
-async def connect(database_url: str, schema: str, autocommit: bool = False) -> Conn:
-    """A dict-row connection whose unqualified names resolve in ``schema``.
+async def connect(database_url: str, db_schema: str, autocommit: bool = False) -> Conn:
+    """A dict-row connection resolving names in the audit schema, then the read models.
 
     Plain psycopg rather than ``libs.runtime.database``: the audit tables hold no vectors, so
     the auditor does not depend on pgvector being registered (or installed) first.
     """
+    path = f"-c search_path={audit_schema(db_schema)},{db_schema},public"
     return await psycopg.AsyncConnection.connect(
-        database_url, options=search_path_options(schema), autocommit=autocommit,
-        row_factory=dict_row)
+        database_url, options=path, autocommit=autocommit, row_factory=dict_row)
 
 
 def lock_key(schema: str) -> int:
-    """The advisory-lock key of the chain in ``schema`` (a signed 64-bit integer)."""
+    """The advisory-lock key of the chain of ``schema`` (a signed 64-bit integer)."""
     digest = blake3.blake3(f"mnemos.auditor.writer:{schema}".encode()).digest(length=8)
     return int.from_bytes(digest, "big", signed=True)
 

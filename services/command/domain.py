@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import msgspec
 
+from libs.dag import DEFAULT_BRANCH
 from libs.events import (
     AGGREGATE_MEMORY,
     Actor,
@@ -26,14 +27,17 @@ from libs.events import (
     Forget,
     InvalidInput,
     Link,
+    MemoryCommitted,
     MemoryCreated,
     MemoryCreatedData,
     MemoryForgotten,
     MemoryForgottenData,
     MemoryLinked,
     MemoryLinkedData,
+    MemoryMerged,
     MemoryMetadataChanged,
     MemoryMetadataChangedData,
+    MemoryReverted,
     MemoryRevised,
     MemoryRevisedData,
     MemoryTagged,
@@ -51,6 +55,7 @@ from libs.events import (
     validate_id,
     version_id,
 )
+from services.command.dag_state import DagState, advance_dag
 
 __all__ = [
     "MAX_METADATA_BYTES",
@@ -102,6 +107,7 @@ class MemoryState:
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
     tags: frozenset[str] = frozenset()
     links: frozenset[tuple[str, str]] = frozenset()
+    dag: DagState | None = None
     last_seq: int = 0
     applied: Mapping[str, int] = field(default_factory=dict)
 
@@ -143,6 +149,18 @@ def _revised(state: MemoryState, event: MemoryRevised) -> MemoryState:
     )
 
 
+def _main_moved(state: MemoryState, event: MemoryCommitted | MemoryMerged | MemoryReverted
+                ) -> MemoryState:
+    # The memory's head, content and metadata are those of "main"; other branches leave them.
+    data = event.data
+    if data.branch != DEFAULT_BRANCH:
+        return state
+    return replace(
+        state, head_version_id=data.version_id, content_hash=data.content_hash,
+        metadata=dict(data.metadata) if data.metadata else state.metadata,
+    )
+
+
 def _tagged(state: MemoryState, event: MemoryTagged) -> MemoryState:
     return replace(state, tags=(state.tags | set(event.data.added)) - set(event.data.removed))
 
@@ -170,6 +188,9 @@ _EVOLVERS: Final[dict[type[EventBase], Callable[[MemoryState, Any], MemoryState]
     MemoryMetadataChanged: _metadata_changed,
     MemoryLinked: _linked,
     MemoryForgotten: _forgotten,
+    MemoryCommitted: _main_moved,
+    MemoryMerged: _main_moved,
+    MemoryReverted: _main_moved,
 }
 
 
@@ -181,6 +202,9 @@ def evolve(state: MemoryState, event: Event, seq: int) -> MemoryState:
     # Events other services append to a memory (e.g. compression) do not change what these rules
     # check; they still move the memory's sequence, which optimistic concurrency compares.
     after = state if step is None else step(state, event)
+    dag = advance_dag(state.dag, event, seq)
+    if dag is not state.dag:
+        after = replace(after, dag=dag)
     applied = state.applied
     if event.command_id not in applied:
         applied = {**applied, event.command_id: seq}

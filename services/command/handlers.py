@@ -42,6 +42,7 @@ from libs.events import (
 )
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
+from services.command.dag_domain import DAG_COMMANDS, decide_dag
 from services.command.domain import (
     DecisionContext,
     MemoryState,
@@ -211,7 +212,10 @@ class CommandService:
             if isinstance(command, Link):
                 target_id = validate_id(command.target_memory_id, "target_memory_id")
                 target = await self._store.load(ctx.ns, target_id)
-            events = decide(state, command, ctx, target)
+            if isinstance(command, DAG_COMMANDS):
+                events = decide_dag(state, command, ctx)
+            else:
+                events = decide(state, command, ctx, target)
             try:
                 appended = await self._store.append(ctx.ns, memory_id, events, state.last_seq)
             except WrongExpectedSequence:

@@ -29,6 +29,7 @@ from libs.events import (
     PayloadTooLarge,
 )
 from libs.runtime.logging import get_logger
+from services.command.dag_http import DAG_VIEW_TYPES, install_dag_routes
 from services.command.handlers import CommandService
 from services.command.query_api import QueryService, decode_request
 from services.command.views import (
@@ -51,7 +52,8 @@ PRINCIPAL_HEADER: Final = "X-Mnemos-Principal"
 """Header naming the caller (set by an authenticating proxy); default ``anonymous``."""
 
 ALIASES: Final = {"revise": "revise", "tag": "tag", "metadata": "set_metadata",
-                  "link": "link", "forget": "forget"}
+                  "link": "link", "forget": "forget", "branch": "branch", "commit": "commit",
+                  "merge": "merge", "revert": "revert"}
 """``POST /v1/{ns}/memories/{id}/<alias>`` -> command name (memory_id comes from the path)."""
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
@@ -119,7 +121,7 @@ def _convert(cls: type[msgspec.Struct], values: dict[str, Any]) -> Any:
 
 _SCHEMA_TYPES: Final[list[Any]] = [
     *COMMANDS.values(), CommandResult, ErrorReply, MemoryView, MemoryPage, HistoryView,
-    SearchResults, Search,
+    SearchResults, Search, *DAG_VIEW_TYPES,
 ]
 
 
@@ -168,6 +170,7 @@ def create_app(commands: CommandService, queries: QueryService, max_request_byte
     _install_error_handlers(app)
     _install_command_routes(app, commands, max_request_bytes)
     _install_query_routes(app, queries, max_request_bytes)
+    install_dag_routes(app, queries.dag, _responses)
     _install_operations_routes(app, readiness)
 
     def openapi() -> dict[str, Any]:

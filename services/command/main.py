@@ -17,6 +17,7 @@ from libs.events import InvalidInput
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import connect_nats, ensure_streams
+from services.auditor.http import audit_router
 from services.command.event_store import EventStore
 from services.command.handlers import CommandService
 from services.command.http_app import create_app
@@ -69,6 +70,8 @@ async def run(config: Config, stop: asyncio.Event) -> None:
             return {"nats": bool(nc.is_connected), "database": await read_models.ping()}
 
         app = create_app(commands, queries, config.max_request_bytes, readiness)
+        # The auditor's verification is served by the gateway too (GET /v1/audit/...).
+        app.include_router(audit_router(config))
         server = _Server(uvicorn.Config(
             app, host=config.http_host, port=config.http_port, log_config=None,
             access_log=False, lifespan="off", server_header=False,

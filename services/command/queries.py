@@ -18,7 +18,15 @@ import numpy as np
 import numpy.typing as npt
 
 from libs.events import Actor, InvalidInput, NotFound, validate_id, validate_namespace
-from services.command.fusion import or_tsquery, query_terms
+from services.command.fusion import query_terms
+from services.command.lexical import (
+    CANDIDATE_BUDGET,
+    COMMON_CAP,
+    bm25_idf,
+    plan_candidates,
+    tsquery_all,
+    tsquery_any,
+)
 from services.command.read_models import Conn
 from services.command.views import (
     EventView,
@@ -240,60 +248,93 @@ def dense_sql(where: str) -> str:
     )
 
 
-# BM25 over Postgres full text: the query's lexemes (stemmed like the documents), their document
-# frequency among the namespace's live memories, term frequency from the tsvector's positions,
-# and document length as its number of distinct lexemes (avgdl over the matching documents).
-_BM25_SQL: Final = """
-WITH terms AS MATERIALIZED (
-    SELECT DISTINCT t.lexeme
-    FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS t(lexeme)
-),
-df AS MATERIALIZED (
-    SELECT terms.lexeme,
-           (SELECT count(*) FROM memories d
-             WHERE d.ns = %(ns)s AND d.forgotten_at IS NULL
-               AND d.tsv @@ plainto_tsquery('simple', terms.lexeme))::float8 AS n
-    FROM terms
-),
-total AS MATERIALIZED (
-    SELECT count(*)::float8 AS n FROM memories t WHERE t.ns = %(ns)s AND t.forgotten_at IS NULL
-),
-hits AS MATERIALIZED (
-    SELECT m.memory_id, m.tsv, greatest(length(m.tsv), 1)::float8 AS dl
-    FROM memories m WHERE {where} AND m.tsv @@ to_tsquery('english', %(orq)s)
-),
-avgdl AS MATERIALIZED (SELECT coalesce(avg(dl), 1.0) AS v FROM hits),
-tf AS (
-    SELECT h.memory_id, h.dl, u.lexeme,
-           coalesce(array_length(u.positions, 1), 1)::float8 AS f
-    FROM hits h CROSS JOIN LATERAL unnest(h.tsv) AS u
-    WHERE u.lexeme IN (SELECT lexeme FROM terms)
+# Lexical search: BM25 over Postgres full text with precomputed corpus statistics (migration
+# 0002: per-namespace live document count and total length, per-lexeme document frequency, each
+# live memory's tsvector and length in lexical_docs); candidates are read from the GIN index in
+# tiers planned by services.command.lexical, and only the candidates are scored.
+_LEXICAL_STATS_SQL: Final = """
+SELECT q.lexeme, coalesce(d.df, 0) AS df, s.doc_count, s.total_len
+FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS q(lexeme)
+CROSS JOIN lexical_ns_stats s
+LEFT JOIN lexical_df d ON d.ns = s.ns AND d.lexeme = q.lexeme
+WHERE s.ns = %(ns)s
+"""
+
+# One candidate tier, read from the narrow lexical_docs (live memories only); `memories` is joined
+# only when a filter needs its columns. The candidates' tsvectors are cut down to the query's
+# lexemes (setweight marks them, ts_filter keeps the marked) before they leave the scan.
+_TIER_SQL: Final = (
+    "(SELECT d.memory_id, d.doc_len,"
+    " ts_filter(setweight(d.tsv, 'A', %(lexemes)s::text[]), '{{a}}') AS qtsv"
+    " FROM lexical_docs d{join} WHERE d.ns = %(ns)s AND d.tsv @@ %({tier})s::tsquery{limit})"
 )
-SELECT tf.memory_id,
-       sum(ln(1.0 + (total.n - df.n + 0.5) / (df.n + 0.5))
-           * tf.f * (%(k1)s + 1.0)
-           / (tf.f + %(k1)s * (1.0 - %(b)s + %(b)s * tf.dl / avgdl.v))) AS score
-FROM tf JOIN df ON df.lexeme = tf.lexeme CROSS JOIN total CROSS JOIN avgdl
-GROUP BY tf.memory_id
-ORDER BY score DESC, tf.memory_id
+_FILTER_JOIN: Final = " JOIN memories m ON m.ns = d.ns AND m.memory_id = d.memory_id AND "
+
+_SCORE_SQL: Final = """
+WITH candidates AS MATERIALIZED ({tiers}),
+terms AS (SELECT * FROM unnest(%(lexemes)s::text[], %(idf)s::float8[]) AS t(lexeme, idf)),
+scored AS (
+    SELECT c.memory_id,
+           (SELECT sum(terms.idf * tf.f * (%(k1)s + 1.0)
+                       / (tf.f + %(k1)s * (1.0 - %(b)s + %(b)s * c.doc_len / %(avgdl)s)))
+              FROM (SELECT u.lexeme, coalesce(array_length(u.positions, 1), 1)::float8 AS f
+                      FROM unnest(c.qtsv) AS u) AS tf
+              JOIN terms ON terms.lexeme = tf.lexeme) AS score
+    FROM candidates c
+)
+SELECT memory_id, max(score) AS score FROM scored
+GROUP BY memory_id
+ORDER BY score DESC, memory_id
 LIMIT %(limit)s
 """
 
 
-async def lexical_ranking(conn: Conn, ns: str, filters: Filters, text: str, limit: int
-                          ) -> list[str]:
+async def lexical_ranking(conn: Conn, ns: str, filters: Filters, text: str, limit: int, *,
+                          budget: int = CANDIDATE_BUDGET, cap: int = COMMON_CAP) -> list[str]:
     """Memory ids matching *any* term of ``text``, best first by BM25.
 
     Matching is an OR of the query's terms (agents ask in sentences; an AND would demand every
-    word), ranking is BM25 so rarer terms and more of them count for more.
+    word), ranking is BM25 (k1 = 1.2, b = 0.75, document length = distinct lexemes) so rarer
+    terms and more of them count for more. N, avgdl and document frequencies come from the
+    projected statistics, so nothing is counted per query.
+
+    Approximation (see :mod:`services.command.lexical`): candidates are every document with one
+    of the rarest terms (postings summing to at most ``CANDIDATE_BUDGET``), plus a capped set of
+    documents with all the common terms, plus a capped set with any of them; every candidate
+    gets its exact BM25 score. A document matching only some common terms may therefore be
+    missed when a term is too common to read in full. ``budget`` and ``cap`` tune the tiers
+    (tests shrink them to exercise every tier on a small corpus).
     """
     terms = query_terms(text)
     if not terms:
         return []
-    params: dict[str, Any] = {
-        "ns": validate_namespace(ns), "text": " ".join(terms), "orq": or_tsquery(terms),
-        "k1": BM25_K1, "b": BM25_B, "limit": limit,
-    }
+    params: dict[str, Any] = {"ns": validate_namespace(ns), "text": " ".join(terms)}
+    cur = await conn.execute(_LEXICAL_STATS_SQL, params)
+    rows = await cur.fetchall()
+    df = {str(row["lexeme"]): int(row["df"]) for row in rows}
+    plan = plan_candidates(df, limit, budget, cap)
+    if not rows or plan.empty:
+        return []  # an empty namespace, or no query lexeme occurs in it
+    doc_count, total_len = int(rows[0]["doc_count"]), int(rows[0]["total_len"])
+    lexemes = [lexeme for lexeme, n in df.items() if n > 0]
+    params.update({
+        "lexemes": lexemes, "idf": [bm25_idf(doc_count, df[lexeme]) for lexeme in lexemes],
+        "avgdl": max(total_len / doc_count, 1.0), "k1": BM25_K1, "b": BM25_B, "limit": limit,
+    })
     where = filter_sql(filters, params)
-    cur = await conn.execute(_BM25_SQL.replace("{where}", where), params)
+    join = "" if where == _LIVE else _FILTER_JOIN + where  # lexical_docs holds only live rows
+    tiers: list[str] = []
+    if plan.rare:
+        params["rare"] = tsquery_any(plan.rare)
+        tiers.append(_TIER_SQL.format(join=join, tier="rare", limit=""))
+    if plan.common:
+        params["all_common"], params["any_common"] = (
+            tsquery_all(plan.common), tsquery_any(plan.common))
+        params["cap"], params["fill"] = plan.cap, plan.fill
+        tiers.append(_TIER_SQL.format(join=join, tier="all_common", limit=" LIMIT %(cap)s"))
+        if len(plan.common) > 1:  # with one common term, "all" already is "any"
+            tiers.append(_TIER_SQL.format(join=join, tier="any_common",
+                                          limit=" LIMIT %(fill)s"))
+    statement = _SCORE_SQL.replace("{tiers}", " UNION ALL ".join(tiers))
+    cur = await conn.execute(statement, params)
     return [row["memory_id"] for row in await cur.fetchall()]

@@ -18,6 +18,7 @@ import numpy.typing as npt
 from libs.embeddings import Embedder
 from libs.events import InvalidInput, MnemosError, UnknownCommand, validate_namespace
 from services.command import queries
+from services.command.dag_queries import DAG_QUERY_TYPES, DagQueryService
 from services.command.fusion import reciprocal_rank_fusion
 from services.command.metrics import QUERIES, QUERY_SECONDS
 from services.command.read_models import ReadModels
@@ -59,6 +60,8 @@ class QueryService:
         self._embedder_factory = embedder
         self._embedder: Embedder | None = None
         self._embedder_lock = asyncio.Lock()
+        self.dag = DagQueryService(read_models)
+        """The version-DAG queries (log, branches, version, diff, common_ancestor)."""
 
     async def _observed(self, name: str, work: Awaitable[T]) -> T:
         started = time.perf_counter()
@@ -151,9 +154,13 @@ class QueryService:
 
     async def handle(self, ns: str, name: str, body: bytes, principal: str | None) -> Any:
         """NATS entry: decode ``body`` as query ``name``'s request and run it."""
+        if name in DAG_QUERY_TYPES:
+            ns = validate_namespace(ns)
+            return await self.dag.dispatch(ns, decode_request(DAG_QUERY_TYPES[name], body or b"{}"))
         cls = QUERY_TYPES.get(name)
         if cls is None:
-            raise UnknownCommand(f"unknown query {name!r}", known=sorted(QUERY_TYPES))
+            known = sorted([*QUERY_TYPES, *DAG_QUERY_TYPES])
+            raise UnknownCommand(f"unknown query {name!r}", known=known)
         ns = validate_namespace(ns)
         request = decode_request(cls, body or b"{}")
         if isinstance(request, GetMemory):

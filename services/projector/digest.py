@@ -4,7 +4,8 @@ blake3 over a canonical dump (sorted-key JSON per row, rows in primary-key order
 UTC) of every read-model table, every column included by default so that a new column is covered
 without touching this file. Left out, each for a reason:
 
-- ``memories.tsv``: generated from ``content`` by Postgres.
+- ``memories.tsv``, ``lexical_docs.tsv``: generated from ``content`` by Postgres (the lexical
+  tables themselves are included: their counts must replay identically).
 - embedding floats: the vector of a text depends on the other texts of its embedding batch
   (padding changes the ONNX matmul shapes, so the last bits differ), so bitwise equality is not a
   property of the system. The digest keeps what determines them: ``embedding_model`` and the
@@ -31,13 +32,18 @@ DIGEST_TABLES: Final[dict[str, tuple[str, ...]]] = {
     "memory_versions": ("ns", "memory_id", "version_id"),
     "memory_events": ("ns", "memory_id", "seq"),
     "memory_links": ("ns", "memory_id", "target_memory_id", "relation"),
+    "memory_branches": ("ns", "memory_id", "branch"),
     "command_results": ("ns", "command_id"),
+    "lexical_docs": ("ns", "memory_id"),
+    "lexical_ns_stats": ("ns",),
+    "lexical_df": ("ns", "lexeme"),
     "dead_letters": ("consumer", "seq"),
 }
 """Each table of the digest with its primary key (the dump order)."""
 
 _EXCLUDED: Final = {
     "memories": {"tsv"},
+    "lexical_docs": {"tsv"},
     "projection_checkpoints": {"updated_at"},
     "dead_letters": {"at"},
 }

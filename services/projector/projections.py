@@ -9,6 +9,10 @@ instead of being half-applied.
 Set semantics (tags, metadata keys) are computed by Postgres from the current row, so a projection
 needs no read of the state it changes. Tag order uses the ``C`` collation: byte order, the same
 in every database whatever its locale, so replays compare equal.
+
+The lexical search statistics (``lexical_docs``, ``lexical_ns_stats``, ``lexical_df``; migration
+0002) need no statement here: a trigger on ``memories`` keeps them in step with every change of
+``content`` or ``forgotten_at``, in the same transaction, whichever projection makes it.
 """
 
 from __future__ import annotations
@@ -20,14 +24,19 @@ from typing import Any, Final, LiteralString
 import numpy as np
 import numpy.typing as npt
 
+from libs.dag import DEFAULT_BRANCH
 from libs.events import (
     AGGREGATE_MEMORY,
     Event,
     InvalidInput,
+    MemoryBranched,
+    MemoryCommitted,
     MemoryCreated,
     MemoryForgotten,
     MemoryLinked,
+    MemoryMerged,
     MemoryMetadataChanged,
+    MemoryReverted,
     MemoryRevised,
     MemoryTagged,
     canonical_bytes,
@@ -80,6 +89,8 @@ def content_of(event: Event) -> str | None:
     """The content an event introduces (to embed), or None for events that keep the content."""
     if isinstance(event, MemoryCreated | MemoryRevised):
         return event.data.content
+    if isinstance(event, _BRANCH_VERSIONS) and event.data.branch == DEFAULT_BRANCH:
+        return event.data.content  # the memory's content is that of "main"
     return None
 
 
@@ -140,14 +151,25 @@ _WHERE: Final = "WHERE ns = %(ns)s AND memory_id = %(memory_id)s"
 _MISSING: Final = "memory {memory_id} does not exist in namespace {ns}"
 
 
-def _insert_version(params: Mapping[str, Any]) -> Statement:
+_VERSION_DEFAULTS: Final[Mapping[str, Any]] = {
+    "origin": "revise", "branch": DEFAULT_BRANCH, "strategy": None, "base_version_id": None,
+    "reverted_to": None,
+}
+
+
+def _insert_version(params: Mapping[str, Any], *, existing_ok: bool = False) -> Statement:
+    # Ids are content-addressed: a commit may recreate a version another branch already has
+    # (same content onto the same parent); that version row stays as first recorded.
+    conflict: LiteralString = " ON CONFLICT DO NOTHING" if existing_ok else ""
     return Statement(
         "INSERT INTO memory_versions (ns, memory_id, version_id, parent_ids, content,"
-        " content_hash, metadata, reason, actor, command_id, event_id, seq, created_at)"
+        " content_hash, metadata, reason, actor, command_id, event_id, seq, created_at,"
+        " origin, branch, strategy, base_version_id, reverted_to)"
         " VALUES (%(ns)s, %(memory_id)s, %(version_id)s, %(parent_ids)s, %(content)s,"
         " %(content_hash)s, %(metadata)s::jsonb, %(reason)s, %(actor)s::jsonb, %(command_id)s,"
-        " %(event_id)s, %(seq)s, %(at)s)",
-        params,
+        " %(event_id)s, %(seq)s, %(at)s, %(origin)s, %(branch)s, %(strategy)s,"
+        " %(base_version_id)s, %(reverted_to)s)" + conflict,
+        {**_VERSION_DEFAULTS, **params},
     )
 
 
@@ -183,7 +205,14 @@ def _created(event: MemoryCreated, seq: int, embedding: Embedding | None) -> lis
         " ON CONFLICT (ns, memory_id) DO NOTHING",
         params, expect_rows=1, error="memory {memory_id} already exists in namespace {ns}",
     )
-    return [insert_memory, _insert_version(params)]
+    main = Statement(
+        "INSERT INTO memory_branches (ns, memory_id, branch, head_version_id, from_version_id,"
+        " created_seq, updated_seq, created_at, updated_at, updated_by) VALUES (%(ns)s,"
+        " %(memory_id)s, %(branch)s, %(version_id)s, %(version_id)s, %(seq)s, %(seq)s, %(at)s,"
+        " %(at)s, %(actor)s::jsonb)",
+        {**params, "branch": DEFAULT_BRANCH},
+    )
+    return [insert_memory, _insert_version({**params, "origin": "create"}), main]
 
 
 def _revised(event: MemoryRevised, seq: int, embedding: Embedding | None) -> list[Statement]:
@@ -209,7 +238,7 @@ def _revised(event: MemoryRevised, seq: int, embedding: Embedding | None) -> lis
         params, expect_rows=1,
         error="memory {memory_id} does not exist in namespace {ns} or its head is not {parent}",
     )
-    return [update, _insert_version(params)]
+    return [update, _insert_version(params), _move_branch({**params, "branch": DEFAULT_BRANCH})]
 
 
 def _tagged(event: MemoryTagged, seq: int, _: Embedding | None) -> list[Statement]:
@@ -264,6 +293,90 @@ def _forgotten(event: MemoryForgotten, seq: int, _: Embedding | None) -> list[St
     return [update]
 
 
+# --- the version DAG -----------------------------------------------------------------------
+
+_BRANCH_VERSIONS: Final = (MemoryCommitted, MemoryMerged, MemoryReverted)
+_COUNT_VERSIONS: Final = (
+    "version_count = (SELECT count(*) FROM memory_versions v"
+    " WHERE v.ns = %(ns)s AND v.memory_id = %(memory_id)s)"
+)
+
+
+def _move_branch(params: Mapping[str, Any]) -> Statement:
+    """Move ``branch`` from ``parent`` (its head, or the event contradicts the read model)."""
+    return Statement(
+        "UPDATE memory_branches SET head_version_id = %(version_id)s, updated_seq = %(seq)s,"
+        " updated_at = %(at)s, updated_by = %(actor)s::jsonb " + _WHERE
+        + " AND branch = %(branch)s AND head_version_id = %(parent)s",
+        params, expect_rows=1,
+        error="branch {branch} of memory {memory_id} does not exist or its head is not {parent}",
+    )
+
+
+def _branch_version(event: MemoryCommitted | MemoryMerged | MemoryReverted, seq: int,
+                    embedding: Embedding | None, parents: list[str],
+                    extra: Mapping[str, Any]) -> list[Statement]:
+    """A version recorded on a branch whose head was ``parents[0]``; "main" moves the memory."""
+    data = event.data
+    _check_content(event.aggregate_id, data.content, data.content_hash, data.metadata, parents,
+                   data.version_id)
+    params = {
+        **_base(event, seq), **_vector(embedding), **extra,
+        "content": data.content, "content_hash": data.content_hash,
+        "version_id": data.version_id, "parent": parents[0], "parent_ids": parents,
+        "metadata": canonical_bytes(data.metadata).decode(), "reason": None,
+        "command_id": event.command_id, "event_id": event.id, "branch": data.branch,
+    }
+    if data.branch == DEFAULT_BRANCH:
+        memory = Statement(
+            "UPDATE memories SET content = %(content)s, content_hash = %(content_hash)s,"
+            " head_version_id = %(version_id)s, " + _COUNT_VERSIONS + ","
+            " metadata = CASE WHEN %(metadata)s::jsonb = '{}'::jsonb THEN metadata"
+            " ELSE %(metadata)s::jsonb END,"
+            " embedding = %(embedding)s, embedding_model = %(embedding_model)s, " + _TOUCH + " "
+            + _WHERE + " AND head_version_id = %(parent)s",
+            params, expect_rows=1,
+            error="memory {memory_id} does not exist in namespace {ns} or its head is not {parent}",
+        )
+    else:
+        memory = Statement("UPDATE memories SET " + _COUNT_VERSIONS + ", " + _TOUCH + " " + _WHERE,
+                           params, expect_rows=1, error=_MISSING)
+    return [_insert_version(params, existing_ok=True), _move_branch(params), memory]
+
+
+def _committed(event: MemoryCommitted, seq: int, embedding: Embedding | None) -> list[Statement]:
+    return _branch_version(event, seq, embedding, [event.data.parent_version_id],
+                           {"origin": "commit"})
+
+
+def _merged(event: MemoryMerged, seq: int, embedding: Embedding | None) -> list[Statement]:
+    data = event.data
+    return _branch_version(event, seq, embedding, list(data.parent_ids), {
+        "origin": "merge", "strategy": data.strategy, "base_version_id": data.base_version_id,
+    })
+
+
+def _reverted(event: MemoryReverted, seq: int, embedding: Embedding | None) -> list[Statement]:
+    return _branch_version(event, seq, embedding, [event.data.parent_version_id],
+                           {"origin": "revert", "reverted_to": event.data.reverted_to})
+
+
+def _branched(event: MemoryBranched, seq: int, _: Embedding | None) -> list[Statement]:
+    params = {**_base(event, seq), "branch": event.data.branch,
+              "from": event.data.from_version_id}
+    touch = Statement("UPDATE memories SET " + _TOUCH + " " + _WHERE, params, expect_rows=1,
+                      error=_MISSING)
+    # An unknown version violates the foreign key: an IntegrityError, hence a dead letter.
+    branch = Statement(
+        "INSERT INTO memory_branches (ns, memory_id, branch, head_version_id, from_version_id,"
+        " created_seq, updated_seq, created_at, updated_at, updated_by) VALUES (%(ns)s,"
+        " %(memory_id)s, %(branch)s, %(from)s, %(from)s, %(seq)s, %(seq)s, %(at)s, %(at)s,"
+        " %(actor)s::jsonb) ON CONFLICT DO NOTHING",
+        params, expect_rows=1, error="branch {branch} of memory {memory_id} already exists",
+    )
+    return [touch, branch]
+
+
 def event_type(event: Event) -> str:
     """The ``type`` tag of an event, e.g. ``MemoryCreated``."""
     return str(type(event).__struct_config__.tag)
@@ -285,7 +398,8 @@ def _event_row(event: Event, seq: int) -> Statement:
 
 
 def _command_result(event: Event, seq: int) -> Statement:
-    version = event.data.version_id if isinstance(event, MemoryCreated | MemoryRevised) else None
+    version = (event.data.version_id
+               if isinstance(event, (MemoryCreated, MemoryRevised, *_BRANCH_VERSIONS)) else None)
     params = {"ns": event.ns, "command_id": event.command_id, "event_id": event.id,
               "event_type": event_type(event), "memory_id": event.aggregate_id,
               "version_id": version, "seq": seq}
@@ -307,4 +421,8 @@ _PROJECTIONS: Final[dict[type, _Projection]] = {
     MemoryMetadataChanged: _metadata_changed,
     MemoryLinked: _linked,
     MemoryForgotten: _forgotten,
+    MemoryBranched: _branched,
+    MemoryCommitted: _committed,
+    MemoryMerged: _merged,
+    MemoryReverted: _reverted,
 }

@@ -35,6 +35,7 @@ from nats.js.api import AckPolicy
 from libs.events import EVENTS_STREAM, durable_consumer_config
 from libs.runtime.config import load_config
 from libs.runtime.nats_client import ensure_streams
+from services.auditor.store import audit_schema
 from services.auditor.streamio import BatchPuller, stream_seq_of
 from services.auditor.writer import BATCH
 from tests.bench.harness import BenchSystem, progress, report_line, running_system
@@ -89,10 +90,11 @@ async def raw_consumer(system: BenchSystem, count: int, batch_puller: bool) -> f
 def chain_extension(system: BenchSystem, count: int) -> float:
     """Start the auditor process; events/s from its first stored link to link ``count``."""
     system.start_service("auditor")
+    query = f"SELECT seq FROM {audit_schema(system.config.db_schema)}.audit_head"
     with psycopg.connect(system.postgres.url, autocommit=True) as conn:
         def head() -> int:
             try:
-                row = conn.execute("SELECT seq FROM mnemos.audit_head", prepare=False).fetchone()
+                row = conn.execute(query, prepare=False).fetchone()
             except psycopg.errors.UndefinedTable:
                 return 0
             return int(str(row[0])) if row else 0

@@ -130,7 +130,7 @@ async def projection_lag(system: BenchSystem, rate: float, duration_s: float) ->
     await asyncio.gather(*(one(i, t) for i, t in enumerate(texts)))
     await nc.close()
     wait_projected(system, max(seq for seq, _ in acks))
-    time.sleep(0.05)
+    await asyncio.sleep(0.05)
     stop.set()
     poller.join()
     checkpoints = sorted(seen.items())

@@ -10,16 +10,16 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
 from pgvector.psycopg import register_vector_async
-from psycopg.rows import dict_row
 
 from libs.embeddings import MiniLMOnnxEmbedder
-from libs.runtime.database import search_path_options
+from libs.runtime.database import connect_async
 from services.command import queries
 from services.command.fusion import reciprocal_rank_fusion
 from services.command.query_api import candidate_count
@@ -83,10 +83,11 @@ async def run_search_bench(
         wait(system, last)
     rng = random.Random(size)
     async with await psycopg.AsyncConnection.connect(system.postgres.url) as conn:
-        cur = await conn.execute("SELECT content FROM mnemos.memories WHERE ns = %s"
+        cur = await conn.execute("SELECT memory_id, content FROM mnemos.memories WHERE ns = %s"
                                  " ORDER BY random() LIMIT %s", (ns, QUERIES), prepare=False)
-        sample = [str(r[0]) for r in await cur.fetchall()]
-    query_texts = [query_for(t, rng) for t in sample]
+        sample = [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
+    query_texts = [query_for(t, rng) for _, t in sample]
+    sources = [memory_id for memory_id, _ in sample]
     vectors = MiniLMOnnxEmbedder.shared().embed(query_texts)
     exact = await _exact_top_k(system, ns, vectors)
     filters = Filters()
@@ -94,24 +95,31 @@ async def run_search_bench(
     lexical_ms: list[float] = []
     hybrid_ms: list[float] = []
     recalls: list[float] = []
-    conn = await psycopg.AsyncConnection.connect(
-        system.postgres.url, options=search_path_options("mnemos"), row_factory=dict_row,
-        autocommit=True,
-    )
-    await register_vector_async(conn)
+    # Reciprocal rank (top K) of the memory each query was derived from, per retrieval side.
+    reciprocal: dict[str, list[float]] = {"lexical": [], "dense": [], "hybrid": []}
+    qconn = await connect_async(system.postgres.url, "mnemos", autocommit=True)
     candidates = candidate_count(K)
     try:
-        for text, vector, truth in zip(query_texts, vectors, exact, strict=True):
-            dense = await _timed(
-                lambda v=vector: queries.dense_ranking(conn, ns, filters, v, K), dense_ms)
+        for text, vector, truth, source in zip(query_texts, vectors, exact, sources, strict=True):
+            dense = await _timed(partial(queries.dense_ranking, qconn, ns, filters, vector, K),
+                                 dense_ms)
             recalls.append(len(set(dense[:K]) & set(truth)) / K)
-            await _timed(lambda t=text: queries.lexical_ranking(conn, ns, filters, t, K),
-                         lexical_ms)
-            await _timed(lambda t=text, v=vector: _hybrid(conn, ns, filters, t, v, candidates),
-                         hybrid_ms)
+            lexical = await _timed(
+                partial(queries.lexical_ranking, qconn, ns, filters, text, K), lexical_ms)
+            hybrid = await _timed(
+                partial(_hybrid, qconn, ns, filters, text, vector, candidates), hybrid_ms)
+            for side, ranking in (("lexical", lexical), ("dense", dense), ("hybrid", hybrid)):
+                reciprocal[side].append(_reciprocal_rank(ranking, source))
     finally:
-        await conn.close()
+        await qconn.close()
     _report(size, dense_ms, lexical_ms, hybrid_ms, recalls)
+    report_line(f"MRR@{K} of the source memory @ {size:,}", "  ".join(
+        f"{side} {float(np.mean(values)):.3f}" for side, values in reciprocal.items()))
+
+
+def _reciprocal_rank(ranking: Sequence[str], wanted: str) -> float:
+    top = list(ranking[:K])
+    return 1.0 / (top.index(wanted) + 1) if wanted in top else 0.0
 
 
 async def _hybrid(conn: Any, ns: str, filters: Filters, text: str,
@@ -122,7 +130,7 @@ async def _hybrid(conn: Any, ns: str, filters: Filters, text: str,
     }
     fused = reciprocal_rank_fusion(rankings, limit=K)
     found = await queries.fetch_memories(conn, ns, [hit.doc_id for hit in fused])
-    return list(found)
+    return [hit.doc_id for hit in fused if hit.doc_id in found]  # fused order
 
 
 def _report(size: int, dense: Sequence[float], lexical: Sequence[float],

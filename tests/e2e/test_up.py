@@ -69,7 +69,7 @@ def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) 
         created = _cli(env, "remember", "The deploy window is Tuesday 10:00", "--ns", "ops",
                        "--tag", "process")
         found = httpx.get(f"{base}/v1/ops/search",
-                          params={"q": "when can we deploy", "after_seq": created["seq"]},
+                          params={"q": "when can we deploy", "after_seq": str(created["seq"])},
                           timeout=30).json()
         assert found["hits"][0]["memory"]["memory_id"] == created["memory_id"]
     finally:

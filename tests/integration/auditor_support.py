@@ -29,7 +29,7 @@ from libs.events import (
     version_id,
 )
 from libs.runtime.config import Config
-from libs.runtime.database import search_path_options
+from services.auditor.store import audit_schema
 
 
 def memory_created(ns: str, index: int, command_id: str | None = None) -> MemoryCreated:
@@ -114,10 +114,10 @@ async def running_auditor(config: Config) -> AsyncIterator[asyncio.Task[None]]:
 
 
 def db(config: Config, autocommit: bool = True) -> psycopg.Connection[tuple[Any, ...]]:
-    """A plain tuple-row connection into the configured schema, for test assertions."""
+    """A tuple-row connection seeing the audit tables, then the read models (as the auditor)."""
     assert config.database_url is not None
-    return psycopg.connect(config.database_url, options=search_path_options(config.db_schema),
-                           autocommit=autocommit)
+    path = f"-c search_path={audit_schema(config.db_schema)},{config.db_schema},public"
+    return psycopg.connect(config.database_url, options=path, autocommit=autocommit)
 
 
 def chain_head(config: Config) -> int:

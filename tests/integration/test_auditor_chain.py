@@ -203,3 +203,21 @@ async def test_a_killed_auditor_resumes_and_survives_a_broker_restart(
         await wait_for_head(config, await _stream_last(nats_js))
     report = await verify(config, full=True)
     assert report.ok and report.verified == await _stream_last(nats_js)
+
+
+async def test_the_chain_is_untouched_by_a_read_model_schema_swap(config: Config,
+                                                                  nats_js) -> None:
+    """``mnemos replay`` renames the read-model schema away; the audit schema stays put."""
+    await publish_events(nats_js, 20)
+    async with running_auditor(config):
+        await wait_for_head(config, 20)
+        with db(config) as conn:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {config.db_schema}")
+            conn.execute(f"ALTER SCHEMA {config.db_schema} RENAME TO {config.db_schema}_old_1")
+            conn.execute(f"CREATE SCHEMA {config.db_schema}")
+        await publish_events(nats_js, 20)
+        await wait_for_head(config, await _stream_last(nats_js))
+    report = await verify(config, full=True)
+    assert report.ok and report.verified == await _stream_last(nats_js)
+    with db(config) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_incidents").fetchone() == (0,)

@@ -13,6 +13,7 @@ from libs.runtime.config import Config
 from libs.runtime.nats_client import ensure_streams
 from services.auditor.chain import BreakKind
 from services.auditor.files import audit_dir, checkpoint_dir, read_public_key
+from services.auditor.store import audit_schema
 from tests.integration.auditor_support import (
     audit_cli,
     db,
@@ -80,7 +81,7 @@ async def test_a_checkpoint_file_catches_a_recomputed_history(config: Config, na
     await ensure_streams(nats_js, config)
     await publish_events(nats_js, 60, ns="forged")
     with db(config) as conn:
-        conn.execute(f"DROP SCHEMA {config.db_schema} CASCADE")
+        conn.execute(f"DROP SCHEMA {audit_schema(config.db_schema)} CASCADE")
     await _link_all(config, nats_js)
 
     done = audit_cli(config, "verify", "--full")

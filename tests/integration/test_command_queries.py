@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -140,3 +141,98 @@ async def test_hybrid_reports_both_sides_and_hides_forgotten(stack: Stack) -> No
     hit = found.hits[0]
     assert hit.matched == ["dense", "lexical"] and hit.dense_rank == hit.lexical_rank == 1
     assert hit.memory.tags == ["finance"]
+
+
+async def test_lexical_tiers_keep_or_semantics_when_terms_are_too_common(stack: Stack) -> None:
+    both = await stack.remember("alpha beta gamma")
+    pair = await stack.remember("alpha beta")
+    only_alpha = await stack.remember("alpha delta")
+    only_beta = await stack.remember("beta epsilon")
+    rare = await stack.remember("zeta")
+    unrelated = await stack.remember("omega")
+    await stack.settle()
+    expected = [rare, pair, both]  # the rare term, then both common terms (shorter first)
+    async with stack.read_models.connection() as conn:
+        exact = await queries.lexical_ranking(conn, NS, Filters(), "alpha beta zeta", 50)
+        # A budget of one posting: only "zeta" is read in full; "alpha" and "beta" come from
+        # the capped all-common and any-common tiers, which still find the single-word matches.
+        tiny = await queries.lexical_ranking(conn, NS, Filters(), "alpha beta zeta", 50,
+                                             budget=1, cap=1)
+    for ranked in (exact, tiny):
+        assert set(ranked) == {both, pair, only_alpha, only_beta, rare}, ranked
+        assert unrelated not in ranked
+    assert exact[:3] == expected
+    assert tiny[0] == rare and set(tiny[1:3]) <= {both, pair}
+
+
+async def test_lexical_rarer_terms_rank_higher_and_filters_apply(stack: Stack) -> None:
+    common = [await stack.remember(f"shared weather note {i}") for i in range(5)]
+    rare = await stack.remember("a weather note about a tornado", tags=["storm"])
+    await stack.settle()
+    ranked = await _lexical(stack, "tornado shared")
+    assert ranked[0] == rare and set(ranked) == {rare, *common}
+    assert await _lexical(stack, "weather", tags=["storm"]) == [rare]
+    assert await _lexical(stack, "shared", kind="finding") == []
+
+
+async def _lexical_tables(stack: Stack) -> list[list[dict[str, Any]]]:
+    """lexical_df, lexical_ns_stats, lexical_docs; asserted equal to a recount from scratch."""
+    async with stack.read_models.connection() as conn:
+        tables: list[list[dict[str, Any]]] = []
+        for statement in (
+            "SELECT ns, lexeme, df FROM lexical_df ORDER BY ns, lexeme COLLATE \"C\"",
+            "SELECT ns, doc_count, total_len FROM lexical_ns_stats ORDER BY ns",
+            "SELECT ns, memory_id, doc_len, tsv::text AS tsv FROM lexical_docs"
+            " ORDER BY ns, memory_id",
+        ):
+            cur = await conn.execute(statement, prepare=False)
+            tables.append([dict(row) for row in await cur.fetchall()])
+        recounts = []
+        for statement in (
+            "SELECT m.ns, l.lexeme, count(*) AS df FROM memories m,"
+            " unnest(tsvector_to_array(m.tsv)) AS l(lexeme) WHERE m.forgotten_at IS NULL"
+            " GROUP BY m.ns, l.lexeme ORDER BY m.ns, l.lexeme COLLATE \"C\"",
+            "SELECT ns, count(*) AS doc_count, sum(length(tsv)) AS total_len FROM memories"
+            " WHERE forgotten_at IS NULL GROUP BY ns ORDER BY ns",
+            "SELECT ns, memory_id, length(tsv) AS doc_len, tsv::text AS tsv FROM memories"
+            " WHERE forgotten_at IS NULL ORDER BY ns, memory_id",
+        ):
+            cur = await conn.execute(statement, prepare=False)
+            recounts.append([dict(row) for row in await cur.fetchall()])
+    assert tables == recounts
+    return tables
+
+
+async def test_lexical_statistics_equal_a_recount_across_create_revise_forget(
+    stack: Stack,
+) -> None:
+    first = await stack.remember("Kafka lag grew during the migration")
+    second = await stack.remember("The migration finished; Kafka is healthy")
+    await stack.remember("Kafka in another namespace", ns="team-b")
+    await stack.settle()
+    df, ns_stats, _ = await _lexical_tables(stack)
+    assert {"ns": NS, "lexeme": "kafka", "df": 2} in df
+    assert [row["doc_count"] for row in ns_stats] == [2, 1]
+
+    # A revision swaps lexemes: "lag" and "grew" leave (df to zero: the rows go), others stay.
+    await stack.commands.handle(NS, "revise", json.dumps(
+        {"memory_id": first, "content": "Kafka throughput doubled after the migration"}
+    ).encode(), None)
+    result = await stack.commands.handle(NS, "tag", json.dumps(
+        {"memory_id": second, "add": ["ops"]}).encode(), None)  # no lexical change
+    await stack.read_models.wait_for(result.seq)
+    df, _, _ = await _lexical_tables(stack)
+    lexemes = {row["lexeme"] for row in df if row["ns"] == NS}
+    assert {"throughput", "doubl"} <= lexemes and not {"lag", "grew"} & lexemes
+    assert await _lexical(stack, "lag") == [] and await _lexical(stack, "throughput") == [first]
+
+    # Forgetting removes the document from every statistic; the last one empties the namespace.
+    for memory_id in (second, first):
+        result = await stack.commands.handle(NS, "forget", json.dumps(
+            {"memory_id": memory_id, "reason": "test"}).encode(), None)
+        await stack.read_models.wait_for(result.seq)
+        await _lexical_tables(stack)
+    df, ns_stats, docs = await _lexical_tables(stack)
+    assert [row["ns"] for row in ns_stats] == ["team-b"]
+    assert {row["ns"] for row in df} == {row["ns"] for row in docs} == {"team-b"}
+    assert await _lexical(stack, "kafka") == []

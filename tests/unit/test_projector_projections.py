@@ -62,12 +62,13 @@ EMBEDDING = Embedding("model", np.zeros(3, dtype=np.float32))
 def test_created_inserts_memory_version_event_and_result() -> None:
     statements = project(_created(), 7, EMBEDDING)
     targets = [s.query.split()[2] for s in statements]
-    assert targets == ["memories", "memory_versions", "memory_events", "command_results"]
+    assert targets == ["memories", "memory_versions", "memory_branches", "memory_events",
+                       "command_results"]
     memory = statements[0]
     assert memory.expect_rows == 1 and "already exists" in memory.error
     assert memory.params["tags"] == ["a", "b"]  # deduplicated, sorted
     assert memory.params["seq"] == 7 and memory.params["embedding_model"] == "model"
-    assert statements[3].params["version_id"] == memory.params["version_id"]
+    assert statements[4].params["version_id"] == memory.params["version_id"]
 
 
 def test_revision_must_follow_the_head() -> None:

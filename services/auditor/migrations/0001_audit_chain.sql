@@ -1,6 +1,7 @@
--- The audit hash chain (DESIGN.md section 5). Unlike the read models, these rows are not a
--- projection that can be re-derived silently: they are the evidence that the stream has not
--- changed since it was chained, so they are append-only and guarded by triggers.
+-- The audit hash chain (DESIGN.md section 5), in its own schema <db_schema>_audit. Unlike the
+-- read models, these rows are not a projection that can be re-derived silently: they are the
+-- evidence that the stream has not changed since it was chained, so they are append-only,
+-- guarded by triggers, and out of reach of `mnemos replay`'s schema swap.
 
 -- One row per stream sequence; seq 0 is the genesis row written by the auditor at start.
 CREATE TABLE audit_chain (

@@ -1,0 +1,244 @@
+"""The version-DAG queries (log, branches, version, diff, common ancestor) over the read models.
+
+The same rules as :mod:`services.command.queries`: every statement is scoped by ``ns = %(ns)s``
+and every query first checks that the memory is live in that namespace (unknown, forgotten and
+other-namespace memories are all :class:`NotFound`). Ancestry walks run on a
+:class:`~libs.dag.VersionGraph` of ``(version_id, parent_ids, seq)`` rows, cached per memory and
+extended with the rows projected since: versions are append-only, so a cached graph never goes
+stale, it only lags (and is caught up on every query).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from libs.dag import VersionGraph, VersionNode, diff_texts
+from libs.events import InvalidInput, NotFound, validate_id, validate_namespace
+from services.command.dag_views import (
+    AncestorView,
+    BranchesView,
+    BranchView,
+    DagVersionView,
+    DiffView,
+    GetBranches,
+    GetCommonAncestor,
+    GetDiff,
+    GetLog,
+    GetVersion,
+    LogEntry,
+    LogView,
+)
+from services.command.metrics import QUERIES, QUERY_SECONDS
+from services.command.read_models import Conn, ReadModels
+
+__all__ = ["DAG_QUERY_TYPES", "DagQueryService"]
+
+DAG_QUERY_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
+    "log": GetLog,
+    "branches": GetBranches,
+    "version": GetVersion,
+    "diff": GetDiff,
+    "common_ancestor": GetCommonAncestor,
+}
+"""Query name (last token of ``mnemos.qry.<ns>.<query>``) to its request struct."""
+
+GRAPH_CACHE_SIZE: Final = 64
+"""Memories whose version graph is kept between queries."""
+
+_VERSION_COLUMNS: Final = (
+    "version_id, parent_ids, content, content_hash, metadata, origin, branch, strategy,"
+    " base_version_id, reverted_to, actor, command_id, event_id, seq, created_at"
+)
+T = TypeVar("T")
+
+
+async def _require_live(conn: Conn, ns: str, memory_id: str) -> None:
+    cur = await conn.execute(
+        "SELECT 1 FROM memories WHERE ns = %(ns)s AND memory_id = %(id)s"
+        " AND forgotten_at IS NULL", {"ns": ns, "id": memory_id},
+    )
+    if await cur.fetchone() is None:
+        raise NotFound(f"memory {memory_id} not found", memory_id=memory_id)
+
+
+async def _resolve(conn: Conn, ns: str, memory_id: str, ref: str) -> str:
+    """The version a ref names: a branch's head, else a version id of this memory."""
+    params = {"ns": ns, "id": memory_id, "ref": ref}
+    cur = await conn.execute(
+        "SELECT head_version_id FROM memory_branches WHERE ns = %(ns)s AND memory_id = %(id)s"
+        " AND branch = %(ref)s", params,
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return str(row["head_version_id"])
+    cur = await conn.execute(
+        "SELECT 1 FROM memory_versions WHERE ns = %(ns)s AND memory_id = %(id)s"
+        " AND version_id = %(ref)s", params,
+    )
+    if await cur.fetchone() is None:
+        raise NotFound(f"no branch or version {ref} in memory {memory_id}", ref=ref)
+    return ref
+
+
+def _version_view(row: dict[str, Any]) -> DagVersionView:
+    return msgspec.convert({**row, "parent_ids": list(row["parent_ids"])}, DagVersionView)
+
+
+class DagQueryService:
+    """Serves the DAG queries; namespace-scoped, with read-your-writes ``after_seq``."""
+
+    def __init__(self, read_models: ReadModels, cache_size: int = GRAPH_CACHE_SIZE) -> None:
+        self._rm = read_models
+        self._graphs: OrderedDict[tuple[str, str], tuple[VersionGraph, int]] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def _observed(self, name: str, work: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await work
+            outcome = "ok"
+            return result
+        finally:
+            QUERIES.labels(name, outcome).inc()
+            QUERY_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+    async def _graph(self, conn: Conn, ns: str, memory_id: str) -> VersionGraph:
+        """The memory's version graph, caught up with the read model."""
+        key = (ns, memory_id)
+        graph, last_seq = self._graphs.get(key, (VersionGraph(), 0))
+        cur = await conn.execute(
+            "SELECT version_id, parent_ids, seq FROM memory_versions WHERE ns = %(ns)s"
+            " AND memory_id = %(id)s AND seq > %(after)s ORDER BY seq",
+            {"ns": ns, "id": memory_id, "after": last_seq},
+        )
+        for row in await cur.fetchall():
+            graph.add(VersionNode(row["version_id"], tuple(row["parent_ids"]), row["seq"]))
+            last_seq = max(last_seq, int(row["seq"]))
+        current = self._graphs.get(key)
+        if current is None or current[1] <= last_seq:
+            self._graphs[key] = (graph, last_seq)
+        self._graphs.move_to_end(key)
+        while len(self._graphs) > self._cache_size:
+            self._graphs.popitem(last=False)
+        return graph
+
+    async def log(self, ns: str, request: GetLog) -> LogView:
+        """A page of the history of ``ref``, newest first."""
+        async def work() -> LogView:
+            memory_id = await self._start(ns, request.memory_id, request.after_seq)
+            async with self._rm.connection() as conn:
+                await _require_live(conn, ns, memory_id)
+                head = await _resolve(conn, ns, memory_id, request.ref)
+                graph = await self._graph(conn, ns, memory_id)
+                page = graph.log(head, request.limit, request.cursor)
+                ids = [node.version_id for node in page.entries]
+                cur = await conn.execute(
+                    "SELECT version_id, parent_ids, seq, origin, branch, strategy, reverted_to,"
+                    " content_hash, actor, created_at FROM memory_versions WHERE ns = %(ns)s"
+                    " AND memory_id = %(id)s AND version_id = ANY(%(ids)s)",
+                    {"ns": ns, "id": memory_id, "ids": ids},
+                )
+                rows = {row["version_id"]: row for row in await cur.fetchall()}
+            entries = [msgspec.convert({**rows[i], "parent_ids": list(rows[i]["parent_ids"])},
+                                       LogEntry) for i in ids]
+            return LogView(memory_id=memory_id, head=head, entries=entries,
+                           next_cursor=page.next_cursor)
+
+        return await self._observed("log", work())
+
+    async def branches(self, ns: str, request: GetBranches) -> BranchesView:
+        """Every branch of the memory with its head, by name."""
+        async def work() -> BranchesView:
+            memory_id = await self._start(ns, request.memory_id, request.after_seq)
+            async with self._rm.connection() as conn:
+                await _require_live(conn, ns, memory_id)
+                cur = await conn.execute(
+                    "SELECT branch, head_version_id, from_version_id, created_seq, updated_seq,"
+                    " updated_at FROM memory_branches WHERE ns = %(ns)s AND memory_id = %(id)s"
+                    ' ORDER BY branch COLLATE "C"', {"ns": ns, "id": memory_id},
+                )
+                rows = await cur.fetchall()
+            return BranchesView(memory_id=memory_id,
+                                branches=[msgspec.convert(r, BranchView) for r in rows])
+
+        return await self._observed("branches", work())
+
+    async def version(self, ns: str, request: GetVersion) -> DagVersionView:
+        """One version with content and provenance."""
+        async def work() -> DagVersionView:
+            memory_id = await self._start(ns, request.memory_id, request.after_seq)
+            async with self._rm.connection() as conn:
+                await _require_live(conn, ns, memory_id)
+                version = await _resolve(conn, ns, memory_id, request.ref)
+                rows = await self._versions(conn, ns, memory_id, [version])
+            return _version_view(rows[version])
+
+        return await self._observed("version", work())
+
+    async def diff(self, ns: str, request: GetDiff) -> DiffView:
+        """Typed hunks and unified text from one version to another."""
+        async def work() -> DiffView:
+            memory_id = await self._start(ns, request.memory_id, request.after_seq)
+            async with self._rm.connection() as conn:
+                await _require_live(conn, ns, memory_id)
+                old = await _resolve(conn, ns, memory_id, request.from_ref)
+                new = await _resolve(conn, ns, memory_id, request.to_ref)
+                rows = await self._versions(conn, ns, memory_id, [old, new])
+            diff = diff_texts(rows[old]["content"], rows[new]["content"],
+                              context=request.context)
+            return DiffView(memory_id=memory_id, from_version=old, to_version=new,
+                            added=diff.added, removed=diff.removed, hunks=list(diff.hunks),
+                            unified=diff.unified(old, new))
+
+        return await self._observed("diff", work())
+
+    async def common_ancestor(self, ns: str, request: GetCommonAncestor) -> AncestorView:
+        """The merge base of two refs and every lowest common ancestor, newest first."""
+        async def work() -> AncestorView:
+            memory_id = await self._start(ns, request.memory_id, request.after_seq)
+            async with self._rm.connection() as conn:
+                await _require_live(conn, ns, memory_id)
+                a = await _resolve(conn, ns, memory_id, request.a)
+                b = await _resolve(conn, ns, memory_id, request.b)
+                graph = await self._graph(conn, ns, memory_id)
+            lowest = list(graph.common_ancestors(a, b))
+            return AncestorView(memory_id=memory_id, a=a, b=b,
+                                base=lowest[0] if lowest else None, lowest=lowest)
+
+        return await self._observed("common_ancestor", work())
+
+    async def dispatch(self, ns: str, request: msgspec.Struct) -> Any:
+        """Run a decoded request of one of :data:`DAG_QUERY_TYPES` (the NATS entry)."""
+        if isinstance(request, GetLog):
+            return await self.log(ns, request)
+        if isinstance(request, GetBranches):
+            return await self.branches(ns, request)
+        if isinstance(request, GetVersion):
+            return await self.version(ns, request)
+        if isinstance(request, GetDiff):
+            return await self.diff(ns, request)
+        if isinstance(request, GetCommonAncestor):
+            return await self.common_ancestor(ns, request)
+        raise InvalidInput(f"not a DAG query: {type(request).__name__}")
+
+    async def _start(self, ns: str, memory_id: str, after_seq: int | None) -> str:
+        validate_namespace(ns)
+        memory_id = validate_id(memory_id, "memory_id")
+        await self._rm.wait_for(after_seq)
+        return memory_id
+
+    @staticmethod
+    async def _versions(conn: Conn, ns: str, memory_id: str, ids: list[str]
+                        ) -> dict[str, dict[str, Any]]:
+        cur = await conn.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM memory_versions WHERE ns = %(ns)s"
+            " AND memory_id = %(id)s AND version_id = ANY(%(ids)s)",
+            {"ns": ns, "id": memory_id, "ids": ids},
+        )
+        return {row["version_id"]: dict(row) for row in await cur.fetchall()}
