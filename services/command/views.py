@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from libs.events import Actor, MetadataValue
+from libs.events.fields import KindName, Seq, ShortText, TagName
 
 __all__ = [
     "EventView",
@@ -30,10 +31,6 @@ __all__ = [
     "VersionView",
 ]
 
-TagName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
-KindName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")]
-ShortText = Annotated[str, msgspec.Meta(max_length=1024)]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
 SearchMode = Literal["hybrid", "dense", "lexical"]
 
 

@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import nats
 import pytest
 
 from libs.events import EVENTS_STREAM, new_command_id
 from libs.runtime.config import Config
-from services.command import main as gateway_main
-from services.projector import main as projector_main
+from tests.service_support import running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -48,37 +45,11 @@ class System:
         return result
 
 
-async def _wait_ready(http: httpx.AsyncClient, tasks: list[asyncio.Task[None]]) -> None:
-    for _ in range(600):
-        for task in tasks:
-            if task.done():
-                task.result()
-                raise RuntimeError("a service exited early")
-        try:
-            if (await http.get("/readyz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.05)
-    raise TimeoutError("gateway not ready")
-
-
 @pytest.fixture
 async def system(config: Config) -> AsyncIterator[System]:
     config = config.model_copy(update={"read_your_writes_timeout_s": 1.5})
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(projector_main.run(config, stop)),
-             asyncio.create_task(gateway_main.run(config, stop))]
-    base = f"http://{config.http_host}:{config.http_port}"
-    nc = await nats.connect(config.nats_url or "")
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=15) as http:
-            await _wait_ready(http, tasks)
-            yield System(http=http, nc=nc, js=nc.jetstream(), config=config)
-    finally:
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 30)
-        await nc.drain()
+    async with running_gateway(config) as (http, nc):
+        yield System(http=http, nc=nc, js=nc.jetstream(), config=config)
 
 
 async def test_remember_then_search_get_history_with_provenance(system: System) -> None:
