@@ -262,7 +262,8 @@ async def test_foreign_keys_cascade_from_memories(config: Config, nats_js) -> No
         counts = {}
         for table, column in [("memory_versions", "memory_id"), ("memory_events", "memory_id"),
                               ("memory_links", "memory_id"),
-                              ("memory_links", "target_memory_id")]:
+                              ("memory_links", "target_memory_id"),
+                              ("lexical_docs", "memory_id")]:
             found = await rows(conn, f"SELECT count(*) AS n FROM {table} WHERE {column} = %s",
                                [memory_id])
             counts[f"{table}.{column}"] = int(found[0]["n"])
@@ -271,7 +272,8 @@ async def test_foreign_keys_cascade_from_memories(config: Config, nats_js) -> No
     async with read_models(url) as conn:
         assert await owned(conn, a.aggregate_id) == {
             "memory_versions.memory_id": 2, "memory_events.memory_id": 3,
-            "memory_links.memory_id": 1, "memory_links.target_memory_id": 1}
+            "memory_links.memory_id": 1, "memory_links.target_memory_id": 1,
+            "lexical_docs.memory_id": 1}
         # Deleting the source memory removes its versions, events, outgoing and incoming links.
         await conn.execute("DELETE FROM memories WHERE memory_id = %s", [a.aggregate_id])
         assert set((await owned(conn, a.aggregate_id)).values()) == {0}
@@ -282,6 +284,9 @@ async def test_foreign_keys_cascade_from_memories(config: Config, nats_js) -> No
         # The bystander keeps its own rows.
         assert (await owned(conn, c.aggregate_id))["memory_events.memory_id"] == 3
         assert (await row_counts(conn))["memory_links"] == 0
+        # The lexical statistics follow the deletions (the trigger's DELETE path).
+        stats = await rows(conn, "SELECT doc_count FROM lexical_ns_stats", [])
+        assert [int(r["doc_count"]) for r in stats] == [1]
 
 
 def test_a_different_embedding_dimension_is_refused(database_url: str) -> None:

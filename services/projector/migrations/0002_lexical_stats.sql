@@ -18,7 +18,9 @@ CREATE TABLE lexical_docs (
     PRIMARY KEY (ns, memory_id),
     FOREIGN KEY (ns, memory_id) REFERENCES memories (ns, memory_id) ON DELETE CASCADE
 );
-CREATE INDEX lexical_docs_tsv ON lexical_docs USING gin (tsv);
+-- fastupdate off: with the default pending list, every search rescans up to 4 MB of unmerged
+-- recent entries (measured at 100k memories right after ingest: lexical p50 3 ms -> 11 ms).
+CREATE INDEX lexical_docs_tsv ON lexical_docs USING gin (tsv) WITH (fastupdate = off);
 
 CREATE TABLE lexical_ns_stats (
     ns        text   PRIMARY KEY,
