@@ -52,8 +52,10 @@ __all__ = [
     "list_memories",
 ]
 
-HNSW_EF_SEARCH: Final = 100
-"""Candidate list size of the HNSW scan; 100 keeps recall high for k <= 100."""
+HNSW_EF_SEARCH: Final = 400
+"""Candidate list size of the HNSW scan. Measured at 100k memories (tests/bench): ef_search 100
+gives recall@10 0.84 against exact search, 400 gives 0.96 at p95 7.6 ms, 800 gives 0.99 at
+p95 13 ms; 400 is the smallest value meeting the 0.95 recall target."""
 BM25_K1: Final = 1.2
 BM25_B: Final = 0.75
 
@@ -218,7 +220,8 @@ async def history(conn: Conn, ns: str, memory_id: str) -> HistoryView:
 
 
 async def dense_ranking(
-    conn: Conn, ns: str, filters: Filters, vector: npt.NDArray[np.float32], limit: int
+    conn: Conn, ns: str, filters: Filters, vector: npt.NDArray[np.float32], limit: int,
+    *, ef_search: int = HNSW_EF_SEARCH,
 ) -> list[str]:
     """Memory ids nearest to ``vector`` (cosine), best first, via the HNSW index.
 
@@ -229,9 +232,14 @@ async def dense_ranking(
     params: dict[str, Any] = {"ns": validate_namespace(ns), "q": vector, "limit": limit}
     statement = dense_sql(filter_sql(filters, params))
     async with conn.transaction():
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {HNSW_EF_SEARCH}")
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), limit)}")
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cur = await conn.execute(statement, params)
+        # pgvector's cost estimate makes an exact sequential scan + sort look cheaper than the
+        # HNSW index below a few ten thousand rows; it is not (measured 21 ms vs 3 ms at 10k:
+        # every row's 384-dim distance is computed). Penalise the sequential scan, and plan per
+        # query (no generic plan without the LIMIT and the vector).
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        cur = await conn.execute(statement, params, prepare=False)
         rows = await cur.fetchall()
     return [row["memory_id"] for row in rows]
 
@@ -336,5 +344,5 @@ async def lexical_ranking(conn: Conn, ns: str, filters: Filters, text: str, limi
             tiers.append(_TIER_SQL.format(join=join, tier="any_common",
                                           limit=" LIMIT %(fill)s"))
     statement = _SCORE_SQL.replace("{tiers}", " UNION ALL ".join(tiers))
-    cur = await conn.execute(statement, params)
+    cur = await conn.execute(statement, params, prepare=False)  # plan per query: see dense
     return [row["memory_id"] for row in await cur.fetchall()]

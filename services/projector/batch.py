@@ -45,6 +45,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "SchemaSwapped",
+    "embed_ahead",
     "is_poison",
     "is_transient",
 ]
@@ -174,19 +175,24 @@ class BatchApplier:
     async def apply(
         self, deliveries: Sequence[Delivery], checkpoint: int,
         publish_dead_letters: PublishDeadLetters | None = None,
+        embedded_ahead: dict[str, Embedding] | None = None,
     ) -> BatchOutcome:
         """Apply the deliveries above ``checkpoint`` and commit them with the new checkpoint.
 
         ``publish_dead_letters`` runs inside the transaction, just before the commit, so a dead
         letter is published before it is checkpointed (publishing is idempotent by message id).
+        ``embedded_ahead`` holds embeddings already computed for these deliveries (see
+        :func:`embed_ahead`); anything missing from it is embedded here.
         """
         fresh = [d for d in deliveries if d.seq > checkpoint]
         if not fresh:
             return BatchOutcome(last_seq=checkpoint, skipped=len(deliveries))
         decoded = [_decode(d) for d in fresh]
-        texts = [t for item in decoded if item.error is None and item.event
-                 and is_projected(item.event) and (t := content_of(item.event)) is not None]
-        embeddings = await embed_contents(self.conn, self.embedder, texts)
+        texts = _texts_to_embed(decoded)
+        ready = embedded_ahead or {}
+        embeddings = dict(ready)
+        missing = [t for t in texts if content_hash(t) not in ready]
+        embeddings.update(await embed_contents(self.conn, self.embedder, missing))
         try:
             # Fast path: no savepoints. Poison is rare; when it shows up the batch is rolled
             # back and redone carefully, one savepoint (and bounded retries) per event.
@@ -343,6 +349,24 @@ class _Decoded:
     delivery: Delivery
     event: Event | None
     error: MnemosError | None
+
+
+def _texts_to_embed(decoded: Sequence[_Decoded]) -> list[str]:
+    return [t for item in decoded if item.error is None and item.event
+            and is_projected(item.event) and (t := content_of(item.event)) is not None]
+
+
+async def embed_ahead(
+    conn: Conn, embedder: Embedder, deliveries: Sequence[Delivery], checkpoint: int
+) -> dict[str, Embedding]:
+    """Embed (through the cache, on ``conn``) the contents of deliveries not yet applied.
+
+    The consumer runs this for the next batch while the current one is being written, on a
+    second connection: embedding is the projector's bottleneck and needs no ordering. Only the
+    embedding cache is touched, which is idempotent, so a crash loses nothing but the work.
+    """
+    fresh = [_decode(d) for d in deliveries if d.seq > checkpoint]
+    return await embed_contents(conn, embedder, _texts_to_embed(fresh))
 
 
 def _decode(delivery: Delivery) -> _Decoded:

@@ -37,7 +37,14 @@ from libs.events import (
 )
 from libs.runtime.database import connect_async
 from libs.runtime.logging import get_logger
-from services.projector.batch import BatchApplier, Conn, DeadLetter, Delivery, is_transient
+from services.projector.batch import (
+    BatchApplier,
+    Conn,
+    DeadLetter,
+    Delivery,
+    embed_ahead,
+    is_transient,
+)
 from services.projector.metrics import (
     BATCH_SECONDS,
     CHECKPOINT_SEQ,
@@ -45,6 +52,7 @@ from services.projector.metrics import (
     LEADER,
     TRANSIENT_ERRORS,
 )
+from services.projector.projections import Embedding
 from services.projector.schema import advisory_key
 
 __all__ = [
@@ -109,6 +117,11 @@ class _Backoff:
         self.current_s = self.first_s
 
 
+def _delivery(msg: Any) -> Delivery:
+    return Delivery(seq=msg.metadata.sequence.stream, subject=msg.subject, data=msg.data,
+                    msg_id=(msg.headers or {}).get(HDR_MSG_ID))
+
+
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
@@ -168,9 +181,11 @@ class Projector:
             if until_seq is not None and self.checkpoint >= until_seq:
                 return True
             sub = await self._reset_consumer()
+            embed_conn = await connect_async(url, s.schema, autocommit=True)
             try:
-                return await self._consume(sub, applier, stop, until_seq)
+                return await self._consume(sub, applier, embed_conn, stop, until_seq)
             finally:
+                await embed_conn.close()
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
         finally:
@@ -204,34 +219,63 @@ class Projector:
         await self.js.add_consumer(EVENTS_STREAM, config)
         return await self.js.pull_subscribe_bind(name, stream=EVENTS_STREAM)
 
-    async def _consume(self, sub: Any, applier: BatchApplier, stop: asyncio.Event,
-                       until_seq: int | None) -> bool:
-        s = self.settings
-        while not stop.is_set():
-            limit = s.batch_size if until_seq is None else min(s.batch_size,
-                                                               until_seq - self.checkpoint)
-            try:
-                msgs = await sub.fetch(limit, timeout=s.fetch_timeout_s)
-            except nats.errors.TimeoutError:
-                continue
-            await self._handle(msgs, applier, until_seq)
-            self._backoff.reset()
-            if until_seq is not None and self.checkpoint >= until_seq:
-                return True
-        return False
+    async def _consume(self, sub: Any, applier: BatchApplier, embed_conn: Conn,
+                       stop: asyncio.Event, until_seq: int | None) -> bool:
+        """Fetch, apply, acknowledge, in stream order.
 
-    async def _handle(self, msgs: Sequence[Any], applier: BatchApplier, until_seq: int | None
-                      ) -> None:
+        Under a backlog the loop is a two-stage pipeline: while batch N is written (one
+        transaction on the main connection), batch N+1 is already fetched and embedded on a
+        second connection. Batches are still applied and acknowledged strictly in order.
+        """
+        s = self.settings
+        ahead: tuple[Sequence[Any], asyncio.Task[dict[str, Embedding]]] | None = None
+        try:
+            while not stop.is_set():
+                embedded: dict[str, Embedding] | None = None
+                if ahead is not None:
+                    msgs, task = ahead
+                    ahead = None
+                    embedded = await task
+                else:
+                    limit = s.batch_size if until_seq is None else min(
+                        s.batch_size, until_seq - self.checkpoint)
+                    try:
+                        msgs = await sub.fetch(limit, timeout=s.fetch_timeout_s)
+                    except nats.errors.TimeoutError:
+                        continue
+                if until_seq is None and msgs and msgs[-1].metadata.num_pending > 0:
+                    ahead = await self._fetch_ahead(sub, embed_conn, msgs)
+                await self._handle(msgs, applier, until_seq, embedded)
+                self._backoff.reset()
+                if until_seq is not None and self.checkpoint >= until_seq:
+                    return True
+            return False
+        finally:
+            if ahead is not None:
+                ahead[1].cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead[1]
+
+    async def _fetch_ahead(self, sub: Any, embed_conn: Conn, current: Sequence[Any]
+                           ) -> tuple[Sequence[Any], asyncio.Task[dict[str, Embedding]]] | None:
+        """Fetch the next batch and start embedding it; None if nothing arrived quickly."""
+        try:
+            msgs = await sub.fetch(self.settings.batch_size, timeout=0.2)
+        except nats.errors.TimeoutError:
+            return None
+        after = current[-1].metadata.sequence.stream
+        deliveries = [_delivery(m) for m in msgs]
+        task = asyncio.create_task(embed_ahead(embed_conn, self.embedder, deliveries, after))
+        return msgs, task
+
+    async def _handle(self, msgs: Sequence[Any], applier: BatchApplier, until_seq: int | None,
+                      embedded: dict[str, Embedding] | None = None) -> None:
         started = time.perf_counter()
         if until_seq is not None:
             msgs = [m for m in msgs if m.metadata.sequence.stream <= until_seq]
-        deliveries = [
-            Delivery(seq=m.metadata.sequence.stream, subject=m.subject, data=m.data,
-                     msg_id=(m.headers or {}).get(HDR_MSG_ID))
-            for m in msgs
-        ]
+        deliveries = [_delivery(m) for m in msgs]
         publish = self._publish_dead_letters if self.settings.publish_dead_letters else None
-        outcome = await applier.apply(deliveries, self.checkpoint, publish)
+        outcome = await applier.apply(deliveries, self.checkpoint, publish, embedded)
         # Acknowledge only after the commit: a crash before this point means redelivery, and
         # the checkpoint turns the redelivered messages into skips.
         for msg in msgs:

@@ -30,6 +30,7 @@ from tests.bench.harness import BenchSystem, percentile, progress, report_line
 __all__ = ["run_search_bench"]
 
 K = 10
+EF_SEARCH_SWEEP = (40, 100, 200, 400, 800)
 QUERIES = 200
 
 
@@ -110,6 +111,7 @@ async def run_search_bench(
                 partial(_hybrid, qconn, ns, filters, text, vector, candidates), hybrid_ms)
             for side, ranking in (("lexical", lexical), ("dense", dense), ("hybrid", hybrid)):
                 reciprocal[side].append(_reciprocal_rank(ranking, source))
+        await _ef_search_sweep(qconn, ns, filters, vectors, exact, size)
     finally:
         await qconn.close()
     _report(size, dense_ms, lexical_ms, hybrid_ms, recalls)
@@ -131,6 +133,22 @@ async def _hybrid(conn: Any, ns: str, filters: Filters, text: str,
     fused = reciprocal_rank_fusion(rankings, limit=K)
     found = await queries.fetch_memories(conn, ns, [hit.doc_id for hit in fused])
     return [hit.doc_id for hit in fused if hit.doc_id in found]  # fused order
+
+
+async def _ef_search_sweep(conn: Any, ns: str, filters: Filters,
+                           vectors: npt.NDArray[np.float32], exact: list[list[str]],
+                           size: int) -> None:
+    """Recall and latency of the HNSW scan at several candidate-list sizes (ef_search)."""
+    for ef in EF_SEARCH_SWEEP:
+        runs: list[float] = []
+        recall: list[float] = []
+        for vector, truth in zip(vectors, exact, strict=True):
+            found = await _timed(
+                partial(queries.dense_ranking, conn, ns, filters, vector, K, ef_search=ef), runs)
+            recall.append(len(set(found[:K]) & set(truth)) / K)
+        p50, p95 = percentile(runs, 50) * 1000, percentile(runs, 95) * 1000
+        report_line(f"  HNSW ef_search={ef} @ {size:,}",
+                    f"recall@{K} {float(np.mean(recall)):.3f}  p50 {p50:.1f} ms  p95 {p95:.1f} ms")
 
 
 def _report(size: int, dense: Sequence[float], lexical: Sequence[float],
