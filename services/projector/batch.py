@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import nats.errors
 import psycopg
@@ -155,6 +155,7 @@ class BatchApplier:
         self.fence_key = fence_key
         self.max_attempts = max_attempts
         self._table_oid: int | None = None
+        self._pending: list[tuple[psycopg.AsyncCursor[Any], Statement]] | None = None
 
     async def read_checkpoint(self) -> int:
         """The last committed stream sequence (0 before the first event)."""
@@ -214,8 +215,11 @@ class BatchApplier:
             await self._fence()
             seen = await self._already_projected(
                 [i.event.id for i in decoded if i.event and is_projected(i.event)])
-            for item in decoded:
-                await self._apply_one(item, seen, embeddings, outcome, careful)
+            if careful:
+                for item in decoded:
+                    await self._apply_one(item, seen, embeddings, outcome, careful)
+            else:
+                await self._apply_pipelined(decoded, seen, embeddings, outcome)
             await self._finish(outcome)
             if outcome.dead_letters and publish_dead_letters is not None:
                 await publish_dead_letters(outcome.dead_letters)
@@ -286,6 +290,27 @@ class BatchApplier:
         seen.add(event.id)
         outcome.applied_by_type[event_type(event)] += 1
 
+    async def _apply_pipelined(
+        self, decoded: list[_Decoded], seen: set[str], embeddings: dict[str, Embedding],
+        outcome: BatchOutcome,
+    ) -> None:
+        """The fast path: every statement of the batch is sent in libpq pipeline mode, so the
+        projector does not wait a round trip per statement; row counts are checked once the
+        pipeline has synced. Any deterministic failure sends the batch to the careful path."""
+        self._pending = []
+        try:
+            async with self.conn.pipeline():
+                for item in decoded:
+                    await self._apply_one(item, seen, embeddings, outcome, careful=False)
+            for cursor, statement in self._pending:
+                self._check_rows(cursor.rowcount, statement)
+        except Exception as exc:
+            if is_poison(exc):
+                raise _PoisonInBatch from exc
+            raise
+        finally:
+            self._pending = None
+
     async def _execute_with_retries(self, seq: int, statements: list[Statement]
                                     ) -> Exception | None:
         """Run one event's statements in a savepoint, up to ``max_attempts`` times; the last
@@ -307,7 +332,14 @@ class BatchApplier:
 
     async def _execute(self, statement: Statement) -> None:
         cur = await self.conn.execute(statement.query, statement.params)
-        if statement.expect_rows is not None and cur.rowcount != statement.expect_rows:
+        if self._pending is not None:  # pipelined: the row count is known after the sync
+            self._pending.append((cur, statement))
+            return
+        self._check_rows(cur.rowcount, statement)
+
+    @staticmethod
+    def _check_rows(rowcount: int, statement: Statement) -> None:
+        if statement.expect_rows is not None and rowcount != statement.expect_rows:
             raise InvariantViolation(statement.error.format(**statement.params))
 
     async def _finish(self, outcome: BatchOutcome) -> None:
