@@ -8,7 +8,10 @@ when a payload changes shape, its class gets a higher ``SCHEMA`` and an upcaster
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import ClassVar, Final
 
 import msgspec
@@ -294,7 +297,8 @@ Event = (
 """Every event type Mnemos appends to its stream."""
 
 
-def event_types() -> dict[str, type[EventBase]]:
-    """Map of ``type`` tag to event class, for every member of :data:`Event`."""
+@functools.cache
+def event_types() -> Mapping[str, type[EventBase]]:
+    """Map of ``type`` tag to event class, for every member of :data:`Event` (built once)."""
     members: tuple[type[EventBase], ...] = Event.__args__
-    return {str(cls.__struct_config__.tag): cls for cls in members}
+    return MappingProxyType({str(cls.__struct_config__.tag): cls for cls in members})

@@ -10,9 +10,7 @@ stale, it only lags (and is caught up on every query).
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
-from collections.abc import Awaitable
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -33,7 +31,7 @@ from services.command.dag_views import (
     LogEntry,
     LogView,
 )
-from services.command.metrics import QUERIES, QUERY_SECONDS
+from services.command.metrics import observed_query
 from services.command.read_models import Conn, ReadModels
 
 __all__ = ["DAG_QUERY_TYPES", "DagQueryService"]
@@ -97,16 +95,6 @@ class DagQueryService:
         self._graphs: OrderedDict[tuple[str, str], tuple[VersionGraph, int]] = OrderedDict()
         self._cache_size = cache_size
 
-    async def _observed(self, name: str, work: Awaitable[T]) -> T:
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            result = await work
-            outcome = "ok"
-            return result
-        finally:
-            QUERIES.labels(name, outcome).inc()
-            QUERY_SECONDS.labels(name).observe(time.perf_counter() - started)
 
     async def _graph(self, conn: Conn, ns: str, memory_id: str) -> VersionGraph:
         """The memory's version graph, caught up with the read model."""
@@ -150,7 +138,7 @@ class DagQueryService:
             return LogView(memory_id=memory_id, head=head, entries=entries,
                            next_cursor=page.next_cursor)
 
-        return await self._observed("log", work())
+        return await observed_query("log", work())
 
     async def branches(self, ns: str, request: GetBranches) -> BranchesView:
         """Every branch of the memory with its head, by name."""
@@ -167,7 +155,7 @@ class DagQueryService:
             return BranchesView(memory_id=memory_id,
                                 branches=[msgspec.convert(r, BranchView) for r in rows])
 
-        return await self._observed("branches", work())
+        return await observed_query("branches", work())
 
     async def version(self, ns: str, request: GetVersion) -> DagVersionView:
         """One version with content and provenance."""
@@ -179,7 +167,7 @@ class DagQueryService:
                 rows = await self._versions(conn, ns, memory_id, [version])
             return _version_view(rows[version])
 
-        return await self._observed("version", work())
+        return await observed_query("version", work())
 
     async def diff(self, ns: str, request: GetDiff) -> DiffView:
         """Typed hunks and unified text from one version to another."""
@@ -196,7 +184,7 @@ class DagQueryService:
                             added=diff.added, removed=diff.removed, hunks=list(diff.hunks),
                             unified=diff.unified(old, new))
 
-        return await self._observed("diff", work())
+        return await observed_query("diff", work())
 
     async def common_ancestor(self, ns: str, request: GetCommonAncestor) -> AncestorView:
         """The merge base of two refs and every lowest common ancestor, newest first."""
@@ -211,7 +199,7 @@ class DagQueryService:
             return AncestorView(memory_id=memory_id, a=a, b=b,
                                 base=lowest[0] if lowest else None, lowest=lowest)
 
-        return await self._observed("common_ancestor", work())
+        return await observed_query("common_ancestor", work())
 
     async def dispatch(self, ns: str, request: msgspec.Struct) -> Any:
         """Run a decoded request of one of :data:`DAG_QUERY_TYPES` (the NATS entry)."""

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Final
+import time
+from collections.abc import Awaitable
+from typing import Final, TypeVar
 
 from prometheus_client import Counter, Histogram
 
-__all__ = ["COMMANDS_HANDLED", "COMMAND_SECONDS", "QUERIES", "QUERY_SECONDS"]
+from libs.events.errors import MnemosError
+
+__all__ = ["COMMANDS_HANDLED", "COMMAND_SECONDS", "QUERIES", "QUERY_SECONDS", "observed_query"]
+
+T = TypeVar("T")
 
 COMMANDS_HANDLED: Final = Counter(
     "mnemos_commands_total", "Commands handled, by command name and outcome "
@@ -24,3 +30,19 @@ QUERY_SECONDS: Final = Histogram(
     ["query"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+
+async def observed_query(name: str, work: Awaitable[T]) -> T:
+    """Await ``work``, counting it under query ``name`` by outcome (ok or the error code)."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        result = await work
+        outcome = "ok"
+        return result
+    except MnemosError as exc:
+        outcome = exc.code
+        raise
+    finally:
+        QUERIES.labels(name, outcome).inc()
+        QUERY_SECONDS.labels(name).observe(time.perf_counter() - started)

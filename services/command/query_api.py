@@ -7,8 +7,7 @@ All SQL lives in :mod:`services.command.queries`; this module only decides what 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -16,11 +15,11 @@ import numpy as np
 import numpy.typing as npt
 
 from libs.embeddings import Embedder
-from libs.events import InvalidInput, MnemosError, UnknownCommand, validate_namespace
+from libs.events import InvalidInput, UnknownCommand, validate_namespace
 from services.command import queries
 from services.command.dag_queries import DAG_QUERY_TYPES, DagQueryService
 from services.command.fusion import reciprocal_rank_fusion
-from services.command.metrics import QUERIES, QUERY_SECONDS
+from services.command.metrics import observed_query
 from services.command.read_models import ReadModels
 from services.command.views import (
     GetHistory,
@@ -63,19 +62,6 @@ class QueryService:
         self.dag = DagQueryService(read_models)
         """The version-DAG queries (log, branches, version, diff, common_ancestor)."""
 
-    async def _observed(self, name: str, work: Awaitable[T]) -> T:
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            result = await work
-            outcome = "ok"
-            return result
-        except MnemosError as exc:
-            outcome = exc.code
-            raise
-        finally:
-            QUERIES.labels(name, outcome).inc()
-            QUERY_SECONDS.labels(name).observe(time.perf_counter() - started)
 
     async def get(self, ns: str, request: GetMemory) -> MemoryView:
         """One memory with provenance."""
@@ -84,7 +70,7 @@ class QueryService:
             async with self._rm.connection() as conn:
                 return await queries.get_memory(conn, ns, request.memory_id)
 
-        return await self._observed("get", work())
+        return await observed_query("get", work())
 
     async def list_memories(self, ns: str, request: ListMemories) -> MemoryPage:
         """A page of memories, newest first."""
@@ -93,7 +79,7 @@ class QueryService:
             async with self._rm.connection() as conn:
                 return await queries.list_memories(conn, ns, request)
 
-        return await self._observed("list", work())
+        return await observed_query("list", work())
 
     async def history(self, ns: str, request: GetHistory) -> HistoryView:
         """Versions and events of a memory."""
@@ -102,11 +88,11 @@ class QueryService:
             async with self._rm.connection() as conn:
                 return await queries.history(conn, ns, request.memory_id)
 
-        return await self._observed("history", work())
+        return await observed_query("history", work())
 
     async def search(self, ns: str, request: Search) -> SearchResults:
         """Hybrid (or dense-only / lexical-only) retrieval fused by reciprocal rank."""
-        return await self._observed("search", self._search(validate_namespace(ns), request))
+        return await observed_query("search", self._search(validate_namespace(ns), request))
 
     async def _embed(self, text: str) -> npt.NDArray[np.float32]:
         async with self._embedder_lock:
