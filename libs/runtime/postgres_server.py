@@ -112,6 +112,10 @@ class PostgresServer(ChildServer):
 
     def start(self, timeout_s: float = 30.0) -> None:
         """initdb on first use, start the server, and create the database if missing."""
+        if self._user is not None:
+            # The binaries live in the virtualenv, which may sit below a 0700 directory (e.g. a
+            # `mktemp -d` checkout): the server's user must be able to reach them.
+            _make_traversable(_bin_dir().parent)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         self.socket_dir.mkdir(exist_ok=True)
