@@ -67,7 +67,7 @@ async def _broker_call(what: str) -> AsyncIterator[None]:
     """Turn transport failures into :class:`Unavailable` (safe to retry with the same id)."""
     try:
         yield
-    except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+    except (TimeoutError, nats.errors.NoRespondersError,  # nats-py raises both TimeoutErrors
             nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
         raise Unavailable(f"JetStream did not answer ({what})", error=type(exc).__name__) from exc
 

@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -241,7 +240,9 @@ class Projector:
                         s.batch_size, until_seq - self.checkpoint)
                     try:
                         msgs = await sub.fetch(limit, timeout=s.fetch_timeout_s)
-                    except nats.errors.TimeoutError:
+                    except TimeoutError:
+                        # nats-py raises its own TimeoutError or a plain asyncio one,
+                        # depending on where the deadline ran out; both mean "no message".
                         continue
                 if until_seq is None and msgs and msgs[-1].metadata.num_pending > 0:
                     ahead = await self._fetch_ahead(sub, embed_conn, msgs)
@@ -261,7 +262,7 @@ class Projector:
         """Fetch the next batch and start embedding it; None if nothing arrived quickly."""
         try:
             msgs = await sub.fetch(self.settings.batch_size, timeout=0.2)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # either kind nats-py raises (see _consume)
             return None
         after = current[-1].metadata.sequence.stream
         deliveries = [_delivery(m) for m in msgs]
