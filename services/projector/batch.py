@@ -37,6 +37,7 @@ from services.projector.projections import (
     is_projected,
     project,
 )
+from services.projector.runs import Planned, independent_runs
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -155,7 +156,6 @@ class BatchApplier:
         self.fence_key = fence_key
         self.max_attempts = max_attempts
         self._table_oid: int | None = None
-        self._pending: list[tuple[psycopg.AsyncCursor[Any], Statement]] | None = None
 
     async def read_checkpoint(self) -> int:
         """The last committed stream sequence (0 before the first event)."""
@@ -217,7 +217,7 @@ class BatchApplier:
                 [i.event.id for i in decoded if i.event and is_projected(i.event)])
             if careful:
                 for item in decoded:
-                    await self._apply_one(item, seen, embeddings, outcome, careful)
+                    await self._apply_one(item, seen, embeddings, outcome)
             else:
                 await self._apply_pipelined(decoded, seen, embeddings, outcome)
             await self._finish(outcome)
@@ -250,66 +250,80 @@ class BatchApplier:
         )
         return {str(row["event_id"]) for row in await cur.fetchall()}
 
-    async def _apply_one(
+    def _plan_one(
         self, item: _Decoded, seen: set[str], embeddings: dict[str, Embedding],
-        outcome: BatchOutcome, careful: bool,
-    ) -> None:
+        outcome: BatchOutcome,
+    ) -> Planned | None:
+        """The statements applying one event, or None when it is not applied (recorded in
+        ``outcome`` as a dead letter, a duplicate or passed over)."""
         delivery, event = item.delivery, item.event
         if item.error is not None or event is None:
             # Checks of immutable bytes, without the database: retrying cannot help.
             outcome.dead_letters.append(_dead_letter(delivery, event, item.error, attempts=1))
-            return
+            return None
         if not is_projected(event):
             outcome.passed_over += 1
-            return
+            return None
         if event.id in seen:
             # The same event appended twice (beyond the duplicate window): already applied.
             outcome.duplicates += 1
-            return
+            return None
         text = content_of(event)
         embedding = embeddings.get(content_hash(text)) if text is not None else None
         try:
             statements = project(event, delivery.seq, embedding)
         except MnemosError as exc:
             outcome.dead_letters.append(_dead_letter(delivery, event, exc, attempts=1))
-            return
-        if careful:
-            error = await self._execute_with_retries(delivery.seq, statements)
-            if error is not None:
-                outcome.dead_letters.append(
-                    _dead_letter(delivery, event, error, attempts=self.max_attempts))
-                return
-        else:
-            try:
-                for statement in statements:
-                    await self._execute(statement)
-            except Exception as exc:
-                if is_poison(exc):
-                    raise _PoisonInBatch from exc
-                raise
+            return None
         seen.add(event.id)
-        outcome.applied_by_type[event_type(event)] += 1
+        return Planned(event_type(event), event.aggregate_id, statements)
+
+    async def _apply_one(
+        self, item: _Decoded, seen: set[str], embeddings: dict[str, Embedding],
+        outcome: BatchOutcome,
+    ) -> None:
+        """The careful path: one event in a savepoint, retried, dead-lettered if it fails."""
+        planned = self._plan_one(item, seen, embeddings, outcome)
+        if planned is None:
+            return
+        error = await self._execute_with_retries(item.delivery.seq, planned.statements)
+        if error is not None:
+            seen.discard(item.event.id if item.event else "")
+            outcome.dead_letters.append(
+                _dead_letter(item.delivery, item.event, error, attempts=self.max_attempts))
+            return
+        outcome.applied_by_type[planned.event_type] += 1
 
     async def _apply_pipelined(
         self, decoded: list[_Decoded], seen: set[str], embeddings: dict[str, Embedding],
         outcome: BatchOutcome,
     ) -> None:
-        """The fast path: every statement of the batch is sent in libpq pipeline mode, so the
-        projector does not wait a round trip per statement; row counts are checked once the
-        pipeline has synced. Any deterministic failure sends the batch to the careful path."""
-        self._pending = []
+        """The fast path: every statement of the batch is sent in libpq pipeline mode, runs of
+        independent events set-wise (see :mod:`services.projector.runs`), so the projector
+        waits no round trip per statement; row counts are checked once the pipeline has synced.
+        Any deterministic failure sends the batch to the careful path."""
+        planned = [p for item in decoded if (p := self._plan_one(item, seen, embeddings, outcome))]
+        pending: list[tuple[psycopg.AsyncCursor[Any], Statement, int]] = []
         try:
             async with self.conn.pipeline():
-                for item in decoded:
-                    await self._apply_one(item, seen, embeddings, outcome, careful=False)
-            for cursor, statement in self._pending:
-                self._check_rows(cursor.rowcount, statement)
+                for run in independent_runs(planned):
+                    for position, statement in enumerate(run[0].statements):
+                        cursor = self.conn.cursor()
+                        await cursor.executemany(
+                            statement.query, [item.statements[position].params for item in run])
+                        pending.append((cursor, statement, len(run)))
+            for cursor, statement, events in pending:
+                if statement.expect_rows is not None and (
+                        cursor.rowcount != statement.expect_rows * events):
+                    # Which event contradicts the read model is found by the careful path.
+                    raise InvariantViolation(statement.error.format(**statement.params)
+                                             if events == 1 else "a run of events failed")
         except Exception as exc:
             if is_poison(exc):
                 raise _PoisonInBatch from exc
             raise
-        finally:
-            self._pending = None
+        for item in planned:
+            outcome.applied_by_type[item.event_type] += 1
 
     async def _execute_with_retries(self, seq: int, statements: list[Statement]
                                     ) -> Exception | None:
@@ -332,14 +346,7 @@ class BatchApplier:
 
     async def _execute(self, statement: Statement) -> None:
         cur = await self.conn.execute(statement.query, statement.params)
-        if self._pending is not None:  # pipelined: the row count is known after the sync
-            self._pending.append((cur, statement))
-            return
-        self._check_rows(cur.rowcount, statement)
-
-    @staticmethod
-    def _check_rows(rowcount: int, statement: Statement) -> None:
-        if statement.expect_rows is not None and rowcount != statement.expect_rows:
+        if statement.expect_rows is not None and cur.rowcount != statement.expect_rows:
             raise InvariantViolation(statement.error.format(**statement.params))
 
     async def _finish(self, outcome: BatchOutcome) -> None:

@@ -53,6 +53,7 @@ from services.projector.metrics import (
 )
 from services.projector.projections import Embedding
 from services.projector.schema import advisory_key
+from services.projector.statistics import refresh_statistics
 
 __all__ = [
     "CONSUMER_NAME",
@@ -281,7 +282,7 @@ class Projector:
         # the checkpoint turns the redelivered messages into skips.
         for msg in msgs:
             await msg.ack()
-        self.checkpoint = outcome.last_seq
+        before, self.checkpoint = self.checkpoint, outcome.last_seq
         if self.on_checkpoint is not None:
             self.on_checkpoint(self.checkpoint)
         schema = self.settings.schema
@@ -289,6 +290,7 @@ class Projector:
         if msgs:
             CONSUMER_PENDING.labels(schema).set(msgs[-1].metadata.num_pending)
         BATCH_SECONDS.labels(schema).observe(time.perf_counter() - started)
+        await refresh_statistics(applier.conn, before, self.checkpoint)
 
     async def _publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         consumer = self.settings.consumer

@@ -23,6 +23,7 @@ from services.projector.batch import BatchApplier, Delivery
 from services.projector.digest import read_model_digest, row_counts
 from services.projector.runner import HDR_ATTEMPTS, HDR_ERROR, HDR_ORIGINAL_SEQ
 from services.projector.schema import EmbeddingDimensionMismatch, prepare_schema
+from services.projector.statistics import ANALYZE_AT, WRITTEN_TABLES
 from tests.integration.test_projector_support import (
     ACTOR,
     CountingEmbedder,
@@ -318,3 +319,36 @@ async def test_one_active_projector_and_a_hot_standby_takes_over(
             assert not standby.done()
     async with read_models(url) as conn:
         assert (await row_counts(conn))["memory_events"] == 4
+
+
+async def test_a_fresh_schema_gets_planner_statistics_as_it_grows(
+    config: Config, nats_js
+) -> None:
+    """Without them Postgres keeps plans made for an empty table: each foreign key check then
+    walks the whole namespace (see services/projector/statistics.py)."""
+    url = config.database_url or ""
+    prepare_schema(url, "mnemos", 384)
+    async with read_models(url) as conn:
+        for table in WRITTEN_TABLES:  # so only the projector can have analyzed them
+            await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    h = History()
+    size = ANALYZE_AT[0]
+    async with running_projector(config):
+        await wait_checkpoint(url, await publish_all(
+            nats_js, [h.created(f"fact number {i}") for i in range(size - 1)]), timeout_s=120)
+        async with read_models(url) as conn:
+            assert await _never_analyzed(conn) == set(WRITTEN_TABLES)
+        await wait_checkpoint(url, await publish(nats_js, h.created("the one that crosses")))
+    async with read_models(url) as conn:
+        assert await _never_analyzed(conn) == set()
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute("PREPARE by_key(text, text) AS SELECT 1 FROM ONLY memories x"
+                           " WHERE ns = $1 AND memory_id = $2 FOR KEY SHARE OF x")
+        plan = [r["QUERY PLAN"] for r in await rows(conn, "EXPLAIN EXECUTE by_key('a', 'b')")]
+        assert any("memories_pkey" in line for line in plan), plan
+
+
+async def _never_analyzed(conn) -> set[str]:
+    found = await rows(conn, "SELECT relname FROM pg_class WHERE relkind = 'r'"
+                             " AND relnamespace = 'mnemos'::regnamespace AND reltuples < 0")
+    return {str(r["relname"]) for r in found} & set(WRITTEN_TABLES)
