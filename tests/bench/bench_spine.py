@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=5000)
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--ingest", type=int, default=3000)
-    parser.add_argument("--lag-rate", type=float, default=100.0)
+    parser.add_argument("--lag-rate", type=float, default=50.0)
     parser.add_argument("--lag-seconds", type=float, default=10.0)
     parser.add_argument("--search-sizes", type=lambda s: [int(x) for x in s.split(",") if x],
                         default=[10_000, 100_000])

@@ -21,8 +21,7 @@ from pgvector.psycopg import register_vector_async
 from libs.embeddings import MiniLMOnnxEmbedder
 from libs.runtime.database import connect_async
 from services.command import queries
-from services.command.fusion import reciprocal_rank_fusion
-from services.command.query_api import candidate_count
+from services.command.query_api import candidate_count, fuse_concurrently
 from services.command.views import Filters
 from tests.bench.corpus import memory_texts, query_for
 from tests.bench.harness import BenchSystem, percentile, progress, report_line
@@ -99,6 +98,7 @@ async def run_search_bench(
     # Reciprocal rank (top K) of the memory each query was derived from, per retrieval side.
     reciprocal: dict[str, list[float]] = {"lexical": [], "dense": [], "hybrid": []}
     qconn = await connect_async(system.postgres.url, "mnemos", autocommit=True)
+    second = await connect_async(system.postgres.url, "mnemos", autocommit=True)
     candidates = candidate_count(K)
     try:
         for text, vector, truth, source in zip(query_texts, vectors, exact, sources, strict=True):
@@ -108,12 +108,14 @@ async def run_search_bench(
             lexical = await _timed(
                 partial(queries.lexical_ranking, qconn, ns, filters, text, K), lexical_ms)
             hybrid = await _timed(
-                partial(_hybrid, qconn, ns, filters, text, vector, candidates), hybrid_ms)
+                partial(_hybrid, (qconn, second), ns, filters, text, vector, candidates),
+                hybrid_ms)
             for side, ranking in (("lexical", lexical), ("dense", dense), ("hybrid", hybrid)):
                 reciprocal[side].append(_reciprocal_rank(ranking, source))
         await _ef_search_sweep(qconn, ns, filters, vectors, exact, size)
     finally:
         await qconn.close()
+        await second.close()
     _report(size, dense_ms, lexical_ms, hybrid_ms, recalls)
     report_line(f"MRR@{K} of the source memory @ {size:,}", "  ".join(
         f"{side} {float(np.mean(values)):.3f}" for side, values in reciprocal.items()))
@@ -124,14 +126,15 @@ def _reciprocal_rank(ranking: Sequence[str], wanted: str) -> float:
     return 1.0 / (top.index(wanted) + 1) if wanted in top else 0.0
 
 
-async def _hybrid(conn: Any, ns: str, filters: Filters, text: str,
+async def _hybrid(conns: Sequence[Any], ns: str, filters: Filters, text: str,
                   vector: npt.NDArray[np.float32], candidates: int) -> list[str]:
-    rankings = {
-        "lexical": await queries.lexical_ranking(conn, ns, filters, text, candidates),
-        "dense": await queries.dense_ranking(conn, ns, filters, vector, candidates),
-    }
-    fused = reciprocal_rank_fusion(rankings, limit=K)
-    found = await queries.fetch_memories(conn, ns, [hit.doc_id for hit in fused])
+    """What the gateway does: both sides at once on two connections, fused, then fetched."""
+    lexical_conn, dense_conn = conns
+    fused = await fuse_concurrently({
+        "lexical": queries.lexical_ranking(lexical_conn, ns, filters, text, candidates),
+        "dense": queries.dense_ranking(dense_conn, ns, filters, vector, candidates),
+    }, K)
+    found = await queries.fetch_memories(lexical_conn, ns, [hit.doc_id for hit in fused])
     return [hit.doc_id for hit in fused if hit.doc_id in found]  # fused order
 
 
