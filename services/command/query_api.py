@@ -50,8 +50,8 @@ async def fuse_concurrently(sides: Mapping[str, Awaitable[list[str]]], k: int
                             ) -> list[FusedHit]:
     """Run the retrieval sides at once (each on its own connection) and fuse their rankings.
 
-    A hybrid search then takes as long as its slower side rather than the sum of both: on the
-    reference machine at 10k memories, p50 22 ms sequentially against 12 ms concurrently.
+    A hybrid search then takes about as long as its slower side rather than the sum of both:
+    on the reference machine at 10k memories, p50 22 -> 16 ms and p95 29 -> 22 ms.
     """
     results = await asyncio.gather(*sides.values())
     return reciprocal_rank_fusion(dict(zip(sides, results, strict=True)), limit=k)
