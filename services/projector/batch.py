@@ -23,8 +23,8 @@ import psycopg
 
 from libs.embeddings import Embedder
 from libs.events import Event, MnemosError, Unavailable, content_hash, decode_event
-from libs.events.tokens import validate_namespace
 from libs.runtime.logging import get_logger
+from services.projector.deliveries import DeadLetter, Delivery, dead_letter
 from services.projector.embedding_cache import embed_contents
 from services.projector.metrics import DEAD_LETTERED, DUPLICATES_SKIPPED, EVENTS_PROJECTED
 from services.projector.projections import (
@@ -43,8 +43,6 @@ __all__ = [
     "CHECKPOINT_NAME",
     "BatchApplier",
     "BatchOutcome",
-    "DeadLetter",
-    "Delivery",
     "SchemaSwapped",
     "embed_ahead",
     "is_poison",
@@ -61,29 +59,6 @@ Conn = psycopg.AsyncConnection[dict[str, object]]
 
 class SchemaSwapped(Unavailable):
     """``mnemos replay`` swapped the read-model schema under this connection: reconnect."""
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One stream message as the projector sees it."""
-
-    seq: int
-    subject: str
-    data: bytes
-    msg_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A message given up on, with why and after how many attempts."""
-
-    seq: int
-    subject: str
-    ns: str
-    event_id: str | None
-    error: str
-    attempts: int
-    raw: bytes
 
 
 @dataclass(slots=True)
@@ -117,21 +92,6 @@ def is_transient(exc: BaseException) -> bool:
         exc, psycopg.OperationalError | psycopg.InterfaceError | Unavailable | nats.errors.Error
         | TimeoutError | ConnectionError,
     )
-
-
-def _namespace_of(event: Event | None, subject: str) -> str:
-    """Namespace for the dead-letter subject: the event's, else the subject's token if valid."""
-    if event is not None:
-        return event.ns
-    parts = subject.split(".")
-    try:
-        return validate_namespace(parts[2] if len(parts) > 2 else "")
-    except MnemosError:
-        return "_invalid"
-
-
-def _one_line(text: str, limit: int = 1000) -> str:
-    return " | ".join(line.strip() for line in text.splitlines() if line.strip())[:limit]
 
 
 PublishDeadLetters = Callable[[Sequence[DeadLetter]], Awaitable[None]]
@@ -259,7 +219,7 @@ class BatchApplier:
         delivery, event = item.delivery, item.event
         if item.error is not None or event is None:
             # Checks of immutable bytes, without the database: retrying cannot help.
-            outcome.dead_letters.append(_dead_letter(delivery, event, item.error, attempts=1))
+            outcome.dead_letters.append(dead_letter(delivery, event, item.error, attempts=1))
             return None
         if not is_projected(event):
             outcome.passed_over += 1
@@ -273,7 +233,7 @@ class BatchApplier:
         try:
             statements = project(event, delivery.seq, embedding)
         except MnemosError as exc:
-            outcome.dead_letters.append(_dead_letter(delivery, event, exc, attempts=1))
+            outcome.dead_letters.append(dead_letter(delivery, event, exc, attempts=1))
             return None
         seen.add(event.id)
         return Planned(event_type(event), event.aggregate_id, statements)
@@ -290,7 +250,7 @@ class BatchApplier:
         if error is not None:
             seen.discard(item.event.id if item.event else "")
             outcome.dead_letters.append(
-                _dead_letter(item.delivery, item.event, error, attempts=self.max_attempts))
+                dead_letter(item.delivery, item.event, error, attempts=self.max_attempts))
             return
         outcome.applied_by_type[planned.event_type] += 1
 
@@ -367,16 +327,6 @@ class BatchApplier:
             if self.notify_channel:
                 await cur.execute("SELECT pg_notify(%s, %s)",
                                   (self.notify_channel, str(outcome.last_seq)))
-
-
-def _dead_letter(delivery: Delivery, event: Event | None, error: BaseException | None,
-                 attempts: int) -> DeadLetter:
-    message = _one_line(f"{type(error).__name__}: {error}" if error else "unknown error")
-    return DeadLetter(
-        seq=delivery.seq, subject=delivery.subject, ns=_namespace_of(event, delivery.subject),
-        event_id=event.id if event else delivery.msg_id, error=message, attempts=attempts,
-        raw=delivery.data,
-    )
 
 
 class _PoisonInBatch(Exception):

@@ -36,14 +36,8 @@ from libs.events import (
 )
 from libs.runtime.database import connect_async
 from libs.runtime.logging import get_logger
-from services.projector.batch import (
-    BatchApplier,
-    Conn,
-    DeadLetter,
-    Delivery,
-    embed_ahead,
-    is_transient,
-)
+from services.projector.batch import BatchApplier, Conn, embed_ahead, is_transient
+from services.projector.deliveries import DeadLetter, Delivery
 from services.projector.metrics import (
     BATCH_SECONDS,
     CHECKPOINT_SEQ,

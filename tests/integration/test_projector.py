@@ -19,7 +19,8 @@ from libs.events import (
     new_command_id,
 )
 from libs.runtime.config import Config
-from services.projector.batch import BatchApplier, Delivery
+from services.projector.batch import BatchApplier
+from services.projector.deliveries import Delivery
 from services.projector.digest import read_model_digest, row_counts
 from services.projector.runner import HDR_ATTEMPTS, HDR_ERROR, HDR_ORIGINAL_SEQ
 from services.projector.schema import EmbeddingDimensionMismatch, prepare_schema
