@@ -3,13 +3,13 @@
 Postgres caches a generic plan for a statement after a few runs, and the plan of every foreign
 key check, and keeps it until the table's statistics change. In a fresh schema (a new install,
 or the one ``mnemos replay`` rebuilds into) those plans are made while ``memories`` is empty or
-tiny, where scanning the namespace is as cheap as the primary key: measured here, each of the
-four foreign key checks per new memory then walked every memory of the namespace (0.27 ms each
-at 3,000 memories, growing linearly) until autovacuum's first ANALYZE, up to a minute later,
-and an external Postgres may analyze later still. So the projector analyzes the tables it
-writes as its checkpoint first passes a few sizes; the new statistics invalidate the cached
-plans, and the replanned ones use the keys (0.01 ms per check). Past the last size autovacuum's
-proportional rule keeps statistics current.
+tiny, where scanning the namespace is as cheap as the primary key. Measured here: each of the
+four foreign key checks per new memory then walked every memory of the namespace, 0.27 ms each
+on average over the first 3,000 memories and growing with the namespace, until autovacuum's
+first ANALYZE, up to a minute later (an external Postgres may analyze later still). So the
+projector analyzes the tables it writes as its checkpoint first passes a few sizes; the new
+statistics invalidate the cached plans, and the replanned ones use the keys (0.01 ms per
+check). Past the last size autovacuum's proportional rule keeps statistics current.
 """
 
 from __future__ import annotations
