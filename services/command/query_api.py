@@ -7,7 +7,7 @@ All SQL lives in :mod:`services.command.queries`; this module only decides what 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -46,15 +46,21 @@ QUERY_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
 T = TypeVar("T")
 
 
-async def fuse_concurrently(sides: Mapping[str, Awaitable[list[str]]], k: int
+async def fuse_concurrently(sides: Mapping[str, Coroutine[Any, Any, list[str]]], k: int
                             ) -> list[FusedHit]:
     """Run the retrieval sides at once (each on its own connection) and fuse their rankings.
 
     A hybrid search then takes about as long as its slower side rather than the sum of both:
     on the reference machine at 10k memories, p50 22 -> 16 ms and p95 29 -> 22 ms.
     """
-    results = await asyncio.gather(*sides.values())
-    return reciprocal_rank_fusion(dict(zip(sides, results, strict=True)), limit=k)
+    # A task group: if one side fails, the other is cancelled and gives its connection back;
+    # the caller gets the side's own error (typed, mapped to a status), not the group.
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = {name: group.create_task(side) for name, side in sides.items()}
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return reciprocal_rank_fusion({name: t.result() for name, t in tasks.items()}, limit=k)
 
 
 def candidate_count(k: int) -> int:
@@ -133,7 +139,7 @@ class QueryService:
             async with self._rm.connection() as conn:
                 return await queries.dense_ranking(conn, ns, request, query_vector, candidates)
 
-        sides: dict[str, Awaitable[list[str]]] = {}
+        sides: dict[str, Coroutine[Any, Any, list[str]]] = {}
         if request.mode != "dense":
             sides["lexical"] = lexical()
         if embedding is not None:

@@ -1,0 +1,48 @@
+"""Both retrieval sides run at once; a failing side surfaces its own typed error and stops
+the other."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from libs.events import InvalidInput
+from services.command.query_api import fuse_concurrently
+
+
+async def test_sides_run_at_once_and_fuse() -> None:
+    both_started = asyncio.Event()
+    started: list[str] = []
+
+    async def side(name: str, ranking: list[str]) -> list[str]:
+        started.append(name)
+        if len(started) == 2:
+            both_started.set()
+        await asyncio.wait_for(both_started.wait(), 1)  # only passes if the other runs too
+        return ranking
+
+    fused = await fuse_concurrently(
+        {"lexical": side("lexical", ["a", "b"]), "dense": side("dense", ["b", "c"])}, k=2)
+    assert [hit.doc_id for hit in fused] == ["b", "a"]
+    assert fused[0].ranks == {"lexical": 2, "dense": 1}
+
+
+async def test_a_failing_side_raises_its_error_and_cancels_the_other() -> None:
+    cancelled = asyncio.Event()
+
+    async def slow() -> list[str]:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return []
+
+    async def failing() -> list[str]:
+        await asyncio.sleep(0)
+        raise InvalidInput("q has no searchable word", field="q")
+
+    with pytest.raises(InvalidInput, match="no searchable word"):
+        await fuse_concurrently({"dense": slow(), "lexical": failing()}, k=10)
+    assert cancelled.is_set()
