@@ -236,7 +236,7 @@ class BatchApplier:
             outcome.dead_letters.append(dead_letter(delivery, event, exc, attempts=1))
             return None
         seen.add(event.id)
-        return Planned(event_type(event), event.aggregate_id, statements)
+        return Planned(event.id, event_type(event), event.aggregate_id, statements)
 
     async def _apply_one(
         self, item: _Decoded, seen: set[str], embeddings: dict[str, Embedding],
@@ -248,7 +248,7 @@ class BatchApplier:
             return
         error = await self._execute_with_retries(item.delivery.seq, planned.statements)
         if error is not None:
-            seen.discard(item.event.id if item.event else "")
+            seen.discard(planned.event_id)
             outcome.dead_letters.append(
                 dead_letter(item.delivery, item.event, error, attempts=self.max_attempts))
             return

@@ -22,6 +22,7 @@ __all__ = ["Planned", "independent_runs"]
 class Planned:
     """The statements that apply one event, with what decides whether events may share a run."""
 
+    event_id: str
     event_type: str
     memory_id: str
     statements: list[Statement]
@@ -40,10 +41,14 @@ def independent_runs(planned: Sequence[Planned]) -> Iterator[list[Planned]]:
     """
     run: list[Planned] = []
     memories: set[str] = set()
+    shape: tuple[str, tuple[str, ...]] | None = None
     for item in planned:
-        if run and (item.shape != run[0].shape or item.memory_id in memories):
+        item_shape = item.shape
+        if run and (item_shape != shape or item.memory_id in memories):
             yield run
             run, memories = [], set()
+        if not run:
+            shape = item_shape
         run.append(item)
         memories.add(item.memory_id)
     if run:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from services.projector.projections import Statement
 from services.projector.runs import Planned, independent_runs
 
+_ids = itertools.count()
+
 
 def planned(event_type: str, memory_id: str, queries: tuple[str, ...] = ("a", "b")) -> Planned:
-    return Planned(event_type, memory_id, [Statement(q) for q in queries])
+    return Planned(f"e-{next(_ids)}", event_type, memory_id, [Statement(q) for q in queries])
 
 
 def test_creations_of_distinct_memories_form_one_run() -> None:
