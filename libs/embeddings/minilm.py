@@ -2,8 +2,8 @@
 
 Throughput comes from running several small batches at once, each single-threaded, rather than
 one batch across every core (onnxruntime's intra-op threads). Measured on the reference machine
-(2 cores, AVX2): 2 workers x 1 thread with chunks of 16 embed ~165 texts/s against ~130 for
-chunks of 64 on 2 intra-op threads. It matters more beside a database: a preempted intra-op
+(2 cores, AVX2): 2 workers x 1 thread with chunks of 16 embed 165-200 texts/s against ~130
+for chunks of 64 on 2 intra-op threads. It matters more beside a database: a preempted intra-op
 thread stalls its partner at every barrier, while an independent worker just runs a little later.
 
 Texts are tokenized once, sorted by length and cut into chunks of similar lengths, so a chunk is
