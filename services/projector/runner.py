@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -91,6 +92,7 @@ class ProjectorSettings:
     publish_dead_letters: bool = True
     fenced: bool = True
     batch_size: int = 256
+    embed_ahead: int = 2
     fetch_timeout_s: float = 1.0
     standby_poll_s: float = 1.0
     max_attempts: int = 3
@@ -109,6 +111,15 @@ class _Backoff:
 
     def reset(self) -> None:
         self.current_s = self.first_s
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """A batch fetched ahead of the one being written, its embedding task and connection."""
+
+    msgs: Sequence[Any]
+    task: asyncio.Task[dict[str, Embedding]]
+    conn: Conn
 
 
 def _delivery(msg: Any) -> Delivery:
@@ -175,11 +186,13 @@ class Projector:
             if until_seq is not None and self.checkpoint >= until_seq:
                 return True
             sub = await self._reset_consumer()
-            embed_conn = await connect_async(url, s.schema, autocommit=True)
+            embed_conns = [await connect_async(url, s.schema, autocommit=True)
+                           for _ in range(s.embed_ahead)]
             try:
-                return await self._consume(sub, applier, embed_conn, stop, until_seq)
+                return await self._consume(sub, applier, embed_conns, stop, until_seq)
             finally:
-                await embed_conn.close()
+                for embed_conn in embed_conns:
+                    await embed_conn.close()
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
         finally:
@@ -213,23 +226,30 @@ class Projector:
         await self.js.add_consumer(EVENTS_STREAM, config)
         return await self.js.pull_subscribe_bind(name, stream=EVENTS_STREAM)
 
-    async def _consume(self, sub: Any, applier: BatchApplier, embed_conn: Conn,
+    async def _consume(self, sub: Any, applier: BatchApplier, embed_conns: list[Conn],
                        stop: asyncio.Event, until_seq: int | None) -> bool:
         """Fetch, apply, acknowledge, in stream order.
 
-        Under a backlog the loop is a two-stage pipeline: while batch N is written (one
-        transaction on the main connection), batch N+1 is already fetched and embedded on a
-        second connection. Batches are still applied and acknowledged strictly in order.
+        Under a backlog the loop is a pipeline: while batch N is written (one transaction on the
+        main connection), up to ``embed_ahead`` later batches are already fetched and being
+        embedded, each on its own connection. With two ahead, the embedder's workers pick up
+        the next batch's chunks as soon as they finish the current one, instead of idling
+        through each batch's last chunk and the fetch between batches. Batches are still
+        applied and acknowledged strictly in order.
         """
         s = self.settings
-        ahead: tuple[Sequence[Any], asyncio.Task[dict[str, Embedding]]] | None = None
+        ahead: deque[_Ahead] = deque()
+        idle = list(embed_conns)
         try:
             while not stop.is_set():
                 embedded: dict[str, Embedding] | None = None
-                if ahead is not None:
-                    msgs, task = ahead
-                    ahead = None
-                    embedded = await task
+                if ahead:
+                    step = ahead.popleft()
+                    msgs = step.msgs
+                    try:
+                        embedded = await step.task
+                    finally:
+                        idle.append(step.conn)
                 else:
                     limit = s.batch_size if until_seq is None else min(
                         s.batch_size, until_seq - self.checkpoint)
@@ -239,22 +259,31 @@ class Projector:
                         # nats-py raises its own TimeoutError or a plain asyncio one,
                         # depending on where the deadline ran out; both mean "no message".
                         continue
-                if until_seq is None and msgs and msgs[-1].metadata.num_pending > 0:
-                    ahead = await self._fetch_ahead(sub, embed_conn, msgs)
+                last = ahead[-1].msgs if ahead else msgs
+                while (until_seq is None and idle and last and
+                       last[-1].metadata.num_pending > 0):
+                    step_ahead = await self._fetch_ahead(sub, idle[-1], last)
+                    if step_ahead is None:
+                        break
+                    idle.pop()
+                    ahead.append(step_ahead)
+                    last = step_ahead.msgs
                 await self._handle(msgs, applier, until_seq, embedded)
                 self._backoff.reset()
                 if until_seq is not None and self.checkpoint >= until_seq:
                     return True
             return False
         finally:
-            if ahead is not None:
-                ahead[1].cancel()
+            for step in ahead:
+                step.task.cancel()
+            for step in ahead:
                 with contextlib.suppress(BaseException):
-                    await ahead[1]
+                    await step.task
 
     async def _fetch_ahead(self, sub: Any, embed_conn: Conn, current: Sequence[Any]
-                           ) -> tuple[Sequence[Any], asyncio.Task[dict[str, Embedding]]] | None:
-        """Fetch the next batch and start embedding it; None if nothing arrived quickly."""
+                           ) -> _Ahead | None:
+        """Fetch the batch after ``current`` and start embedding it on ``embed_conn``; None if
+        nothing arrived quickly."""
         try:
             msgs = await sub.fetch(self.settings.batch_size, timeout=0.2)
         except TimeoutError:  # either kind nats-py raises (see _consume)
@@ -262,7 +291,7 @@ class Projector:
         after = current[-1].metadata.sequence.stream
         deliveries = [_delivery(m) for m in msgs]
         task = asyncio.create_task(embed_ahead(embed_conn, self.embedder, deliveries, after))
-        return msgs, task
+        return _Ahead(msgs, task, embed_conn)
 
     async def _handle(self, msgs: Sequence[Any], applier: BatchApplier, until_seq: int | None,
                       embedded: dict[str, Embedding] | None = None) -> None:

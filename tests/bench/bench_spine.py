@@ -141,6 +141,20 @@ async def projection_lag(system: BenchSystem, rate: float, duration_s: float) ->
     return lags
 
 
+def catch_up_rate(system: BenchSystem, start_seq: int, end_seq: int) -> tuple[float, int]:
+    """Projection rate of a backlog ``start_seq < seq <= end_seq`` once the projector resumes.
+
+    Timed from the first committed batch to the last, so the first batch's embedding (the
+    pipeline filling) is outside the window; returns (events/s, events in the window).
+    """
+    with psycopg.connect(system.postgres.url, autocommit=True) as conn:
+        while (first := system.checkpoint(conn)) <= start_seq:
+            time.sleep(0.02)
+        began = time.perf_counter()
+    done = wait_projected(system, end_seq)
+    return (end_seq - first) / (done - began), end_seq - first
+
+
 def raw_embedder_rate(texts: Sequence[str], repeats: int = 3, sample: int = 1000) -> float:
     """The embedder's own batched throughput (texts/s) in this process: the best of
     ``repeats`` runs over ``sample`` texts, so a stray background task (autovacuum, a page
@@ -198,6 +212,20 @@ async def main_async(args: argparse.Namespace) -> None:
                     f" x chunks of {embedder.chunk})", f"{embed_rate:,.0f} texts/s")
         report_line("end-to-end ingest with embeddings", f"{ingest_rate:,.0f} memories/s")
         report_line("ingest / raw embedder throughput", f"{ingest_rate / embed_rate:.2f}")
+
+        # The projector alone: the backlog is appended while it is stopped, so the gateway,
+        # nats-server and this client are idle while it projects (what an operator sees when a
+        # projector catches up after an outage). It bounds what end-to-end ingest can reach.
+        progress("projector catch-up: backlog appended while the projector is stopped")
+        start_seq = max(seq for seq, _ in ingest_acks)
+        system.services["projector"].send_signal(signal.SIGSTOP)
+        _, _, backlog_acks = await send_commands(
+            system, memory_texts(args.ingest, seed=3), args.inflight)
+        system.services["projector"].send_signal(signal.SIGCONT)
+        catch_up, counted = catch_up_rate(system, start_seq, max(s for s, _ in backlog_acks))
+        report_line(f"projector catch-up with embeddings ({counted} events)",
+                    f"{catch_up:,.0f} memories/s")
+        report_line("catch-up / raw embedder throughput", f"{catch_up / embed_rate:.2f}")
 
         progress(f"projection lag at {args.lag_rate:.0f} cmd/s for {args.lag_seconds:.0f}s")
         lags = await projection_lag(system, args.lag_rate, args.lag_seconds)
