@@ -186,8 +186,9 @@ class Projector:
             if until_seq is not None and self.checkpoint >= until_seq:
                 return True
             sub = await self._reset_consumer()
+            # A bounded run (replay's rebuild) never fetches ahead, so it needs no extra sessions.
             embed_conns = [await connect_async(url, s.schema, autocommit=True)
-                           for _ in range(s.embed_ahead)]
+                           for _ in range(s.embed_ahead if until_seq is None else 0)]
             try:
                 return await self._consume(sub, applier, embed_conns, stop, until_seq)
             finally:
