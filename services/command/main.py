@@ -62,7 +62,8 @@ async def run(config: Config, stop: asyncio.Event) -> None:
         js = nc.jetstream()
         await ensure_streams(js, config)
         commands = CommandService(EventStore(js), read_models, config)
-        queries = QueryService(read_models, lambda: build_embedder(config))
+        queries = QueryService(read_models, lambda: build_embedder(config),
+                               ef_search=config.hnsw_ef_search)
         gateway = NatsGateway(nc, commands, queries, config.max_request_bytes)
         await gateway.start()
 

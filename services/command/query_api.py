@@ -71,8 +71,10 @@ def candidate_count(k: int) -> int:
 class QueryService:
     """Serves the four queries; every one is namespace-scoped and waits for ``after_seq``."""
 
-    def __init__(self, read_models: ReadModels, embedder: Callable[[], Embedder]) -> None:
+    def __init__(self, read_models: ReadModels, embedder: Callable[[], Embedder], *,
+                 ef_search: int = queries.HNSW_EF_SEARCH) -> None:
         self._rm = read_models
+        self._ef_search = ef_search
         self._embedder_factory = embedder
         self._embedder: Embedder | None = None
         self._embedder_lock = asyncio.Lock()
@@ -137,7 +139,8 @@ class QueryService:
         async def dense(vector: Awaitable[npt.NDArray[np.float32]]) -> list[str]:
             query_vector = await vector
             async with self._rm.connection() as conn:
-                return await queries.dense_ranking(conn, ns, request, query_vector, candidates)
+                return await queries.dense_ranking(conn, ns, request, query_vector, candidates,
+                                                   ef_search=self._ef_search)
 
         sides: dict[str, Coroutine[Any, Any, list[str]]] = {}
         if request.mode != "dense":

@@ -126,6 +126,11 @@ async def test_dense_statement_is_served_by_the_hnsw_index(stack: Stack) -> None
         cur = await conn.execute("EXPLAIN (COSTS OFF) " + statement, params)
         plan = [str(next(iter(row.values())))[:120] for row in await cur.fetchall()]
     assert any("Index Scan using memories_embedding" in line for line in plan), plan
+    async with stack.read_models.connection() as conn:
+        cur = await conn.execute(
+            "SELECT reloptions FROM pg_class WHERE oid = 'memories_embedding'::regclass")
+        row = await cur.fetchone()
+    assert row is not None and sorted(row["reloptions"]) == ["ef_construction=96", "m=8"]
 
 
 async def test_hybrid_reports_both_sides_and_hides_forgotten(stack: Stack) -> None:
