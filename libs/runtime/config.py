@@ -80,7 +80,7 @@ class Config(BaseModel, frozen=True):
         default=400, ge=10, le=1000,
         description="Candidate list of the HNSW scan behind dense search: higher finds more of "
         "the exact nearest neighbours, slower. The default meets recall@10 >= 0.95 on the "
-        "benchmark's synthetic corpus; real text reached 0.99 at 100 (README, Search).",
+        "benchmark's hard synthetic corpus; real sentences reach 0.99 at 100.",
     )
     read_your_writes_timeout_s: float = Field(
         default=5.0, description="Longest a query with after_seq waits for the projection."

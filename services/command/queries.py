@@ -58,9 +58,9 @@ HNSW_EF_SEARCH: Final[int] = Config.model_fields["hnsw_ef_search"].default
 meeting the 0.95 recall target on the benchmark's synthetic corpus, whose template sentences
 crowd together. Measured at 100k memories (recall@10 against exact search; p95 of the bare
 nearest-neighbour statement on the 2-core reference machine; m = 8, ef_construction = 96):
-ef_search 300 gives 0.951 (8.8 ms), 400 gives 0.963 (9.2 ms), 500 gives 0.973 (11.6 ms). Real
-sentences are far easier: 44k docstring sentences reach 0.988 at ef_search 100 (2.9 ms) and
-0.997 at 400 (9.5 ms); see tests/bench/bench_hnsw_params.py."""
+ef_search 100 gives 0.83 (4.5 ms), 200 gives 0.92 (6.2 ms), 400 gives 0.97 (9.6 ms). Real
+sentences are far easier: on 43k docstring sentences, 100 gives 0.987 (4.3 ms) and 200 gives
+0.997 (7.0 ms). Source: ``python -m tests.bench.bench_hnsw_params``."""
 BM25_K1: Final = 1.2
 BM25_B: Final = 0.75
 
