@@ -26,3 +26,40 @@ def test_migrations_apply_once(database_url: str) -> None:
         assert first and not second
         count = conn.execute("SELECT count(*) FROM mnemos.memories").fetchone()
         assert count == (0,)
+
+
+def test_the_hnsw_graph_is_rebuilt_in_place_for_existing_memories(
+        database_url: str, tmp_path: Path) -> None:
+    """Migration 0005 upgrades a schema that already holds memories: same rows, new graph."""
+    before = tmp_path / "before_0005"
+    before.mkdir()
+    for path in sorted(MIGRATIONS.glob("000[1-4]_*.sql")):
+        (before / path.name).write_text(path.read_text())
+    schema = "upgrade_hnsw"
+    with psycopg.connect(database_url) as conn:
+        apply_migrations(conn, "projector", before, schema, {"embedding_dim": 384})
+        with conn.transaction():
+            conn.execute(f"SET LOCAL search_path = {schema}, public")
+            for i in range(3):
+                vector = "[" + ",".join("1" if d == i else "0" for d in range(384)) + "]"
+                conn.execute(
+                    "INSERT INTO memories (ns, memory_id, kind, content, content_hash,"
+                    " head_version_id, version_count, created_by, updated_by,"
+                    " created_command_id, created_at, updated_at, revision, embedding,"
+                    " embedding_model) VALUES ('ns', %s, 'note', %s, %s, %s, 1, '{}', '{}', %s,"
+                    " now(), now(), 1, %s::vector, 'test')",
+                    (f"m{i}", f"memory {i}", f"h{i}", f"v{i}", f"c{i}", vector))
+        assert apply_migrations(conn, "projector", MIGRATIONS, schema,
+                                {"embedding_dim": 384}) == [5]
+        options = conn.execute(
+            f"SELECT reloptions FROM pg_class WHERE oid = '{schema}.memories_embedding'::regclass"
+        ).fetchone()
+        assert options is not None and sorted(options[0]) == ["ef_construction=96", "m=8"]
+        with conn.transaction():
+            conn.execute(f"SET LOCAL search_path = {schema}, public")
+            conn.execute("SET LOCAL enable_seqscan = off")
+            query = "[" + ",".join("1" if d == 2 else "0" for d in range(384)) + "]"
+            nearest = conn.execute(
+                "SELECT memory_id FROM memories ORDER BY embedding <=> %s::vector LIMIT 1",
+                (query,)).fetchone()
+        assert nearest == ("m2",)
