@@ -28,6 +28,11 @@ def test_migrations_apply_once(database_url: str) -> None:
         assert count == (0,)
 
 
+def _axis(i: int) -> str:
+    """The unit vector along dimension ``i``, as pgvector text."""
+    return "[" + ",".join("1" if d == i else "0" for d in range(384)) + "]"
+
+
 def test_the_hnsw_graph_is_rebuilt_in_place_for_existing_memories(
         database_url: str, tmp_path: Path) -> None:
     """Migration 0005 upgrades a schema that already holds memories: same rows, new graph."""
@@ -41,14 +46,13 @@ def test_the_hnsw_graph_is_rebuilt_in_place_for_existing_memories(
         with conn.transaction():
             conn.execute(f"SET LOCAL search_path = {schema}, public")
             for i in range(3):
-                vector = "[" + ",".join("1" if d == i else "0" for d in range(384)) + "]"
                 conn.execute(
                     "INSERT INTO memories (ns, memory_id, kind, content, content_hash,"
                     " head_version_id, version_count, created_by, updated_by,"
                     " created_command_id, created_at, updated_at, revision, embedding,"
                     " embedding_model) VALUES ('ns', %s, 'note', %s, %s, %s, 1, '{}', '{}', %s,"
                     " now(), now(), 1, %s::vector, 'test')",
-                    (f"m{i}", f"memory {i}", f"h{i}", f"v{i}", f"c{i}", vector))
+                    (f"m{i}", f"memory {i}", f"h{i}", f"v{i}", f"c{i}", _axis(i)))
         assert apply_migrations(conn, "projector", MIGRATIONS, schema,
                                 {"embedding_dim": 384}) == [5]
         options = conn.execute(
@@ -58,8 +62,7 @@ def test_the_hnsw_graph_is_rebuilt_in_place_for_existing_memories(
         with conn.transaction():
             conn.execute(f"SET LOCAL search_path = {schema}, public")
             conn.execute("SET LOCAL enable_seqscan = off")
-            query = "[" + ",".join("1" if d == 2 else "0" for d in range(384)) + "]"
             nearest = conn.execute(
                 "SELECT memory_id FROM memories ORDER BY embedding <=> %s::vector LIMIT 1",
-                (query,)).fetchone()
+                (_axis(2),)).fetchone()
         assert nearest == ("m2",)
