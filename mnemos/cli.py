@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import typer
 
 from libs.events.errors import MnemosError
-from libs.runtime.config import load_config
+from libs.runtime.config import client_config, load_config
 from libs.runtime.logging import configure_logging
+from mnemos.client import describe_error
 from mnemos.serve import SERVICES, run_service
 from services.auditor.cli import app as audit_app
 from services.projector.cli import replay_command
@@ -24,26 +23,15 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(audit_app, name="audit")
 app.command("replay")(replay_command)
 
-NS_OPTION = typer.Option("default", "--ns", help="Namespace (tenant): [a-z0-9_-]{1,64}.")
+NS_OPTION = typer.Option("default", "--ns", help="Namespace (tenant): 1-64 characters of "
+                         "a-z, 0-9, _ and -.")
 
 
 @app.callback()
-def _root(ctx: typer.Context) -> None:
+def _root() -> None:
     """Mnemos: a memory operating system for AI agents."""
     config = load_config()
     configure_logging(config.log_format, config.log_level)
-    if ctx.invoked_subcommand not in ("up", "serve"):
-        _adopt_running_system(config.home)
-
-
-def _adopt_running_system(home: Path) -> None:
-    """Operator commands reach the system a ``mnemos up`` recorded, unless told otherwise."""
-    runtime = home.expanduser() / "runtime.json"
-    if not runtime.exists():
-        return
-    recorded = json.loads(runtime.read_text())
-    os.environ.setdefault("MNEMOS_NATS_URL", recorded["nats_url"])
-    os.environ.setdefault("MNEMOS_DATABASE_URL", recorded["database_url"])
 
 
 def _emit(value: Any) -> None:
@@ -57,7 +45,7 @@ def _client() -> Any:
 
 
 def _fail(exc: MnemosError) -> None:
-    sys.stderr.write(f"error [{exc.code}]: {exc.message}\n")
+    sys.stderr.write(describe_error(exc) + "\n")
     raise typer.Exit(2)
 
 
@@ -67,7 +55,10 @@ def up(demo: bool = typer.Option(False, "--demo", help="After start, write and s
     """Start NATS, Postgres and every service on this machine; Ctrl-C stops all."""
     from mnemos.up import run_up
 
-    run_up(load_config(), demo)
+    try:
+        run_up(load_config(), demo)
+    except MnemosError as exc:
+        _fail(exc)
 
 
 @app.command()
@@ -130,7 +121,7 @@ def status() -> None:
     """Stream, consumers and projection checkpoints of the running system."""
     from mnemos.status import collect_status
 
-    report = asyncio.run(collect_status(load_config()))
+    report = asyncio.run(collect_status(client_config()))
     sys.stdout.write(report.to_json() + "\n")
     if report.errors:
         raise typer.Exit(1)

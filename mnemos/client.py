@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from libs.events.errors import MnemosError, Unavailable, error_from_code
 from libs.runtime.config import Config
+from libs.runtime.instance import read_runtime
 
 __all__ = ["GatewayClient", "gateway_url"]
 
@@ -20,9 +19,9 @@ def gateway_url(config: Config) -> str:
     explicit = os.environ.get("MNEMOS_GATEWAY_URL")
     if explicit:
         return explicit.rstrip("/")
-    runtime = Path(config.home).expanduser() / "runtime.json"
-    if runtime.exists():
-        return str(json.loads(runtime.read_text())["http_url"])
+    running = read_runtime(config.home)
+    if running is not None:
+        return running.http_url
     return f"http://{config.http_host}:{config.http_port}"
 
 
@@ -80,5 +79,12 @@ class GatewayClient:
 
 
 def describe_error(exc: MnemosError) -> str:
-    """One line for people."""
-    return f"error [{exc.code}]: {exc.message}"
+    """The error for people: code and message, then the server's details (which field, why)."""
+    lines = [f"error [{exc.code}]: {exc.message}"]
+    for key, value in exc.detail.items():
+        if key == "errors" and isinstance(value, list):
+            lines += [f"  {'.'.join(map(str, e.get('loc', [])))}: {e.get('msg')}"
+                      if isinstance(e, dict) else f"  {e}" for e in value]
+        else:
+            lines.append(f"  {key}: {value}")
+    return "\n".join(lines)

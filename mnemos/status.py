@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
+import msgspec
 from nats.js.errors import NotFoundError
 
 from libs.events.stream import EVENTS_STREAM
 from libs.runtime.config import Config
+from libs.runtime.instance import read_runtime
 from libs.runtime.nats_client import connect_nats
 
 __all__ = ["Status", "collect_status"]
@@ -35,10 +36,10 @@ class Status:
 
 async def collect_status(config: Config) -> Status:
     """Ask NATS and Postgres (those configured, or those a running ``mnemos up`` recorded)."""
-    runtime = _read_runtime(config.home)
-    status = Status(runtime=runtime)
-    nats_url = config.nats_url or (runtime or {}).get("nats_url")
-    database_url = config.database_url or (runtime or {}).get("database_url")
+    running = read_runtime(config.home)
+    status = Status(runtime=None if running is None else msgspec.to_builtins(running))
+    nats_url = config.nats_url or (running.nats_url if running else None)
+    database_url = config.database_url or (running.database_url if running else None)
     if nats_url:
         await _nats_status(nats_url, status)
     else:
@@ -46,14 +47,6 @@ async def collect_status(config: Config) -> Status:
     if database_url:
         _database_status(database_url, config.db_schema, status)
     return status
-
-
-def _read_runtime(home: Path) -> dict[str, Any] | None:
-    path = home.expanduser() / "runtime.json"
-    if not path.exists():
-        return None
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
 
 
 async def _nats_status(url: str, status: Status) -> None:

@@ -10,7 +10,6 @@ keeps everything.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -22,21 +21,20 @@ from pathlib import Path
 import httpx
 
 from libs.runtime.config import Config
+from libs.runtime.instance import InstanceLock, RuntimeInfo
 from libs.runtime.logging import configure_logging, get_logger
 from libs.runtime.nats_client import connect_nats, ensure_streams
 from libs.runtime.nats_server import NatsServer
 from libs.runtime.postgres_server import PostgresServer
 from mnemos.serve import SERVICES
 
-__all__ = ["RUNTIME_FILE", "Endpoints", "run_up"]
+__all__ = ["Endpoints", "run_up"]
 
 log = get_logger(__name__)
 
 METRICS_PORT_OFFSET = {"projector": 1, "auditor": 2}
 """Prometheus ports of the consumers under ``mnemos up``: the HTTP port plus this offset."""
 
-RUNTIME_FILE = "runtime.json"
-"""Written under the home directory while ``mnemos up`` runs: where everything is."""
 
 
 @dataclass
@@ -48,11 +46,10 @@ class Endpoints:
     http_url: str
     home: Path
 
-    def write(self) -> None:
-        """Record the endpoints for the client commands (``mnemos status`` …)."""
-        data = {"nats_url": self.nats_url, "database_url": self.database_url,
-                "http_url": self.http_url, "home": str(self.home), "pid": os.getpid()}
-        (self.home / RUNTIME_FILE).write_text(json.dumps(data, indent=2) + "\n")
+    def runtime_info(self) -> RuntimeInfo:
+        """What the runtime file records for the client commands (``mnemos status`` …)."""
+        return RuntimeInfo(nats_url=self.nats_url, database_url=self.database_url,
+                           http_url=self.http_url, home=str(self.home), pid=os.getpid())
 
 
 @dataclass
@@ -166,13 +163,15 @@ def run_up(config: Config, demo: bool) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    lock = InstanceLock(system.home)
+    lock.acquire()  # before anything else: a second `mnemos up` on this home stops here
     try:
         endpoints = system.start_servers()
         asyncio.run(_declare_streams(config, endpoints.nats_url))
         for name in SERVICES:
             system.spawn(name)
         wait_ready(endpoints.http_url)
-        endpoints.write()
+        lock.publish(endpoints.runtime_info())
         _print_banner(endpoints)
         if demo:
             from mnemos.demo import run_demo
@@ -184,7 +183,7 @@ def run_up(config: Config, demo: bool) -> None:
     finally:
         log.info("stopping")
         system.stop()
-        (system.home / RUNTIME_FILE).unlink(missing_ok=True)
+        lock.release()
 
 
 def _print_banner(endpoints: Endpoints) -> None:

@@ -25,6 +25,7 @@ from libs.events.commands import (
 )
 from libs.events.errors import (
     Conflict,
+    DeadLettered,
     InvalidInput,
     MnemosError,
     NotFound,
@@ -34,6 +35,7 @@ from libs.events.errors import (
     error_from_code,
 )
 from libs.events.ids import (
+    command_digest,
     content_hash,
     derive_event_id,
     new_command_id,
@@ -90,7 +92,14 @@ from libs.events.subjects import (
     event_subject,
     parse_command_subject,
 )
-from libs.events.tokens import validate_id, validate_namespace, validate_token
+from libs.events.text import check_storable, is_blank, storable, storable_json
+from libs.events.tokens import (
+    RESERVED_NAMESPACES,
+    validate_id,
+    validate_namespace,
+    validate_token,
+    validate_writable_namespace,
+)
 from libs.events.versions import version_id
 
 __all__ = [
@@ -104,6 +113,7 @@ __all__ = [
     "HDR_EXPECTED_LAST_SUBJECT_SEQ",
     "HDR_MSG_ID",
     "JS_ERR_WRONG_LAST_SEQUENCE",
+    "RESERVED_NAMESPACES",
     "Actor",
     "AuditCheckpointSigned",
     "AuditCheckpointSignedData",
@@ -113,6 +123,7 @@ __all__ = [
     "CommandResult",
     "Commit",
     "Conflict",
+    "DeadLettered",
     "Event",
     "EventBase",
     "Forget",
@@ -152,6 +163,8 @@ __all__ = [
     "Unavailable",
     "UnknownCommand",
     "canonical_bytes",
+    "check_storable",
+    "command_digest",
     "command_subject",
     "content_hash",
     "deadletter_stream_config",
@@ -168,12 +181,16 @@ __all__ = [
     "event_subject",
     "event_types",
     "events_stream_config",
+    "is_blank",
     "new_command_id",
     "new_memory_id",
     "parse_command_subject",
+    "storable",
+    "storable_json",
     "validate_command_id",
     "validate_id",
     "validate_namespace",
     "validate_token",
+    "validate_writable_namespace",
     "version_id",
 ]

@@ -7,16 +7,27 @@ and what content-addressed ids are computed over.
 
 from __future__ import annotations
 
-from typing import Any, Final, cast
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar, cast
 
 import blake3
 import msgspec
 
 from libs.events.errors import InvalidInput
 from libs.events.model import Event, EventBase, event_types
+from libs.events.text import check_storable
 from libs.events.upcasting import upcast
 
-__all__ = ["canonical_bytes", "decode_event", "encode_event", "event_hash"]
+T = TypeVar("T")
+
+__all__ = [
+    "canonical_bytes",
+    "convert_params",
+    "decode_event",
+    "decode_json",
+    "encode_event",
+    "event_hash",
+]
 
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
 _TYPED_DECODER: Final = msgspec.json.Decoder(Event)
@@ -65,3 +76,29 @@ def decode_event(raw: bytes) -> Event:
         return cast(Event, msgspec.convert(lifted, Event))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidInput(f"malformed {head.type} event: {exc}", type=head.type) from None
+
+
+def decode_json(body: bytes, cls: type[T], what: str = "request") -> T:
+    """Decode a JSON body into ``cls`` at the edge: malformed JSON, invalid UTF-8, a value that
+    violates the type, or text Postgres cannot store are all :class:`InvalidInput`."""
+    try:
+        value = msgspec.json.decode(body, type=cls)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid {what}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput("the body is not valid UTF-8") from None
+    check_storable(value)
+    return value
+
+
+def convert_params(values: Mapping[str, Any], cls: type[T], what: str = "request") -> T:
+    """Build ``cls`` from already-parsed values (query-string parameters: text is coerced to the
+    field's type), with the same checks as :func:`decode_json`."""
+    try:
+        value = msgspec.convert(dict(values), cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid {what}: {exc}") from None
+    check_storable(value)
+    return value

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from libs.events.errors import InvalidInput, MnemosError, UnknownCommand
+from libs.events.codec import decode_json
+from libs.events.errors import MnemosError, UnknownCommand
 from libs.events.fields import KindName, RelationName, Seq, ShortText, TagName
 from libs.events.model import MetadataValue
 
@@ -192,12 +193,7 @@ def decode_command(name: str, body: bytes) -> CommandBase:
     cls = COMMANDS.get(name)
     if cls is None:
         raise UnknownCommand(f"unknown command {name!r}", known=sorted(COMMANDS))
-    try:
-        return msgspec.json.decode(body, type=cls)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput(f"invalid {name} command: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidInput(f"malformed JSON: {exc}") from None
+    return decode_json(body, cls, f"{name} command")
 
 
 class _Ok(msgspec.Struct):

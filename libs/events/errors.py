@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "Conflict",
+    "DeadLettered",
     "InvalidInput",
     "MnemosError",
     "NotFound",
@@ -71,6 +72,15 @@ class PayloadTooLarge(InvalidInput):
     http_status = 413
 
 
+class DeadLettered(MnemosError):
+    """An event the answer depends on was acknowledged but could not be projected (it is in the
+    dead-letter stream): the read models do not reflect it, so they are not served as if they
+    did. Retrying does not help; an operator fixes the cause and replays."""
+
+    code = "dead_lettered"
+    http_status = 500
+
+
 class Unavailable(MnemosError):
     """A dependency (broker, database, projection) did not answer in time; safe to retry."""
 
@@ -86,6 +96,7 @@ _BY_CODE: dict[str, type[MnemosError]] = {
         UnknownCommand,
         NotFound,
         Conflict,
+        DeadLettered,
         PayloadTooLarge,
         Unavailable,
     )

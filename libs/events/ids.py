@@ -11,11 +11,13 @@ import uuid
 from typing import Final
 
 import blake3
+import msgspec
 import uuid_utils
 
 from libs.events.errors import InvalidInput
 
 __all__ = [
+    "command_digest",
     "content_hash",
     "derive_event_id",
     "new_command_id",
@@ -25,6 +27,8 @@ __all__ = [
 ]
 
 _EVENT_ID_DOMAIN: Final = b"mnemos.event-id.v1\x00"
+_COMMAND_DIGEST_DOMAIN: Final = b"mnemos.command-digest.v1\x00"
+_CANONICAL: Final = msgspec.json.Encoder(order="sorted")
 
 
 def new_command_id() -> str:
@@ -81,3 +85,13 @@ def derive_event_id(ns: str, command_id: str, index: int = 0) -> str:
 def content_hash(content: str) -> str:
     """Hex blake3 of UTF-8 text: the identity of a piece of content (embedding cache key)."""
     return blake3.blake3(content.encode("utf-8")).hexdigest()
+
+
+def command_digest(ns: str, name: str, command: object) -> str:
+    """Hex blake3 fingerprint of a decoded command: its namespace, name and every field.
+
+    A retry sends the same command, so it has the same digest; the same command id with another
+    digest is a different command, which is a conflict, never a second event.
+    """
+    body = _CANONICAL.encode({"ns": ns, "name": name, "command": command})
+    return blake3.blake3(_COMMAND_DIGEST_DOMAIN + body).hexdigest()

@@ -70,12 +70,16 @@ class Provenance(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     source: str | None = None
 
 
-class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type",
+                omit_defaults=True):
     """The envelope shared by every event.
 
     ``id`` is a UUIDv7 derived from the causing command and is also the ``Nats-Msg-Id``;
     ``command_id`` is the causation, ``correlation_id`` ties together everything one request
-    (or one agent conversation) caused; ``at`` is UTC.
+    (or one agent conversation) caused; ``at`` is UTC. ``command_digest`` fingerprints the
+    causing command (see :func:`libs.events.ids.command_digest`), so a command id reused for a
+    different command is told apart from a retry; events from before it existed have none (it is
+    left out of their encoding, which therefore stays byte-identical).
     """
 
     SCHEMA: ClassVar[int] = 1
@@ -89,6 +93,7 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     command_id: str
     correlation_id: str
     at: datetime
+    command_digest: str | None = None
 
 
 class MemoryCreatedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

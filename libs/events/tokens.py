@@ -12,10 +12,21 @@ from typing import Final
 
 from libs.events.errors import InvalidInput
 
-__all__ = ["MAX_TOKEN_LENGTH", "validate_id", "validate_namespace", "validate_token"]
+__all__ = [
+    "MAX_TOKEN_LENGTH",
+    "RESERVED_NAMESPACES",
+    "validate_id",
+    "validate_namespace",
+    "validate_token",
+    "validate_writable_namespace",
+]
 
 MAX_TOKEN_LENGTH: Final = 64
 """Longest namespace or id accepted; keeps subjects well under NATS limits."""
+
+RESERVED_NAMESPACES: Final = frozenset({"system"})
+"""Namespaces Mnemos writes itself (``system`` holds the audit chain's checkpoints): no user
+command may write there."""
 
 _TOKEN: Final = re.compile(r"[a-z0-9_-]{1,64}")
 
@@ -40,3 +51,12 @@ def validate_namespace(ns: object) -> str:
 def validate_id(value: object, what: str = "id") -> str:
     """Validate an aggregate or version id token."""
     return validate_token(value, what)
+
+
+def validate_writable_namespace(ns: object) -> str:
+    """Validate a namespace a user command writes to: a token, and not a reserved one."""
+    name = validate_namespace(ns)
+    if name in RESERVED_NAMESPACES:
+        raise InvalidInput(f"namespace {name!r} is reserved for Mnemos itself", field="namespace",
+                           value=name)
+    return name

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from libs.events.errors import InvalidInput
 from libs.events.stream import DEFAULT_DUPLICATE_WINDOW_S
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "client_config", "load_config"]
 
 
 class Config(BaseModel, frozen=True):
@@ -109,3 +109,20 @@ def load_config(**overrides: object) -> Config:
         return Config(**values)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise InvalidInput(f"invalid configuration: {exc}") from None
+
+
+def client_config(**overrides: object) -> Config:
+    """The configuration of an operator command or local client: :func:`load_config`, with the
+    NATS and database URLs of the ``mnemos up`` running on the home filled in where they are not
+    configured. The one place that reads the runtime file; the environment is never rewritten.
+    """
+    from libs.runtime.instance import read_runtime
+
+    config = load_config(**overrides)
+    running = read_runtime(config.home)
+    if running is None:
+        return config
+    return config.model_copy(update={
+        "nats_url": config.nats_url or running.nats_url,
+        "database_url": config.database_url or running.database_url,
+    })

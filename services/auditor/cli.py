@@ -11,13 +11,12 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import typer
 
 from libs.events import MnemosError
-from libs.runtime.config import Config, load_config
+from libs.runtime.config import Config, client_config
 from libs.runtime.logging import configure_logging
 from services.auditor.report import Progress, VerifyReport
 
@@ -28,17 +27,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 
 
 def _config() -> Config:
-    from mnemos.up import RUNTIME_FILE
-
-    config = load_config()
+    config = client_config()
     configure_logging(config.log_format, config.log_level)
-    runtime = config.home.expanduser() / RUNTIME_FILE
-    if (config.nats_url is None or config.database_url is None) and runtime.exists():
-        recorded: dict[str, Any] = json.loads(runtime.read_text())
-        config = config.model_copy(update={
-            "nats_url": config.nats_url or recorded.get("nats_url"),
-            "database_url": config.database_url or recorded.get("database_url"),
-        })
     return config
 
 

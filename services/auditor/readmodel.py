@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import msgspec
 
-from libs.events import Event, canonical_bytes, decode_event
+from libs.events import Event, decode_event, storable, storable_json
 from services.auditor.store import Conn
 
 __all__ = [
@@ -49,8 +49,8 @@ READ_MODEL_QUERIES: Final = {
 
 
 def _builtins(value: object) -> Any:
-    """What the projector stores for a struct: its canonical JSON, read back as JSON."""
-    return msgspec.json.decode(canonical_bytes(value))
+    """What the projector stores for a struct: its storable canonical JSON, read back."""
+    return msgspec.json.decode(storable_json(value))
 
 
 def _tag(event: Event) -> str:
@@ -62,7 +62,7 @@ def compare_event_row(row: dict[str, Any], event: Event, seq: int) -> ReadModelI
     expected: dict[str, Any] = {
         "event_id": event.id, "ns": event.ns, "memory_id": event.aggregate_id,
         "type": _tag(event), "schema": event.schema, "command_id": event.command_id,
-        "correlation_id": event.correlation_id, "at": event.at,
+        "correlation_id": storable(event.correlation_id), "at": event.at,
         "actor": _builtins(event.actor), "data": _builtins(event.data),
     }
     return _first_difference("memory_events", row, expected, seq, event.id)
@@ -76,6 +76,8 @@ def compare_version_row(row: dict[str, Any], event: Event, seq: int) -> ReadMode
     for name in ("version_id", "content", "content_hash"):
         if hasattr(data, name):
             expected[name] = getattr(data, name)
+    if "content" in expected:
+        expected["content"] = storable(expected["content"])
     return _first_difference("memory_versions", row, expected, seq, event.id)
 
 

@@ -13,7 +13,7 @@ import msgspec
 from fastapi import FastAPI, Query
 from fastapi.responses import Response
 
-from libs.events import InvalidInput
+from libs.events.codec import convert_params
 from services.command.dag_queries import DagQueryService
 from services.command.dag_views import (
     AncestorView,
@@ -46,10 +46,7 @@ def _json(value: object) -> Response:
 
 
 def _convert(cls: type[msgspec.Struct], values: dict[str, Any]) -> Any:
-    try:
-        return msgspec.convert({k: v for k, v in values.items() if v is not None}, cls)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput(f"invalid request: {exc}") from None
+    return convert_params({k: v for k, v in values.items() if v is not None}, cls)
 
 
 def install_dag_routes(app: FastAPI, service: DagQueryService, responses: Responses) -> None:

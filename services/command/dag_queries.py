@@ -32,6 +32,7 @@ from services.command.dag_views import (
     LogView,
 )
 from services.command.metrics import observed_query
+from services.command.queries import raise_if_dead_lettered
 from services.command.read_models import Conn, ReadModels
 
 __all__ = ["DAG_QUERY_TYPES", "DagQueryService"]
@@ -58,9 +59,10 @@ T = TypeVar("T")
 async def _require_live(conn: Conn, ns: str, memory_id: str) -> None:
     cur = await conn.execute(
         "SELECT 1 FROM memories WHERE ns = %(ns)s AND memory_id = %(id)s"
-        " AND forgotten_at IS NULL", {"ns": ns, "id": memory_id},
+        " AND forgotten_at IS NULL AND diverged_seq IS NULL", {"ns": ns, "id": memory_id},
     )
     if await cur.fetchone() is None:
+        await raise_if_dead_lettered(conn, ns, memory_id)
         raise NotFound(f"memory {memory_id} not found", memory_id=memory_id)
 
 

@@ -55,6 +55,7 @@ from libs.events import (
     validate_id,
     version_id,
 )
+from libs.events.text import is_blank
 from services.command.dag_state import DagState, advance_dag
 
 __all__ = [
@@ -95,7 +96,9 @@ class MemoryState:
     ``last_seq`` is the stream sequence of the memory's latest event (0 = no events): the value
     optimistic concurrency compares. ``applied`` maps every command id that produced an event on
     this memory to that event's sequence, so a repeated command is recognised from the stream
-    itself, even when the read models are behind and the duplicate window has passed.
+    itself, even when the read models are behind and the duplicate window has passed;
+    ``digests`` maps them to the causing command's digest, which tells a retry (same digest)
+    from a command id reused for another command (a conflict).
     """
 
     memory_id: str
@@ -110,6 +113,7 @@ class MemoryState:
     dag: DagState | None = None
     last_seq: int = 0
     applied: Mapping[str, int] = field(default_factory=dict)
+    digests: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
@@ -127,6 +131,7 @@ class DecisionContext:
     actor: Actor
     at: datetime
     max_content_bytes: int
+    command_digest: str | None = None
 
 
 # --- evolve -----------------------------------------------------------------------------------
@@ -205,10 +210,12 @@ def evolve(state: MemoryState, event: Event, seq: int) -> MemoryState:
     dag = advance_dag(state.dag, event, seq)
     if dag is not state.dag:
         after = replace(after, dag=dag)
-    applied = state.applied
+    applied, digests = state.applied, state.digests
     if event.command_id not in applied:
         applied = {**applied, event.command_id: seq}
-    return replace(after, last_seq=seq, applied=applied)
+        if event.command_digest is not None:
+            digests = {**digests, event.command_id: event.command_digest}
+    return replace(after, last_seq=seq, applied=applied, digests=digests)
 
 
 def fold(memory_id: str, events: list[tuple[Event, int]]) -> MemoryState:
@@ -227,7 +234,7 @@ def _no_change(what: str) -> InvalidInput:
 
 
 def _check_content(content: str, limit: int) -> str:
-    if not content.strip():
+    if is_blank(content):
         raise InvalidInput("content must not be empty", field="content")
     size = len(content.encode("utf-8"))
     if size > limit:
@@ -266,6 +273,7 @@ def _envelope(ctx: DecisionContext, memory_id: str, index: int) -> dict[str, Any
         "command_id": ctx.command_id,
         "correlation_id": ctx.correlation_id,
         "at": ctx.at,
+        "command_digest": ctx.command_digest,
     }
 
 
@@ -392,7 +400,7 @@ def decide_link(
 def decide_forget(state: MemoryState, command: Forget, ctx: DecisionContext) -> list[Event]:
     """Stop serving the memory; its events stay in the stream."""
     _require_live(state)
-    if not command.reason.strip():
+    if is_blank(command.reason):
         raise InvalidInput("reason must not be empty", field="reason")
     data = MemoryForgottenData(reason=command.reason)
     envelope = _envelope(ctx, state.memory_id, 0)

@@ -114,6 +114,12 @@ class EventStore:
                 f"stored event at seq {raw.seq} cannot be decoded: {exc.message}", seq=raw.seq
             ) from exc
 
+    async def last_seq(self) -> int:
+        """The stream's last sequence now (0 when empty)."""
+        async with _broker_call("stream info"):
+            info = await self._js.stream_info(EVENTS_STREAM)
+        return int(info.state.last_seq or 0)
+
     async def event_at(self, seq: int) -> Event:
         """The event stored at stream sequence ``seq``."""
         return self._decode(await self._get(seq=seq))

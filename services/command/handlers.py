@@ -34,11 +34,13 @@ from libs.events import (
     MnemosError,
     PayloadTooLarge,
     Remember,
+    Unavailable,
+    command_digest,
     decode_command,
     new_command_id,
     validate_command_id,
     validate_id,
-    validate_namespace,
+    validate_writable_namespace,
 )
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
@@ -67,6 +69,11 @@ MAX_APPEND_ATTEMPTS: Final = 16
 Every round has a winner, so N writers racing on one memory from different instances need at
 most N rounds; writers in one instance do not race at all (see :class:`_KeyedLocks`)."""
 MAX_BACKOFF_S: Final = 0.05
+HORIZON_TTL_S: Final = 0.5
+DUPLICATE_WINDOW_MARGIN_S: Final = 30.0
+"""Safety margin below JetStream's duplicate window (at most a tenth of it) for clock
+differences between gateways and servers, when deciding whether the window still covers the
+events not yet projected."""
 
 
 def validate_principal(value: str | None) -> str:
@@ -82,6 +89,14 @@ def validate_principal(value: str | None) -> str:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _reused(command_id: str, memory_id: str) -> Conflict:
+    return Conflict(
+        f"command id {command_id} was already used for a different command (on memory "
+        f"{memory_id}); use a new command id for a new command",
+        command_id=command_id, memory_id=memory_id, reason="command_id_reused",
+    )
 
 
 class _KeyedLocks:
@@ -119,6 +134,7 @@ class CommandService:
         self._config = config
         self._clock = clock
         self._locks = _KeyedLocks()
+        self._horizon: tuple[float, bool] | None = None
 
     async def handle(self, ns: str, name: str, body: bytes, principal: str | None
                      ) -> CommandResult:
@@ -142,7 +158,7 @@ class CommandService:
 
     async def _handle(self, ns: str, name: str, body: bytes, principal: str | None
                       ) -> CommandResult:
-        ns = validate_namespace(ns)
+        ns = validate_writable_namespace(ns)
         if len(body) > self._config.max_request_bytes:
             raise PayloadTooLarge(
                 f"request body is {len(body)} bytes; the limit is "
@@ -153,11 +169,13 @@ class CommandService:
         supplied = command.command_id is not None
         command_id = validate_command_id(command.command_id) if supplied else new_command_id()
         correlation_id = command.correlation_id or command_id
+        digest = command_digest(ns, name, command)
         with structlog.contextvars.bound_contextvars(
             command_id=command_id, correlation_id=correlation_id, command=name, ns=ns,
         ):
+            covered = True
             if supplied:
-                known = await self._known_result(ns, command_id)
+                known, covered = await self._known_result(ns, command_id, digest)
                 if known is not None:
                     log.info("command_repeated", source="command_results", seq=known.seq)
                     return known
@@ -166,46 +184,87 @@ class CommandService:
             ctx = DecisionContext(
                 ns=ns, command_id=command_id, correlation_id=correlation_id, actor=actor,
                 at=self._clock(), max_content_bytes=self._config.max_content_bytes,
+                command_digest=digest,
             )
-            result = await self._decide_and_append(command, ctx)
+            result = await self._decide_and_append(command, ctx, supplied and not covered)
             log.info("command_applied", memory_id=result.memory_id, seq=result.seq,
                      event_type=result.event_type, duplicate=result.duplicate)
             return result
 
-    async def _known_result(self, ns: str, command_id: str) -> CommandResult | None:
-        """The projected result of a repeated command id, if any.
+    async def _known_result(self, ns: str, command_id: str, digest: str
+                            ) -> tuple[CommandResult | None, bool]:
+        """The projected result of a repeated command id, if any, and whether ``command_results``
+        and JetStream's duplicate window together cover every event appended so far.
 
-        A read-model outage must not stop writes: the stream-side guards (per-memory applied
-        command ids, the duplicate window) still make the retry safe, so a failure here is logged
-        and skipped.
+        Only then can a new client-supplied id be told unused; otherwise (Postgres down, or the
+        projection further behind than the window) the caller must not append under it. Without
+        read models configured (the write side run alone, in tests and tools), only the memory's
+        own history is checked.
         """
-        if self._read_models is None or not self._read_models.ready:
-            return None
+        if self._read_models is None:
+            return None, True
+        if not self._read_models.ready:
+            return None, False
         try:
-            return await self._read_models.command_result(ns, command_id)
-        except (MnemosError, psycopg.Error) as exc:
+            found = await self._read_models.command_result(ns, command_id)
+            if found is not None:
+                result, stored = found
+                if stored is not None and stored != digest:
+                    raise _reused(command_id, result.memory_id)
+                return result, True
+            return None, await self._history_covered()
+        except (Unavailable, psycopg.Error) as exc:
             log.warning("command_results_lookup_failed", error=str(exc)[:200])
-            return None
+            return None, False
 
-    async def _decide_and_append(self, command: CommandBase, ctx: DecisionContext
-                                 ) -> CommandResult:
+    async def _history_covered(self) -> bool:
+        """Whether every appended event is projected or still inside the duplicate window: the
+        oldest unprojected event (checkpoint + 1) is younger than the window, less a margin.
+        Read at most every ``HORIZON_TTL_S``; a stale answer only misses newer events, which
+        the window covers anyway."""
+        assert self._read_models is not None
+        now = time.monotonic()
+        if self._horizon is not None and now - self._horizon[0] < HORIZON_TTL_S:
+            return self._horizon[1]
+        checkpoint = await self._read_models.projected_seq()
+        covered = True
+        if checkpoint < await self._store.last_seq():
+            oldest = await self._store.event_at(checkpoint + 1)
+            span = self._config.duplicate_window_s
+            window = span - min(DUPLICATE_WINDOW_MARGIN_S, span / 10)
+            covered = (self._clock() - oldest.at).total_seconds() < window
+        self._horizon = (now, covered)
+        return covered
+
+    async def _decide_and_append(self, command: CommandBase, ctx: DecisionContext,
+                                 unverified: bool) -> CommandResult:
         memory_id = target_of(command, ctx.ns, ctx.command_id)
         async with self._locks.hold((ctx.ns, memory_id)):
-            return await self._attempts(command, ctx, memory_id)
+            return await self._attempts(command, ctx, memory_id, unverified)
 
-    async def _attempts(self, command: CommandBase, ctx: DecisionContext, memory_id: str
-                        ) -> CommandResult:
+    async def _attempts(self, command: CommandBase, ctx: DecisionContext, memory_id: str,
+                        unverified: bool) -> CommandResult:
         expected_version: int | None = getattr(command, "expected_version", None)
         for attempt in range(MAX_APPEND_ATTEMPTS):
-            if isinstance(command, Remember) and attempt == 0:
-                # A new memory has no events; JetStream checks that (expected seq 0).
+            if isinstance(command, Remember) and attempt == 0 and not unverified:
+                # A new memory has no events; JetStream checks that (expected seq 0). An
+                # unverified client id needs the memory's own history read first.
                 state = MemoryState(memory_id=memory_id)
             else:
                 state = await self._store.load(ctx.ns, memory_id)
             seen_at = state.applied.get(ctx.command_id)
             if seen_at is not None:
+                if state.digests.get(ctx.command_id, ctx.command_digest) != ctx.command_digest:
+                    raise _reused(ctx.command_id, memory_id)
                 log.info("command_repeated", source="stream", seq=seen_at)
                 return result_for(await self._store.event_at(seen_at), seen_at, duplicate=True)
+            if unverified:
+                raise Unavailable(
+                    f"cannot tell whether command id {ctx.command_id} was used before: the read "
+                    "models are unavailable or further behind than the duplicate window; retry "
+                    "later (or send the command without a command_id)",
+                    command_id=ctx.command_id,
+                )
             if expected_version is not None and expected_version != state.last_seq:
                 raise self._conflict(memory_id, expected_version, state.last_seq)
             target = None
@@ -227,6 +286,8 @@ class CommandService:
                 await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF_S, 0.001 * 2**attempt)))
                 continue
             last = appended[-1]
+            if last.duplicate and last.event.command_digest not in (None, ctx.command_digest):
+                raise _reused(ctx.command_id, last.event.aggregate_id)
             return result_for(last.event, last.seq, duplicate=last.duplicate)
         raise Conflict(
             f"memory {memory_id} changed concurrently {MAX_APPEND_ATTEMPTS} times; retry",

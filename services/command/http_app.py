@@ -28,6 +28,7 @@ from libs.events import (
     NotFound,
     PayloadTooLarge,
 )
+from libs.events.codec import convert_params, decode_json
 from libs.runtime.logging import get_logger
 from services.command.dag_http import DAG_VIEW_TYPES, install_dag_routes
 from services.command.handlers import CommandService
@@ -98,10 +99,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _with_memory_id(body: bytes, memory_id: str) -> bytes:
     """The command body with ``memory_id`` taken from the path (a different one is refused)."""
-    try:
-        obj = msgspec.json.decode(body or b"{}")
-    except msgspec.DecodeError as exc:
-        raise InvalidInput(f"malformed JSON: {exc}") from None
+    obj = decode_json(body or b"{}", dict[str, Any], "command body")
     if not isinstance(obj, dict):
         raise InvalidInput("the body must be a JSON object")
     if obj.get("memory_id", memory_id) != memory_id:
@@ -111,10 +109,7 @@ def _with_memory_id(body: bytes, memory_id: str) -> bytes:
 
 
 def _convert(cls: type[msgspec.Struct], values: dict[str, Any]) -> Any:
-    try:
-        return msgspec.convert({k: v for k, v in values.items() if v is not None}, cls)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput(f"invalid request: {exc}") from None
+    return convert_params({k: v for k, v in values.items() if v is not None}, cls)
 
 
 # --- OpenAPI ------------------------------------------------------------------------------------

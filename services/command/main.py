@@ -56,12 +56,13 @@ async def run(config: Config, stop: asyncio.Event) -> None:
     if not config.database_url:
         raise InvalidInput("the gateway needs MNEMOS_DATABASE_URL (the read models' Postgres)")
     nc = await connect_nats(nats_url(config), "mnemos-command")
-    read_models = ReadModels(config)
+    js = nc.jetstream()
+    store = EventStore(js)
+    read_models = ReadModels(config, stream_last_seq=store.last_seq)
     db_task = asyncio.create_task(read_models.open_when_ready(stop), name="read-models")
     try:
-        js = nc.jetstream()
         await ensure_streams(js, config)
-        commands = CommandService(EventStore(js), read_models, config)
+        commands = CommandService(store, read_models, config)
         queries = QueryService(read_models, lambda: build_embedder(config),
                                ef_search=config.hnsw_ef_search)
         gateway = NatsGateway(nc, commands, queries, config.max_request_bytes)

@@ -17,7 +17,16 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from libs.events import Actor, InvalidInput, NotFound, validate_id, validate_namespace
+from libs.events import (
+    AGGREGATE_MEMORY,
+    Actor,
+    DeadLettered,
+    InvalidInput,
+    NotFound,
+    event_subject,
+    validate_id,
+    validate_namespace,
+)
 from libs.runtime.config import Config
 from services.command.fusion import query_terms
 from services.command.lexical import (
@@ -69,7 +78,7 @@ _MEMORY_COLUMNS: Final = (
     " m.revision, m.tags, m.metadata, m.source, m.agent_id, m.created_by, m.updated_by,"
     " m.created_command_id, m.created_at, m.updated_at"
 )
-_LIVE: Final = "m.ns = %(ns)s AND m.forgotten_at IS NULL"
+_LIVE: Final = "m.ns = %(ns)s AND m.forgotten_at IS NULL AND m.diverged_seq IS NULL"
 
 
 def filter_sql(filters: Filters, params: dict[str, Any]) -> str:
@@ -149,8 +158,26 @@ async def get_memory(conn: Conn, ns: str, memory_id: str) -> MemoryView:
     ns, memory_id = validate_namespace(ns), validate_id(memory_id, "memory_id")
     found = await fetch_memories(conn, ns, [memory_id])
     if memory_id not in found:
+        await raise_if_dead_lettered(conn, ns, memory_id)
         raise NotFound(f"memory {memory_id} not found", memory_id=memory_id)
     return found[memory_id]
+
+
+async def raise_if_dead_lettered(conn: Conn, ns: str, memory_id: str) -> None:
+    """Raise :class:`DeadLettered` if an event of this memory was dead-lettered: the read model
+    then differs from the fold of its events (e.g. it misses a forget), and serving it, or a
+    plain "not found", would hide that."""
+    cur = await conn.execute(
+        "SELECT seq, error FROM dead_letters WHERE subject = %(subject)s ORDER BY seq LIMIT 1",
+        {"subject": event_subject(ns, AGGREGATE_MEMORY, memory_id)},
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        raise DeadLettered(
+            f"memory {memory_id} is not served: its event at seq {row['seq']} could not be "
+            f"projected ({row['error'][:200]}); an operator must fix the cause and replay",
+            memory_id=memory_id, seq=row["seq"],
+        )
 
 
 def _encode_cursor(created_at: datetime, memory_id: str) -> str:

@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from libs.embeddings import Embedder
-from libs.events import InvalidInput, UnknownCommand, validate_namespace
+from libs.events import InvalidInput, UnknownCommand, validate_id, validate_namespace
+from libs.events.codec import decode_json
 from services.command import queries
 from services.command.dag_queries import DAG_QUERY_TYPES, DagQueryService
 from services.command.fusion import FusedHit, reciprocal_rank_fusion
@@ -85,27 +86,32 @@ class QueryService:
     async def get(self, ns: str, request: GetMemory) -> MemoryView:
         """One memory with provenance."""
         async def work() -> MemoryView:
+            valid_ns = validate_namespace(ns)
+            memory_id = validate_id(request.memory_id, "memory_id")
             await self._rm.wait_for(request.after_seq)
             async with self._rm.connection() as conn:
-                return await queries.get_memory(conn, ns, request.memory_id)
+                return await queries.get_memory(conn, valid_ns, memory_id)
 
         return await observed_query("get", work())
 
     async def list_memories(self, ns: str, request: ListMemories) -> MemoryPage:
         """A page of memories, newest first."""
         async def work() -> MemoryPage:
+            valid_ns = validate_namespace(ns)
             await self._rm.wait_for(request.after_seq)
             async with self._rm.connection() as conn:
-                return await queries.list_memories(conn, ns, request)
+                return await queries.list_memories(conn, valid_ns, request)
 
         return await observed_query("list", work())
 
     async def history(self, ns: str, request: GetHistory) -> HistoryView:
         """Versions and events of a memory."""
         async def work() -> HistoryView:
+            valid_ns = validate_namespace(ns)
+            memory_id = validate_id(request.memory_id, "memory_id")
             await self._rm.wait_for(request.after_seq)
             async with self._rm.connection() as conn:
-                return await queries.history(conn, ns, request.memory_id)
+                return await queries.history(conn, valid_ns, memory_id)
 
         return await observed_query("history", work())
 
@@ -187,9 +193,4 @@ class QueryService:
 
 def decode_request(cls: type[T], body: bytes) -> T:
     """Decode a JSON query request; malformed or invalid input is :class:`InvalidInput`."""
-    try:
-        return msgspec.json.decode(body, type=cls)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput(f"invalid request: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidInput(f"malformed JSON: {exc}") from None
+    return decode_json(body, cls)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
 import psycopg
@@ -19,7 +19,7 @@ from pgvector.psycopg import register_vector_async
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from libs.events import CommandResult, Unavailable
+from libs.events import CommandResult, DeadLettered, InvalidInput, Unavailable
 from libs.runtime.config import Config
 from libs.runtime.database import search_path_options
 from libs.runtime.logging import get_logger
@@ -45,8 +45,8 @@ async def _configure(conn: Conn) -> None:
 class ReadModels:
     """Access to the read models; every method raises :class:`Unavailable` if Postgres is not."""
 
-    def __init__(self, config: Config, pool_size: int = 8, acquire_timeout_s: float = 5.0
-                 ) -> None:
+    def __init__(self, config: Config, pool_size: int = 8, acquire_timeout_s: float = 5.0,
+                 stream_last_seq: Callable[[], Awaitable[int]] | None = None) -> None:
         if not config.database_url:
             raise ValueError("the gateway needs config.database_url")
         self._config = config
@@ -56,6 +56,7 @@ class ReadModels:
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._projected = 0
         self._refresh_task: asyncio.Task[int] | None = None
+        self._stream_last_seq = stream_last_seq
 
     @property
     def ready(self) -> bool:
@@ -98,6 +99,9 @@ class ReadModels:
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self._url, connection_class=Conn, open=False, min_size=1, max_size=self._pool_size,
             configure=_configure, name="gateway",
+            # A connection that died while idle (Postgres restarted) is found and replaced
+            # before it is handed out: one round trip per checkout.
+            check=AsyncConnectionPool.check_connection,
             kwargs={
                 "options": search_path_options(self._config.db_schema),
                 "autocommit": True, "row_factory": dict_row,
@@ -140,24 +144,29 @@ class ReadModels:
         except (Unavailable, psycopg.Error):
             return False
 
-    async def command_result(self, ns: str, command_id: str) -> CommandResult | None:
-        """The stored first result of ``command_id`` in ``ns``, if the projector has one."""
+    async def command_result(self, ns: str, command_id: str
+                             ) -> tuple[CommandResult, str | None] | None:
+        """The stored first result of ``command_id`` in ``ns`` with its command's digest (None
+        for results projected before digests existed), if the projector has one."""
         async with self.connection() as conn:
             cur = await conn.execute(
-                "SELECT command_id, event_id, event_type, memory_id, version_id, seq"
-                " FROM command_results WHERE ns = %(ns)s AND command_id = %(command_id)s",
+                "SELECT command_id, event_id, event_type, memory_id, version_id, seq,"
+                " command_digest FROM command_results"
+                " WHERE ns = %(ns)s AND command_id = %(command_id)s",
                 {"ns": ns, "command_id": command_id},
             )
             row = await cur.fetchone()
         if row is None:
             return None
         seq = int(row["seq"])
-        return CommandResult(
+        result = CommandResult(
             command_id=str(row["command_id"]), event_id=str(row["event_id"]),
             event_type=str(row["event_type"]), memory_id=str(row["memory_id"]),
             version_id=None if row["version_id"] is None else str(row["version_id"]),
             seq=seq, revision=seq, duplicate=True,
         )
+        digest = row["command_digest"]
+        return result, None if digest is None else str(digest)
 
     async def _read_checkpoint(self) -> int:
         async with self.connection() as conn:
@@ -170,6 +179,18 @@ class ReadModels:
         self._projected = max(self._projected, seq)
         return self._projected
 
+    async def _raise_if_dead_lettered(self, seq: int) -> None:
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                "SELECT error FROM dead_letters WHERE consumer = 'projector' AND seq = %(seq)s",
+                {"seq": seq})
+            row = await cur.fetchone()
+        if row is not None:
+            raise DeadLettered(
+                f"the event at seq {seq} was acknowledged but could not be projected "
+                f"({str(row['error'])[:200]}); the read models do not reflect it",
+                seq=seq)
+
     async def projected_seq(self) -> int:
         """The projection checkpoint; concurrent callers share one query in flight."""
         task = self._refresh_task
@@ -181,10 +202,25 @@ class ReadModels:
     async def wait_for(self, after_seq: int | None) -> None:
         """Return once the read models include stream sequence ``after_seq`` (read-your-writes).
 
-        Waits at most ``read_your_writes_timeout_s``, then raises :class:`Unavailable`.
+        Waits at most ``read_your_writes_timeout_s``, then raises :class:`Unavailable`; a
+        sequence beyond the stream's end is :class:`InvalidInput` at once, and an event at
+        ``after_seq`` that was dead-lettered is :class:`DeadLettered` (the read models will never
+        reflect it, so answering would be stale data in disguise).
         """
-        if not after_seq or after_seq <= self._projected:
+        if not after_seq:
             return
+        if after_seq > self._projected:
+            await self._wait_projected(after_seq)
+        await self._raise_if_dead_lettered(after_seq)
+
+    async def _wait_projected(self, after_seq: int) -> None:
+        if self._stream_last_seq is not None:
+            last = await self._stream_last_seq()
+            if after_seq > last:
+                raise InvalidInput(
+                    f"after_seq {after_seq} is beyond the stream's last sequence {last}",
+                    field="after_seq", stream_last_seq=last,
+                )
         timeout = self._config.read_your_writes_timeout_s
         deadline = time.monotonic() + timeout
         while True:

@@ -24,7 +24,7 @@ import psycopg
 from libs.embeddings import Embedder
 from libs.events import Event, MnemosError, Unavailable, content_hash, decode_event
 from libs.runtime.logging import get_logger
-from services.projector.deliveries import DeadLetter, Delivery, dead_letter
+from services.projector.deliveries import DeadLetter, Delivery, dead_letter, memory_of_subject
 from services.projector.embedding_cache import embed_contents
 from services.projector.metrics import DEAD_LETTERED, DUPLICATES_SKIPPED, EVENTS_PROJECTED
 from services.projector.projections import (
@@ -318,6 +318,14 @@ class BatchApplier:
                     [(d.seq, d.event_id, d.subject, d.error, d.attempts, d.raw)
                      for d in outcome.dead_letters],
                 )
+                marks = [(d.seq, *target) for d in outcome.dead_letters
+                         if (target := memory_of_subject(d.subject)) is not None]
+                if marks:
+                    await cur.executemany(
+                        "UPDATE memories SET diverged_seq = least(coalesce(diverged_seq, %s), %s)"
+                        " WHERE ns = %s AND memory_id = %s",
+                        [(seq, seq, ns, memory_id) for seq, ns, memory_id in marks],
+                    )
             await cur.execute(
                 "INSERT INTO projection_checkpoints (name, last_seq) VALUES (%s, %s)"
                 " ON CONFLICT (name) DO UPDATE SET last_seq = EXCLUDED.last_seq,"

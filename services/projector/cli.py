@@ -9,7 +9,7 @@ import asyncio
 
 import typer
 
-from libs.runtime.config import load_config
+from libs.runtime.config import client_config
 from libs.runtime.logging import configure_logging
 from services.projector.replay import replay
 
@@ -26,7 +26,7 @@ def replay_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Rebuild the read models from the event stream into a fresh schema, verify, and swap."""
-    config = load_config()
+    config = client_config()
     configure_logging(config.log_format, config.log_level, service="replay")
     report = asyncio.run(replay(config, swap=swap, force=force, progress=progress))
     typer.echo(report.summary())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from libs.events import Event, MnemosError
-from libs.events.tokens import validate_namespace
+from libs.events import AGGREGATE_MEMORY, Event, MnemosError
+from libs.events.tokens import validate_id, validate_namespace
 
-__all__ = ["DeadLetter", "Delivery", "dead_letter"]
+__all__ = ["DeadLetter", "Delivery", "dead_letter", "memory_of_subject"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +57,14 @@ def dead_letter(delivery: Delivery, event: Event | None, error: BaseException | 
         event_id=event.id if event else delivery.msg_id, error=message, attempts=attempts,
         raw=delivery.data,
     )
+
+
+def memory_of_subject(subject: str) -> tuple[str, str] | None:
+    """``(ns, memory_id)`` of a memory event subject, or None for any other subject."""
+    parts = subject.split(".")
+    if len(parts) != 5 or parts[3] != AGGREGATE_MEMORY:
+        return None
+    try:
+        return validate_namespace(parts[2]), validate_id(parts[4])
+    except MnemosError:
+        return None

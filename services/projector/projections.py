@@ -39,9 +39,10 @@ from libs.events import (
     MemoryReverted,
     MemoryRevised,
     MemoryTagged,
-    canonical_bytes,
     content_hash,
     event_subject,
+    storable,
+    storable_json,
     version_id,
 )
 
@@ -130,7 +131,7 @@ def _base(event: Event, seq: int) -> dict[str, Any]:
         "memory_id": event.aggregate_id,
         "seq": seq,
         "at": event.at,
-        "actor": canonical_bytes(event.actor).decode(),
+        "actor": storable_json(event.actor),
     }
 
 
@@ -166,7 +167,7 @@ def _insert_version(params: Mapping[str, Any], *, existing_ok: bool = False) -> 
         " content_hash, metadata, reason, actor, command_id, event_id, seq, created_at,"
         " origin, branch, strategy, base_version_id, reverted_to)"
         " VALUES (%(ns)s, %(memory_id)s, %(version_id)s, %(parent_ids)s, %(content)s,"
-        " %(content_hash)s, %(metadata)s::jsonb, %(reason)s, %(actor)s::jsonb, %(command_id)s,"
+        " %(content_hash)s, %(metadata)s::json, %(reason)s, %(actor)s::jsonb, %(command_id)s,"
         " %(event_id)s, %(seq)s, %(at)s, %(origin)s, %(branch)s, %(strategy)s,"
         " %(base_version_id)s, %(reverted_to)s)" + conflict,
         {**_VERSION_DEFAULTS, **params},
@@ -188,9 +189,10 @@ def _created(event: MemoryCreated, seq: int, embedding: Embedding | None) -> lis
                    data.version_id)
     params = {
         **_base(event, seq), **_vector(embedding),
-        "kind": data.kind, "content": data.content, "content_hash": data.content_hash,
+        "kind": data.kind, "content": storable(data.content), "content_hash": data.content_hash,
         "version_id": data.version_id, "tags": sorted(set(data.tags)),
-        "metadata": canonical_bytes(data.metadata).decode(), "source": data.provenance.source,
+        "metadata": storable_json(data.metadata),
+        "source": None if data.provenance.source is None else storable(data.provenance.source),
         "agent_id": event.actor.agent_id, "command_id": event.command_id,
         "event_id": event.id, "parent_ids": [], "reason": None,
     }
@@ -199,7 +201,7 @@ def _created(event: MemoryCreated, seq: int, embedding: Embedding | None) -> lis
         " version_count, tags, metadata, source, agent_id, created_by, updated_by,"
         " created_command_id, created_at, updated_at, revision, embedding, embedding_model)"
         " VALUES (%(ns)s, %(memory_id)s, %(kind)s, %(content)s, %(content_hash)s,"
-        " %(version_id)s, 1, %(tags)s, %(metadata)s::jsonb, %(source)s, %(agent_id)s,"
+        " %(version_id)s, 1, %(tags)s, %(metadata)s::json, %(source)s, %(agent_id)s,"
         " %(actor)s::jsonb, %(actor)s::jsonb, %(command_id)s, %(at)s, %(at)s, %(seq)s,"
         " %(embedding)s, %(embedding_model)s)"
         " ON CONFLICT (ns, memory_id) DO NOTHING",
@@ -222,17 +224,17 @@ def _revised(event: MemoryRevised, seq: int, embedding: Embedding | None) -> lis
                    data.version_id)
     params = {
         **_base(event, seq), **_vector(embedding),
-        "content": data.content, "content_hash": data.content_hash,
+        "content": storable(data.content), "content_hash": data.content_hash,
         "version_id": data.version_id, "parent": data.parent_version_id, "parent_ids": parents,
-        "metadata": canonical_bytes(data.metadata).decode(), "reason": data.reason,
+        "metadata": storable_json(data.metadata),
+        "reason": None if data.reason is None else storable(data.reason),
         "command_id": event.command_id, "event_id": event.id,
     }
     # The WHERE on the head makes a revision of anything but the current head a violation.
     update = Statement(
         "UPDATE memories SET content = %(content)s, content_hash = %(content_hash)s,"
         " head_version_id = %(version_id)s, version_count = version_count + 1,"
-        " metadata = CASE WHEN %(metadata)s::jsonb = '{}'::jsonb THEN metadata"
-        " ELSE %(metadata)s::jsonb END,"
+        " metadata = CASE WHEN %(metadata)s = '{}' THEN metadata ELSE %(metadata)s::json END,"
         " embedding = %(embedding)s, embedding_model = %(embedding_model)s, " + _TOUCH + " "
         + _WHERE + " AND head_version_id = %(parent)s",
         params, expect_rows=1,
@@ -258,10 +260,11 @@ def _metadata_changed(
     event: MemoryMetadataChanged, seq: int, _: Embedding | None
 ) -> list[Statement]:
     # Set, then unset: a key in both ends up unset (as the gateway's fold decides it).
-    params = {**_base(event, seq), "set": canonical_bytes(event.data.set).decode(),
+    params = {**_base(event, seq), "set": storable_json(event.data.set),
               "unset": list(event.data.unset)}
     update = Statement(
-        "UPDATE memories SET metadata = (metadata || %(set)s::jsonb) - %(unset)s::text[], "
+        "UPDATE memories SET"
+        " metadata = metadata_merge(metadata, %(set)s::json, %(unset)s::text[]), "
         + _TOUCH + " " + _WHERE,
         params, expect_rows=1, error=_MISSING,
     )
@@ -284,7 +287,7 @@ def _linked(event: MemoryLinked, seq: int, _: Embedding | None) -> list[Statemen
 
 
 def _forgotten(event: MemoryForgotten, seq: int, _: Embedding | None) -> list[Statement]:
-    params = {**_base(event, seq), "reason": event.data.reason}
+    params = {**_base(event, seq), "reason": storable(event.data.reason)}
     update = Statement(
         "UPDATE memories SET forgotten_at = %(at)s, forgotten_by = %(actor)s::jsonb,"
         " forgotten_reason = %(reason)s, " + _TOUCH + " " + _WHERE,
@@ -322,17 +325,17 @@ def _branch_version(event: MemoryCommitted | MemoryMerged | MemoryReverted, seq:
                    data.version_id)
     params = {
         **_base(event, seq), **_vector(embedding), **extra,
-        "content": data.content, "content_hash": data.content_hash,
+        "content": storable(data.content), "content_hash": data.content_hash,
         "version_id": data.version_id, "parent": parents[0], "parent_ids": parents,
-        "metadata": canonical_bytes(data.metadata).decode(), "reason": None,
+        "metadata": storable_json(data.metadata), "reason": None,
         "command_id": event.command_id, "event_id": event.id, "branch": data.branch,
     }
     if data.branch == DEFAULT_BRANCH:
         memory = Statement(
             "UPDATE memories SET content = %(content)s, content_hash = %(content_hash)s,"
             " head_version_id = %(version_id)s, " + _COUNT_VERSIONS + ","
-            " metadata = CASE WHEN %(metadata)s::jsonb = '{}'::jsonb THEN metadata"
-            " ELSE %(metadata)s::jsonb END,"
+            " metadata = CASE WHEN %(metadata)s = '{}' THEN metadata"
+            " ELSE %(metadata)s::json END,"
             " embedding = %(embedding)s, embedding_model = %(embedding_model)s, " + _TOUCH + " "
             + _WHERE + " AND head_version_id = %(parent)s",
             params, expect_rows=1,
@@ -386,13 +389,13 @@ def _event_row(event: Event, seq: int) -> Statement:
     params = {
         **_base(event, seq), "event_id": event.id, "type": event_type(event),
         "schema": event.schema, "command_id": event.command_id,
-        "correlation_id": event.correlation_id, "data": canonical_bytes(event.data).decode(),
+        "correlation_id": storable(event.correlation_id), "data": storable_json(event.data),
     }
     return Statement(
         "INSERT INTO memory_events (ns, memory_id, seq, event_id, type, schema, actor,"
         " command_id, correlation_id, at, data) VALUES (%(ns)s, %(memory_id)s, %(seq)s,"
         " %(event_id)s, %(type)s, %(schema)s, %(actor)s::jsonb, %(command_id)s,"
-        " %(correlation_id)s, %(at)s, %(data)s::jsonb)",
+        " %(correlation_id)s, %(at)s, %(data)s::json)",
         params,
     )
 
@@ -402,12 +405,13 @@ def _command_result(event: Event, seq: int) -> Statement:
                if isinstance(event, (MemoryCreated, MemoryRevised, *_BRANCH_VERSIONS)) else None)
     params = {"ns": event.ns, "command_id": event.command_id, "event_id": event.id,
               "event_type": event_type(event), "memory_id": event.aggregate_id,
-              "version_id": version, "seq": seq}
+              "version_id": version, "seq": seq, "digest": event.command_digest}
     # The first event of a command is its result; a later one (same command) keeps it.
     return Statement(
         "INSERT INTO command_results (ns, command_id, event_id, event_type, memory_id,"
-        " version_id, seq) VALUES (%(ns)s, %(command_id)s, %(event_id)s, %(event_type)s,"
-        " %(memory_id)s, %(version_id)s, %(seq)s) ON CONFLICT (ns, command_id) DO NOTHING",
+        " version_id, seq, command_digest) VALUES (%(ns)s, %(command_id)s, %(event_id)s,"
+        " %(event_type)s, %(memory_id)s, %(version_id)s, %(seq)s, %(digest)s)"
+        " ON CONFLICT (ns, command_id) DO NOTHING",
         params,
     )
 

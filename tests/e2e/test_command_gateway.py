@@ -268,7 +268,9 @@ async def test_operations_endpoints_and_read_your_writes_timeout(system: System)
     await system.remember(content="counted")
     metrics = (await http.get("/metrics")).text
     assert 'mnemos_commands_total{command="remember",outcome="ok"}' in metrics
+    # A sequence beyond the stream's end is refused at once (issue 10, defect 7); the
+    # read-your-writes timeout itself is covered by test_hardening_recovery.py.
     far = await http.get(f"/v1/{NS}/memories", params={"after_seq": 10_000})
-    assert far.status_code == 503
+    assert far.status_code == 400
     error = far.json()["error"]
-    assert error["code"] == "unavailable" and error["detail"]["after_seq"] == 10_000
+    assert error["code"] == "invalid_input" and error["detail"]["field"] == "after_seq"

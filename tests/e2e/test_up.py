@@ -51,6 +51,21 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
     return process.wait(60)
 
 
+def _second_up_refuses(home: Path, env: dict[str, str], base: str,
+                       runtime: dict[str, object]) -> None:
+    """A second ``mnemos up`` on the same home refuses at once, naming the running one, and
+    leaves the running instance and its files alone (issue 10, defect 10)."""
+    started = time.monotonic()
+    second = subprocess.run([sys.executable, "-m", "mnemos", "up"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert time.monotonic() - started < 30
+    assert "already running" in second.stderr and str(runtime["pid"]) in second.stderr
+    assert "Mnemos is up" not in second.stdout
+    assert json.loads((home / "runtime.json").read_text()) == runtime
+    assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
+
+
 @pytest.mark.timeout(400)
 def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -72,6 +87,7 @@ def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) 
                           params={"q": "when can we deploy", "after_seq": str(created["seq"])},
                           timeout=30).json()
         assert found["hits"][0]["memory"]["memory_id"] == created["memory_id"]
+        _second_up_refuses(home, env, base, runtime)
     finally:
         code = _stop(process)
     assert code == 0

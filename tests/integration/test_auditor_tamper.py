@@ -145,8 +145,9 @@ async def test_a_rewritten_payload_in_the_read_model_is_named(config: Config, na
     assert clean.ok and clean.read_model_checked == 24
     seq, event = published[4]
     with db(config) as conn:
-        conn.execute("UPDATE memory_events SET data = jsonb_set(data, '{content}', "
-                     "'\"the user prefers light mode\"') WHERE seq = %s", (seq,))
+        # data is json (exact text): edit it through jsonb, as a tamperer with SQL access would.
+        conn.execute("UPDATE memory_events SET data = jsonb_set(data::jsonb, '{content}', "
+                     "'\"the user prefers light mode\"')::json WHERE seq = %s", (seq,))
     report = await verify(config, full=True)
     assert not report.ok and report.first_break is None
     issue = report.read_model_issues[0]
