@@ -6,13 +6,13 @@ The wire form is JSON; unknown fields are rejected so typos fail loudly.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
 from libs.events.codec import decode_json
-from libs.events.errors import MnemosError, UnknownCommand
-from libs.events.fields import KindName, RelationName, Seq, ShortText, TagName
+from libs.events.errors import UnknownCommand
+from libs.events.fields import KindName, MemoryId, RelationName, Seq, ShortText, TagName
 from libs.events.model import MetadataValue
 
 __all__ = [
@@ -31,8 +31,6 @@ __all__ = [
     "SetMetadata",
     "Tag",
     "decode_command",
-    "encode_error_reply",
-    "encode_ok_reply",
 ]
 
 BranchName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
@@ -73,7 +71,7 @@ class Remember(CommandBase, frozen=True, kw_only=True):
 class Revise(CommandBase, frozen=True, kw_only=True):
     """Replace a memory's content with a new version whose parent is the current head."""
 
-    memory_id: str
+    memory_id: MemoryId
     content: str
     expected_version: Seq | None = None
     metadata: dict[str, MetadataValue] | None = None
@@ -83,7 +81,7 @@ class Revise(CommandBase, frozen=True, kw_only=True):
 class Tag(CommandBase, frozen=True, kw_only=True):
     """Add and/or remove tags."""
 
-    memory_id: str
+    memory_id: MemoryId
     add: tuple[TagName, ...] = ()
     remove: tuple[TagName, ...] = ()
     expected_version: Seq | None = None
@@ -92,7 +90,7 @@ class Tag(CommandBase, frozen=True, kw_only=True):
 class SetMetadata(CommandBase, frozen=True, kw_only=True):
     """Set and/or unset metadata keys."""
 
-    memory_id: str
+    memory_id: MemoryId
     set: dict[str, MetadataValue] = {}
     unset: tuple[str, ...] = ()
     expected_version: Seq | None = None
@@ -101,8 +99,8 @@ class SetMetadata(CommandBase, frozen=True, kw_only=True):
 class Link(CommandBase, frozen=True, kw_only=True):
     """Point a memory at another memory of the same namespace with a named relation."""
 
-    memory_id: str
-    target_memory_id: str
+    memory_id: MemoryId
+    target_memory_id: MemoryId
     relation: RelationName = "related"
     expected_version: Seq | None = None
 
@@ -110,7 +108,7 @@ class Link(CommandBase, frozen=True, kw_only=True):
 class Forget(CommandBase, frozen=True, kw_only=True):
     """Stop serving a memory; its history stays in the stream."""
 
-    memory_id: str
+    memory_id: MemoryId
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
     expected_version: Seq | None = None
 
@@ -118,7 +116,7 @@ class Forget(CommandBase, frozen=True, kw_only=True):
 class Branch(CommandBase, frozen=True, kw_only=True):
     """Create branch ``branch`` at ``from_version`` (default: the head of ``main``)."""
 
-    memory_id: str
+    memory_id: MemoryId
     branch: BranchName
     from_version: VersionId | None = None
     expected_version: Seq | None = None
@@ -127,7 +125,7 @@ class Branch(CommandBase, frozen=True, kw_only=True):
 class Commit(CommandBase, frozen=True, kw_only=True):
     """A new version on ``branch`` whose parent is its head; ``expected_head`` guards the head."""
 
-    memory_id: str
+    memory_id: MemoryId
     branch: BranchName
     content: str
     metadata: dict[str, MetadataValue] | None = None
@@ -138,7 +136,7 @@ class Merge(CommandBase, frozen=True, kw_only=True):
     """Merge into branch ``into`` the head of branch ``from_branch`` or the versions
     ``from_versions``; the head of ``into`` is the first parent (``ours``)."""
 
-    memory_id: str
+    memory_id: MemoryId
     into: BranchName
     from_branch: BranchName | None = msgspec.field(default=None, name="from")
     from_versions: tuple[VersionId, ...] = ()
@@ -149,7 +147,7 @@ class Merge(CommandBase, frozen=True, kw_only=True):
 class Revert(CommandBase, frozen=True, kw_only=True):
     """A new version on ``branch`` (default ``main``) with the content of ``to_version``."""
 
-    memory_id: str
+    memory_id: MemoryId
     branch: BranchName = "main"
     to_version: VersionId
     expected_head: VersionId | None = None
@@ -181,7 +179,7 @@ class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
     command_id: str
     event_id: str
     event_type: str
-    memory_id: str
+    memory_id: MemoryId
     version_id: str | None
     seq: int
     revision: int
@@ -194,18 +192,3 @@ def decode_command(name: str, body: bytes) -> CommandBase:
     if cls is None:
         raise UnknownCommand(f"unknown command {name!r}", known=sorted(COMMANDS))
     return decode_json(body, cls, f"{name} command")
-
-
-class _Ok(msgspec.Struct):
-    ok: bool
-    result: Any
-
-
-def encode_ok_reply(result: object) -> bytes:
-    """``{"ok": true, "result": ...}`` as sent on NATS."""
-    return msgspec.json.encode(_Ok(ok=True, result=result))
-
-
-def encode_error_reply(error: MnemosError) -> bytes:
-    """``{"ok": false, "error": {code, message, detail}}`` as sent on NATS."""
-    return msgspec.json.encode({"ok": False, "error": error.to_dict()})

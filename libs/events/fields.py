@@ -6,7 +6,15 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["KindName", "RelationName", "Seq", "ShortText", "TagName", "VersionId"]
+__all__ = [
+    "KindName",
+    "MemoryId",
+    "RelationName",
+    "Seq",
+    "ShortText",
+    "TagName",
+    "VersionId",
+]
 
 TagName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
 """A tag: letters, digits and ``_.:/-``, up to 64 characters."""
@@ -25,3 +33,6 @@ Seq = Annotated[int, msgspec.Meta(ge=0)]
 
 VersionId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
 """A content-addressed version id (see :mod:`libs.events.versions`)."""
+
+MemoryId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
+"""A memory id: a subject token (``[a-z0-9_-]``, up to 64 characters; the gateway makes UUIDv7s)."""

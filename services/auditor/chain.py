@@ -14,20 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Final
 
 import blake3
 import msgspec
 
-from libs.events import MnemosError, event_hash
+from libs.events import Break, BreakKind, MnemosError, event_hash
 
 __all__ = [
     "GENESIS_HEAD",
     "GENESIS_LINK",
     "SEQ_BYTES",
-    "Break",
-    "BreakKind",
     "ChainMismatch",
     "ChainRow",
     "Extension",
@@ -138,50 +135,6 @@ def extend(head: Head, messages: Iterable[tuple[int, bytes]]) -> Extension:
         rows.append(ChainRow(msg_seq, event_id_of(raw), digest, link, new_link))
         seq, link = msg_seq, new_link
     return Extension(rows, Head(seq, link), skipped, None)
-
-
-class BreakKind(StrEnum):
-    """How the stored chain and the stream disagree."""
-
-    STORED_LINK_EDITED = "stored_link_edited"
-    """The stored event hash matches the stream, the stored link does not follow from it."""
-    STORED_HASH_EDITED = "stored_event_hash_edited"
-    """The stored event hash differs from the stream, yet the stored link is the right one."""
-    CHAIN_ROW_EDITED = "chain_row_edited"
-    """Stored hash and link both differ, and the stored link does not follow from the hash."""
-    EVENT_BYTES_CHANGED = "event_bytes_changed"
-    """The stored row is self-consistent but the stream now holds different bytes."""
-    CHAIN_ROW_MISSING = "chain_row_missing"
-    """The stream holds a sequence the chain lacks, with chain rows after it."""
-    CHAIN_TRUNCATED = "chain_truncated"
-    """The chain ends before a point it is known to have reached (head, checkpoint, acks)."""
-    STREAM_MESSAGE_MISSING = "stream_message_missing"
-    """The chain linked a sequence the stream no longer serves (deleted or corrupt on disk)."""
-    STREAM_TRUNCATED = "stream_truncated"
-    """The stream ends before the chain does."""
-    GENESIS_CHANGED = "genesis_changed"
-    """The stored genesis row is not the fixed genesis."""
-    ANCHOR_CHANGED = "anchor_changed"
-    """The stored link at the last verified point differs from the verified value."""
-    CHECKPOINT_MISMATCH = "checkpoint_mismatch"
-    """A signed checkpoint's link differs from the link recomputed from the stream."""
-    CHECKPOINT_SIGNATURE_INVALID = "checkpoint_signature_invalid"
-    """A checkpoint's Ed25519 signature does not verify."""
-
-
-class Break(msgspec.Struct, frozen=True, kw_only=True):
-    """The first point where the chain no longer matches.
-
-    ``expected`` is the trusted value (recomputed, or what was chained), ``found`` the value
-    actually present; both hex.
-    """
-
-    kind: BreakKind
-    seq: int
-    detail: str
-    expected: str | None = None
-    found: str | None = None
-    event_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,9 @@ from pathlib import Path
 import msgspec
 import typer
 
-from libs.events import MnemosError
+from libs.events import MnemosError, Progress, VerifyReport
 from libs.runtime.config import Config, client_config
 from libs.runtime.logging import configure_logging
-from services.auditor.report import Progress, VerifyReport
 
 __all__ = ["app"]
 

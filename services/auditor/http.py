@@ -20,8 +20,8 @@ import msgspec
 from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
+from libs.events import Progress, VerifyReport
 from libs.runtime.config import Config
-from services.auditor.report import Progress, VerifyReport
 from services.auditor.status import audit_status
 from services.auditor.verify import verify
 

@@ -15,28 +15,17 @@ from typing import Any, Final
 
 import msgspec
 
-from libs.events import Event, decode_event, storable, storable_json
+from libs.events import Event, ReadModelIssue, decode_event, storable, storable_json
 from services.auditor.store import Conn
 
 __all__ = [
     "READ_MODEL_QUERIES",
-    "ReadModelIssue",
     "compare_event_row",
     "compare_version_row",
     "decode_or_none",
     "read_model_rows",
     "read_model_tables",
 ]
-
-
-class ReadModelIssue(msgspec.Struct, frozen=True, kw_only=True):
-    """A read-model row that disagrees with the stream event it claims to project."""
-
-    table: str
-    seq: int
-    event_id: str | None
-    field: str
-    detail: str
 
 
 READ_MODEL_QUERIES: Final = {

@@ -24,20 +24,27 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from libs.events import EVENTS_STREAM, AuditCheckpointSigned
+from libs.events import (
+    EVENTS_STREAM,
+    AuditCheckpointSigned,
+    Break,
+    BreakKind,
+    CheckpointCheck,
+    Progress,
+    ReadModelIssue,
+    VerifyReport,
+)
 from libs.runtime.config import Config
-from services.auditor.chain import GENESIS_LINK, Break, BreakKind, StoredRow, diagnose
+from services.auditor.chain import GENESIS_LINK, StoredRow, diagnose
 from services.auditor.checkpoint import Checkpoint, verify_checkpoint
 from services.auditor.files import audit_dir, read_checkpoint_file, read_public_key
 from services.auditor.readmodel import (
-    ReadModelIssue,
     compare_event_row,
     compare_version_row,
     decode_or_none,
     read_model_rows,
     read_model_tables,
 )
-from services.auditor.report import CheckpointCheck, Progress, VerifyReport
 from services.auditor.store import ChainStore, Conn, connect, iter_rows
 from services.auditor.streamio import (
     CHECKPOINT_SUBJECT,

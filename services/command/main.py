@@ -14,16 +14,15 @@ import uvicorn
 
 from libs.embeddings import build_embedder
 from libs.events import InvalidInput
+from libs.readmodel.pool import ReadModels
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import connect_nats, ensure_streams
 from services.auditor.http import audit_router
-from services.command.event_store import EventStore
-from services.command.handlers import CommandService
-from services.command.http_app import create_app
-from services.command.nats_transport import NatsGateway
-from services.command.query_api import QueryService
-from services.command.read_models import ReadModels
+from services.command.application.commands import CommandService, memory_store
+from services.command.application.queries import QueryService
+from services.command.entrypoints.http import create_app
+from services.command.entrypoints.nats import NatsGateway
 
 __all__ = ["run"]
 
@@ -57,7 +56,7 @@ async def run(config: Config, stop: asyncio.Event) -> None:
         raise InvalidInput("the gateway needs MNEMOS_DATABASE_URL (the read models' Postgres)")
     nc = await connect_nats(nats_url(config), "mnemos-command")
     js = nc.jetstream()
-    store = EventStore(js)
+    store = memory_store(js)
     read_models = ReadModels(config, stream_last_seq=store.last_seq)
     db_task = asyncio.create_task(read_models.open_when_ready(stop), name="read-models")
     try:

@@ -23,11 +23,8 @@ import psycopg
 
 from libs.embeddings import Embedder
 from libs.events import Event, MnemosError, Unavailable, content_hash, decode_event
-from libs.runtime.logging import get_logger
-from services.projector.deliveries import DeadLetter, Delivery, dead_letter, memory_of_subject
-from services.projector.embedding_cache import embed_contents
-from services.projector.metrics import DEAD_LETTERED, DUPLICATES_SKIPPED, EVENTS_PROJECTED
-from services.projector.projections import (
+from libs.readmodel.embedding_cache import embed_contents
+from libs.readmodel.projections import (
     Embedding,
     InvariantViolation,
     Statement,
@@ -37,6 +34,9 @@ from services.projector.projections import (
     is_projected,
     project,
 )
+from libs.runtime.logging import get_logger
+from services.projector.deliveries import DeadLetter, Delivery, dead_letter, memory_of_subject
+from services.projector.metrics import DEAD_LETTERED, DUPLICATES_SKIPPED, EVENTS_PROJECTED
 from services.projector.runs import Planned, independent_runs
 
 __all__ = [

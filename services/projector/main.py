@@ -11,11 +11,11 @@ import contextlib
 
 from libs.embeddings import Embedder, build_embedder
 from libs.events import InvalidInput
+from libs.readmodel.schema import prepare_schema
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import connect_nats, ensure_streams
 from services.projector.runner import CONSUMER_NAME, Projector, ProjectorSettings
-from services.projector.schema import prepare_schema
 
 __all__ = ["database_url_of", "nats_url_of", "run"]
 

@@ -12,7 +12,6 @@ __all__ = [
     "CONSUMER_PENDING",
     "DEAD_LETTERED",
     "DUPLICATES_SKIPPED",
-    "EMBEDDINGS",
     "EVENTS_PROJECTED",
     "LEADER",
     "TRANSIENT_ERRORS",
@@ -27,10 +26,6 @@ DEAD_LETTERED: Final = Counter(
 DUPLICATES_SKIPPED: Final = Counter(
     "mnemos_projector_duplicates_skipped",
     "Events whose id was already projected at another sequence (skipped).", ["schema"],
-)
-EMBEDDINGS: Final = Counter(
-    "mnemos_projector_embeddings", "Contents embedded (miss) or found in the cache (hit).",
-    ["result"],
 )
 CHECKPOINT_SEQ: Final = Gauge(
     "mnemos_projector_checkpoint_seq", "Last stream sequence committed to the read models.",

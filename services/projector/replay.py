@@ -25,15 +25,15 @@ from tqdm import tqdm
 
 from libs.embeddings import Embedder, build_embedder
 from libs.events import EVENTS_STREAM, Conflict
+from libs.readmodel.digest import read_model_digest, row_counts
+from libs.readmodel.schema import advisory_key, prepare_schema
 from libs.runtime.config import Config
 from libs.runtime.database import connect_async
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import connect_nats, ensure_streams
 from services.projector.batch import CHECKPOINT_NAME
-from services.projector.digest import read_model_digest, row_counts
 from services.projector.main import database_url_of, nats_url_of
 from services.projector.runner import Projector, ProjectorSettings
-from services.projector.schema import advisory_key, prepare_schema
 
 __all__ = ["ReplayReport", "replay"]
 

@@ -35,6 +35,9 @@ from libs.events import (
     deadletter_subject,
     durable_consumer_config,
 )
+from libs.readmodel.projections import Embedding
+from libs.readmodel.schema import advisory_key
+from libs.readmodel.statistics import refresh_statistics
 from libs.runtime.database import connect_async
 from libs.runtime.logging import get_logger
 from services.projector.batch import BatchApplier, Conn, embed_ahead, is_transient
@@ -46,9 +49,6 @@ from services.projector.metrics import (
     LEADER,
     TRANSIENT_ERRORS,
 )
-from services.projector.projections import Embedding
-from services.projector.schema import advisory_key
-from services.projector.statistics import refresh_statistics
 
 __all__ = [
     "CONSUMER_NAME",

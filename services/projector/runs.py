@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from services.projector.projections import Statement
+from libs.readmodel.projections import Statement
 
 __all__ = ["Planned", "independent_runs"]
 

@@ -126,8 +126,8 @@ def verify_in_child(system: BenchSystem, full: bool) -> dict[str, Any]:
 
 def verify_child(full: bool) -> None:
     """Child side: verify, print the report and ``ru_maxrss`` as JSON on stdout."""
+    from libs.events import Progress
     from libs.runtime.logging import configure_logging
-    from services.auditor.report import Progress
     from services.auditor.verify import verify
 
     configure_logging("console", "warning")

@@ -20,12 +20,12 @@ from typing import Any, Final
 
 import psycopg
 
+from libs.events import GetCommonAncestor, GetDiff, GetLog
 from libs.events.ids import content_hash
 from libs.events.versions import version_id
-from services.command.dag_queries import DagQueryService
-from services.command.dag_views import GetCommonAncestor, GetDiff, GetLog
-from services.command.read_models import ReadModels
-from services.projector.schema import prepare_schema
+from libs.readmodel.pool import ReadModels
+from libs.readmodel.schema import prepare_schema
+from services.command.application.history import DagQueryService
 from tests.bench.harness import percentile, progress, report_line, running_system
 
 NS: Final = "bench"

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from libs.events import EVENTS_STREAM
+from libs.events import EVENTS_STREAM, BreakKind
 from libs.runtime.config import Config
 from libs.runtime.nats_client import ensure_streams
-from services.auditor.chain import BreakKind
 from services.auditor.files import audit_dir, checkpoint_dir, read_public_key
 from services.auditor.store import audit_schema
 from tests.integration.auditor_support import (

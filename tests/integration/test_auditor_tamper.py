@@ -12,11 +12,10 @@ from typing import Any
 
 import msgspec
 
-from libs.events import EVENTS_STREAM, MemoryCreated, canonical_bytes
+from libs.events import EVENTS_STREAM, BreakKind, MemoryCreated, canonical_bytes
 from libs.runtime.config import Config
 from libs.runtime.migrations import apply_migrations
 from libs.runtime.nats_server import NatsServer
-from services.auditor.chain import BreakKind
 from services.auditor.files import checkpoint_dir
 from services.auditor.verify import verify
 from tests.integration.auditor_support import (
@@ -27,7 +26,7 @@ from tests.integration.auditor_support import (
     wait_for_head,
 )
 
-PROJECTOR_MIGRATIONS = Path(__file__).parents[2] / "services" / "projector" / "migrations"
+PROJECTOR_MIGRATIONS = Path(__file__).parents[2] / "libs" / "readmodel" / "migrations"
 
 
 async def _chained(config: Config, js: Any, count: int) -> list[tuple[int, MemoryCreated]]:

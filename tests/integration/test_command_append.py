@@ -24,16 +24,16 @@ from libs.events import (
     events_stream_config,
     new_command_id,
 )
+from libs.eventstore import WrongExpectedSequence
+from libs.readmodel.pool import ReadModels
 from libs.runtime.config import Config
 from libs.runtime.migrations import apply_migrations
 from libs.runtime.nats_client import connect_nats
-from services.command.domain import DecisionContext, MemoryState, creation_memory_id, decide
-from services.command.event_store import EventStore, WrongExpectedSequence
-from services.command.handlers import CommandService
-from services.command.read_models import ReadModels
+from services.command.application.commands import CommandService, memory_store
+from services.command.domain.memory import DecisionContext, MemoryState, creation_memory_id, decide
 
 NS = "team-a"
-MIGRATIONS = Path(__file__).parents[2] / "services" / "projector" / "migrations"
+MIGRATIONS = Path(__file__).parents[2] / "libs" / "readmodel" / "migrations"
 
 
 def body(**fields: object) -> bytes:
@@ -46,7 +46,7 @@ async def stream_count(js) -> int:
 
 @pytest.fixture
 def service(nats_js, config: Config) -> CommandService:
-    return CommandService(EventStore(nats_js), None, config)
+    return CommandService(memory_store(nats_js), None, config)
 
 
 async def test_remember_appends_one_event_on_the_memory_subject(nats_js, service) -> None:
@@ -72,14 +72,14 @@ async def test_creation_uses_expected_sequence_zero(nats_js, service) -> None:
     # JetStream itself, whatever the caller believed.
     events = decide(MemoryState(memory_id=created.memory_id), Remember(content="again"), ctx)
     with pytest.raises(WrongExpectedSequence):
-        await EventStore(nats_js).append(NS, created.memory_id, events, 0)
+        await memory_store(nats_js).append(NS, created.memory_id, events, 0)
     assert await stream_count(nats_js) == 1
 
 
 async def test_two_writers_same_expected_version_exactly_one_wins(nats_js, config) -> None:
     # Two gateway instances (separate stores and caches) race on one memory.
-    first = CommandService(EventStore(nats_js), None, config)
-    second = CommandService(EventStore(nats_js), None, config)
+    first = CommandService(memory_store(nats_js), None, config)
+    second = CommandService(memory_store(nats_js), None, config)
     created = await first.handle(NS, "remember", body(content="v1"), None)
     await second.handle(NS, "tag", body(memory_id=created.memory_id, add=["warm-cache"]), None)
     version = (await first.handle(NS, "tag", body(memory_id=created.memory_id, add=["x"]),
@@ -123,7 +123,7 @@ async def test_stale_expected_version_conflicts_without_appending(nats_js, servi
 
 async def test_concurrent_writers_without_expected_version_lose_no_update(nats_js, config
                                                                             ) -> None:
-    services = [CommandService(EventStore(nats_js), None, config) for _ in range(4)]
+    services = [CommandService(memory_store(nats_js), None, config) for _ in range(4)]
     created = await services[0].handle(NS, "remember", body(content="shared"), None)
     tags = [f"t{i}" for i in range(16)]
     results = await asyncio.gather(*(
@@ -131,7 +131,7 @@ async def test_concurrent_writers_without_expected_version_lose_no_update(nats_j
         for i, tag in enumerate(tags)
     ))
     assert len({r.seq for r in results}) == len(tags)
-    state = await EventStore(nats_js).load(NS, created.memory_id)
+    state = await memory_store(nats_js).load(NS, created.memory_id)
     assert state.tags == set(tags) and state.last_seq == max(r.seq for r in results)
 
 
@@ -145,7 +145,7 @@ async def test_same_command_id_twice_gives_one_event_and_the_same_result(nats_js
         first.event_id, first.memory_id, first.seq, first.version_id)
     assert first.memory_id == creation_memory_id(NS, cid)
     # A different gateway instance (cold cache) answers the same.
-    other = CommandService(EventStore(nats_js), None, service._config)
+    other = CommandService(memory_store(nats_js), None, service._config)
     third = await other.handle(NS, "remember", body(content="once", command_id=cid), None)
     assert third.duplicate and third.seq == first.seq
     assert await stream_count(nats_js) == 1
@@ -170,14 +170,14 @@ async def test_idempotency_holds_beyond_the_duplicate_window(nats_server, config
     try:
         js = nc.jetstream()
         await js.add_stream(events_stream_config(duplicate_window_s=1.0))
-        service = CommandService(EventStore(js), None, config)
+        service = CommandService(memory_store(js), None, config)
         create_id, revise_id = new_command_id(), new_command_id()
         created = await service.handle(NS, "remember", body(content="a", command_id=create_id),
                                        None)
         revised = await service.handle(NS, "revise", body(
             memory_id=created.memory_id, content="b", command_id=revise_id), None)
         await asyncio.sleep(1.6)
-        fresh = CommandService(EventStore(js), None, config)  # no cache either
+        fresh = CommandService(memory_store(js), None, config)  # no cache either
         again_create = await fresh.handle(NS, "remember", body(content="a", command_id=create_id),
                                           None)
         again_revise = await fresh.handle(NS, "revise", body(
@@ -204,7 +204,7 @@ async def test_command_results_answer_before_anything_is_published(nats_js, conf
     stop = asyncio.Event()
     await read_models.open_when_ready(stop)
     try:
-        service = CommandService(EventStore(nats_js), read_models, config)
+        service = CommandService(memory_store(nats_js), read_models, config)
         result = await service.handle(NS, "remember", body(content="x", command_id=cid), None)
         assert result.duplicate and (result.seq, result.memory_id, result.version_id) == (
             42, "m1", "v1")

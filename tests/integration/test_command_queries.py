@@ -13,14 +13,13 @@ from typing import Any
 import pytest
 
 from libs.embeddings import build_embedder
+from libs.events import Filters, ListMemories, Search
+from libs.readmodel import memories as queries
+from libs.readmodel.pool import ReadModels
 from libs.runtime.config import Config
 from libs.runtime.nats_client import connect_nats
-from services.command import queries
-from services.command.event_store import EventStore
-from services.command.handlers import CommandService
-from services.command.query_api import QueryService
-from services.command.read_models import ReadModels
-from services.command.views import Filters, ListMemories, Search
+from services.command.application.commands import CommandService, memory_store
+from services.command.application.queries import QueryService
 from services.projector import main as projector_main
 
 pytestmark = pytest.mark.integration
@@ -56,7 +55,7 @@ async def stack(config: Config) -> AsyncIterator[Stack]:
     try:
         await asyncio.wait_for(read_models.open_when_ready(stop), 60)
         yield Stack(
-            commands=CommandService(EventStore(nc.jetstream()), read_models, config),
+            commands=CommandService(memory_store(nc.jetstream()), read_models, config),
             queries=QueryService(read_models, lambda: build_embedder(config)),
             read_models=read_models,
         )

@@ -14,8 +14,7 @@ import pytest
 
 from libs.events import Conflict, MnemosError
 from libs.runtime.config import Config
-from services.command.event_store import EventStore
-from services.command.handlers import CommandService
+from services.command.application.commands import CommandService, memory_store
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +27,7 @@ def _body(**fields: object) -> bytes:
 
 
 def _instances(nats_js: Any, config: Config, n: int = 3) -> list[CommandService]:
-    return [CommandService(EventStore(nats_js), None, config) for _ in range(n)]
+    return [CommandService(memory_store(nats_js), None, config) for _ in range(n)]
 
 
 async def test_one_writer_wins_per_expected_head_and_losers_rebase(
@@ -66,7 +65,7 @@ async def test_one_writer_wins_per_expected_head_and_losers_rebase(
                 assert retry[i] == won[0]
         heads = retry
     assert rounds == WRITERS and len(set(winners)) == WRITERS
-    state = await EventStore(nats_js).load(NS, mid)
+    state = await memory_store(nats_js).load(NS, mid)
     assert state.dag is not None
     log = [n.version_id for n in state.dag.graph.walk(state.dag.branches.head("main"))]
     assert log == [*reversed(winners), root]  # one line, no lost write
@@ -83,7 +82,7 @@ async def test_commits_without_expected_head_all_land_in_one_line(
         gateways[i % len(gateways)].handle(NS, "commit", _body(
             memory_id=mid, branch="dev", content=f"writer {i}\n"), None)
         for i in range(WRITERS)))
-    state = await EventStore(nats_js).load(NS, mid)
+    state = await memory_store(nats_js).load(NS, mid)
     assert state.dag is not None
     line = list(state.dag.graph.walk(state.dag.branches.head("dev")))
     assert len(line) == WRITERS + 1
@@ -107,8 +106,8 @@ async def test_a_cold_fold_reproduces_the_same_version_ids(
                          None)
     merged = await gateway.handle(NS, "merge", _body(memory_id=mid, into="main", **{"from": "x"}),
                                   None)
-    first = await EventStore(nats_js).load(NS, mid)
-    again = await EventStore(nats_js).load(NS, mid)  # a cold fold of the same subject
+    first = await memory_store(nats_js).load(NS, mid)
+    again = await memory_store(nats_js).load(NS, mid)  # a cold fold of the same subject
     assert first.dag is not None and again.dag is not None
     assert [n.version_id for n in first.dag.graph] == [n.version_id for n in again.dag.graph]
     assert again.dag.content_of(merged.version_id or "") == "A\nm\nB\n"

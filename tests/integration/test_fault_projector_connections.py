@@ -12,9 +12,9 @@ import psycopg
 import pytest
 
 from libs.events import EventBase
+from libs.readmodel.digest import row_counts
 from libs.runtime.config import Config
 from libs.runtime.nats_server import NatsServer
-from services.projector.digest import row_counts
 from services.projector.metrics import TRANSIENT_ERRORS
 from tests.integration.test_projector_support import (
     History,

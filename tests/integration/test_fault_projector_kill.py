@@ -20,8 +20,8 @@ import psycopg
 import pytest
 
 from libs.events import EventBase
+from libs.readmodel.digest import read_model_digest, row_counts
 from libs.runtime.config import Config
-from services.projector.digest import read_model_digest, row_counts
 from tests.conftest import PostgresCluster
 from tests.integration.test_projector_support import (
     History,

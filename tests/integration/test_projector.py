@@ -18,13 +18,13 @@ from libs.events import (
     derive_event_id,
     new_command_id,
 )
+from libs.readmodel.digest import read_model_digest, row_counts
+from libs.readmodel.schema import EmbeddingDimensionMismatch, prepare_schema
+from libs.readmodel.statistics import ANALYZE_AT, WRITTEN_TABLES
 from libs.runtime.config import Config
 from services.projector.batch import BatchApplier
 from services.projector.deliveries import Delivery
-from services.projector.digest import read_model_digest, row_counts
 from services.projector.runner import HDR_ATTEMPTS, HDR_ERROR, HDR_ORIGINAL_SEQ
-from services.projector.schema import EmbeddingDimensionMismatch, prepare_schema
-from services.projector.statistics import ANALYZE_AT, WRITTEN_TABLES
 from tests.integration.test_projector_support import (
     ACTOR,
     CountingEmbedder,

@@ -12,11 +12,11 @@ import numpy.typing as npt
 import pytest
 
 from libs.events import EventBase
+from libs.readmodel.digest import read_model_digest, row_counts
+from libs.readmodel.schema import prepare_schema
 from libs.runtime.config import Config
 from libs.runtime.nats_client import connect_nats
-from services.projector.digest import read_model_digest, row_counts
 from services.projector.runner import Projector, ProjectorSettings
-from services.projector.schema import prepare_schema
 from tests.integration.test_projector_support import (
     CountingEmbedder,
     History,

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from libs.events import EventBase
+from libs.readmodel.digest import read_model_digest, row_counts
 from libs.runtime.config import Config
-from services.projector.digest import read_model_digest, row_counts
 from services.projector.metrics import TRANSIENT_ERRORS
 from services.projector.replay import replay
 from tests.integration.test_projector_support import (

@@ -9,7 +9,7 @@ import psycopg
 from libs.events import EVENTS_STREAM
 from libs.runtime.migrations import apply_migrations
 
-MIGRATIONS = Path(__file__).parents[2] / "services" / "projector" / "migrations"
+MIGRATIONS = Path(__file__).parents[2] / "libs" / "readmodel" / "migrations"
 
 
 async def test_streams_are_declared_with_the_contract_settings(nats_js) -> None:

@@ -11,11 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.msg import Msg
 
-from libs.events import canonical_bytes, encode_event, event_hash
+from libs.events import BreakKind, canonical_bytes, encode_event, event_hash
 from services.auditor.chain import (
     GENESIS_HEAD,
     GENESIS_LINK,
-    BreakKind,
     Head,
     StoredRow,
     diagnose,

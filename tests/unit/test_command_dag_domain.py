@@ -25,8 +25,8 @@ from libs.events import (
     encode_event,
     new_command_id,
 )
-from services.command.dag_domain import decide_dag
-from services.command.domain import DecisionContext, MemoryState, decide, evolve, fold
+from services.command.domain.dag import decide_dag
+from services.command.domain.memory import DecisionContext, MemoryState, decide, evolve, fold
 
 NS = "team-a"
 AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)

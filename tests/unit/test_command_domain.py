@@ -33,7 +33,7 @@ from libs.events import (
     new_command_id,
     version_id,
 )
-from services.command.domain import (
+from services.command.domain.memory import (
     MAX_TAGS,
     DecisionContext,
     MemoryState,

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from libs.events import InvalidInput
-from services.command.query_api import fuse_concurrently
+from services.command.application.queries import fuse_concurrently
 
 
 async def test_sides_run_at_once_and_fuse() -> None:

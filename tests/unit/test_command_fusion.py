@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from libs.events import InvalidInput
-from services.command.fusion import RRF_K, or_tsquery, query_terms, reciprocal_rank_fusion
-from services.command.handlers import validate_principal
+from libs.readmodel.fusion import RRF_K, or_tsquery, query_terms, reciprocal_rank_fusion
+from services.command.application.commands import validate_principal
 
 
 def test_rrf_rewards_documents_both_sides_agree_on() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.command.lexical import (
+from libs.readmodel.lexical_plan import (
     CandidatePlan,
     bm25_idf,
     plan_candidates,

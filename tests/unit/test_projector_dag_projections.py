@@ -23,7 +23,7 @@ from libs.events import (
     new_memory_id,
     version_id,
 )
-from services.projector.projections import InvariantViolation, Statement, content_of, project
+from libs.readmodel.projections import InvariantViolation, Statement, content_of, project
 
 MEMORY = new_memory_id()
 ROOT = "0" * 32

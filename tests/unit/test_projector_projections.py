@@ -23,14 +23,14 @@ from libs.events import (
     new_memory_id,
     version_id,
 )
-from services.projector.batch import is_poison, is_transient
-from services.projector.projections import (
+from libs.readmodel.projections import (
     Embedding,
     InvariantViolation,
     check_subject,
     content_of,
     project,
 )
+from services.projector.batch import is_poison, is_transient
 
 MEMORY = new_memory_id()
 

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.projector.projections import Statement
+from libs.readmodel.projections import Statement
 from services.projector.runs import Planned, independent_runs
 
 _ids = itertools.count()

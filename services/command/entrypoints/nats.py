@@ -27,8 +27,8 @@ from libs.events.subjects import (
     parse_query_subject,
 )
 from libs.runtime.logging import get_logger
-from services.command.handlers import CommandService
-from services.command.query_api import QueryService
+from services.command.application.commands import CommandService
+from services.command.application.queries import QueryService
 
 __all__ = ["PRINCIPAL_HEADER", "NatsGateway"]
 

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
+from prometheus_client import Counter
 
 from libs.embeddings import Embedder
 from libs.events import content_hash
-from services.projector.metrics import EMBEDDINGS
-from services.projector.projections import Embedding
+from libs.readmodel.projections import Embedding
 
-__all__ = ["embed_contents"]
+__all__ = ["EMBEDDINGS", "embed_contents"]
+
+EMBEDDINGS: Final = Counter(
+    "mnemos_projector_embeddings", "Contents embedded (miss) or found in the cache (hit).",
+    ["result"],
+)
 
 
 def _as_array(value: object) -> npt.NDArray[np.float32]:

@@ -36,8 +36,8 @@ from libs.events import (
     NotFound,
     Revert,
 )
-from services.command.dag_state import DagState
-from services.command.domain import (
+from services.command.domain.dag_state import DagState
+from services.command.domain.memory import (
     DecisionContext,
     MemoryState,
     _check_content,
@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 DAG_COMMANDS: Final = (Branch, Commit, Merge, Revert)
-"""Command types decided here (the rest are in :mod:`services.command.domain`)."""
+"""Command types decided here (the rest are in :mod:`services.command.domain.memory`)."""
 
 
 def _dag(state: MemoryState) -> DagState:

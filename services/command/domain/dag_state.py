@@ -1,6 +1,6 @@
 """The version DAG of one memory as part of its folded state. Pure — no I/O.
 
-:class:`DagState` is what the history rules (:mod:`services.command.dag_domain`) need: every
+:class:`DagState` is what the history rules (:mod:`services.command.domain.dag`) need: every
 version with its parents, stream ``seq`` and content (merge and revert read old contents), and
 the branch heads. :func:`advance_dag` folds one event into it.
 

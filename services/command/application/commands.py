@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import psycopg
 import structlog
@@ -42,21 +42,28 @@ from libs.events import (
     validate_id,
     validate_writable_namespace,
 )
+from libs.eventstore import EventStore, JetStreamEventStore, WrongExpectedSequence
+from libs.readmodel.pool import ReadModels
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
-from services.command.dag_domain import DAG_COMMANDS, decide_dag
-from services.command.domain import (
+from services.command.domain.dag import DAG_COMMANDS, decide_dag
+from services.command.domain.memory import (
+    MEMORY_FOLD,
     DecisionContext,
     MemoryState,
     decide,
     result_for,
     target_of,
 )
-from services.command.event_store import EventStore, WrongExpectedSequence
 from services.command.metrics import COMMAND_SECONDS, COMMANDS_HANDLED
-from services.command.read_models import ReadModels
 
-__all__ = ["ANONYMOUS", "MAX_APPEND_ATTEMPTS", "CommandService", "validate_principal"]
+__all__ = [
+    "ANONYMOUS",
+    "MAX_APPEND_ATTEMPTS",
+    "CommandService",
+    "memory_store",
+    "validate_principal",
+]
 
 log = get_logger(__name__)
 
@@ -74,6 +81,11 @@ DUPLICATE_WINDOW_MARGIN_S: Final = 30.0
 """Safety margin below JetStream's duplicate window (at most a tenth of it) for clock
 differences between gateways and servers, when deciding whether the window still covers the
 events not yet projected."""
+
+
+def memory_store(js: Any) -> EventStore[MemoryState]:
+    """Memories on JetStream (folded by :data:`MEMORY_FOLD`, states cached in process)."""
+    return JetStreamEventStore(js, MEMORY_FOLD)
 
 
 def validate_principal(value: str | None) -> str:
@@ -127,8 +139,8 @@ class _KeyedLocks:
 class CommandService:
     """Handles every command; both transports call :meth:`handle`."""
 
-    def __init__(self, store: EventStore, read_models: ReadModels | None, config: Config,
-                 clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(self, store: EventStore[MemoryState], read_models: ReadModels | None,
+                 config: Config, clock: Callable[[], datetime] = _utc_now) -> None:
         self._store = store
         self._read_models = read_models
         self._config = config

@@ -1,7 +1,7 @@
 """Query orchestration shared by HTTP and NATS: read-your-writes waits, embedding the search
 text, running both retrieval sides and fusing them.
 
-All SQL lives in :mod:`services.command.queries`; this module only decides what to run.
+All SQL lives in :mod:`libs.readmodel.memories`; this module only decides what to run.
 """
 
 from __future__ import annotations
@@ -15,24 +15,27 @@ import numpy as np
 import numpy.typing as npt
 
 from libs.embeddings import Embedder
-from libs.events import InvalidInput, UnknownCommand, validate_id, validate_namespace
-from libs.events.codec import decode_json
-from services.command import queries
-from services.command.dag_queries import DAG_QUERY_TYPES, DagQueryService
-from services.command.fusion import FusedHit, reciprocal_rank_fusion
-from services.command.metrics import observed_query
-from services.command.read_models import ReadModels
-from services.command.views import (
+from libs.events import (
     GetHistory,
     GetMemory,
     HistoryView,
+    InvalidInput,
     ListMemories,
     MemoryPage,
     MemoryView,
     Search,
     SearchHit,
     SearchResults,
+    UnknownCommand,
+    validate_id,
+    validate_namespace,
 )
+from libs.events.codec import decode_json
+from libs.readmodel import memories as queries
+from libs.readmodel.fusion import FusedHit, reciprocal_rank_fusion
+from libs.readmodel.pool import ReadModels
+from services.command.application.history import DAG_QUERY_TYPES, DagQueryService
+from services.command.metrics import observed_query
 
 __all__ = ["QUERY_TYPES", "QueryService", "candidate_count", "fuse_concurrently"]
 

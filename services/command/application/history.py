@@ -1,6 +1,6 @@
 """The version-DAG queries (log, branches, version, diff, common ancestor) over the read models.
 
-The same rules as :mod:`services.command.queries`: every statement is scoped by ``ns = %(ns)s``
+The same rules as :mod:`libs.readmodel.memories`: every statement is scoped by ``ns = %(ns)s``
 and every query first checks that the memory is live in that namespace (unknown, forgotten and
 other-namespace memories are all :class:`NotFound`). Ancestry walks run on a
 :class:`~libs.dag.VersionGraph` of ``(version_id, parent_ids, seq)`` rows, cached per memory and
@@ -16,8 +16,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from libs.dag import VersionGraph, VersionNode, diff_texts
-from libs.events import InvalidInput, NotFound, validate_id, validate_namespace
-from services.command.dag_views import (
+from libs.events import (
     AncestorView,
     BranchesView,
     BranchView,
@@ -28,12 +27,16 @@ from services.command.dag_views import (
     GetDiff,
     GetLog,
     GetVersion,
+    InvalidInput,
     LogEntry,
     LogView,
+    NotFound,
+    validate_id,
+    validate_namespace,
 )
+from libs.readmodel.memories import raise_if_dead_lettered
+from libs.readmodel.pool import Conn, ReadModels
 from services.command.metrics import observed_query
-from services.command.queries import raise_if_dead_lettered
-from services.command.read_models import Conn, ReadModels
 
 __all__ = ["DAG_QUERY_TYPES", "DagQueryService"]
 

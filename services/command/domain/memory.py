@@ -56,12 +56,14 @@ from libs.events import (
     version_id,
 )
 from libs.events.text import is_blank
-from services.command.dag_state import DagState, advance_dag
+from libs.eventstore.base import Fold
+from services.command.domain.dag_state import DagState, advance_dag
 
 __all__ = [
     "MAX_METADATA_BYTES",
     "MAX_METADATA_KEYS",
     "MAX_TAGS",
+    "MEMORY_FOLD",
     "DecisionContext",
     "MemoryState",
     "creation_memory_id",
@@ -216,6 +218,13 @@ def evolve(state: MemoryState, event: Event, seq: int) -> MemoryState:
         if event.command_digest is not None:
             digests = {**digests, event.command_id: event.command_digest}
     return replace(after, last_seq=seq, applied=applied, digests=digests)
+
+
+MEMORY_FOLD: Final[Fold[MemoryState]] = Fold(
+    aggregate=AGGREGATE_MEMORY, initial=lambda memory_id: MemoryState(memory_id=memory_id),
+    evolve=evolve, last_seq=lambda state: state.last_seq,
+)
+"""How the event store folds a memory (see :class:`libs.eventstore.Fold`)."""
 
 
 def fold(memory_id: str, events: list[tuple[Event, int]]) -> MemoryState:

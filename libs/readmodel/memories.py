@@ -21,15 +21,22 @@ from libs.events import (
     AGGREGATE_MEMORY,
     Actor,
     DeadLettered,
+    EventView,
+    Filters,
+    HistoryView,
     InvalidInput,
+    LinkView,
+    ListMemories,
+    MemoryPage,
+    MemoryView,
     NotFound,
+    VersionView,
     event_subject,
     validate_id,
     validate_namespace,
 )
-from libs.runtime.config import Config
-from services.command.fusion import query_terms
-from services.command.lexical import (
+from libs.readmodel.fusion import query_terms
+from libs.readmodel.lexical_plan import (
     CANDIDATE_BUDGET,
     COMMON_CAP,
     bm25_idf,
@@ -37,17 +44,8 @@ from services.command.lexical import (
     tsquery_all,
     tsquery_any,
 )
-from services.command.read_models import Conn
-from services.command.views import (
-    EventView,
-    Filters,
-    HistoryView,
-    LinkView,
-    ListMemories,
-    MemoryPage,
-    MemoryView,
-    VersionView,
-)
+from libs.readmodel.pool import Conn
+from libs.runtime.config import Config
 
 __all__ = [
     "BM25_B",
@@ -291,7 +289,7 @@ def dense_sql(where: str) -> str:
 # Lexical search: BM25 over Postgres full text with precomputed corpus statistics (migration
 # 0002: per-namespace live document count and total length, per-lexeme document frequency, each
 # live memory's tsvector and length in lexical_docs); candidates are read from the GIN index in
-# tiers planned by services.command.lexical, and only the candidates are scored.
+# tiers planned by libs.readmodel.lexical_plan, and only the candidates are scored.
 _LEXICAL_STATS_SQL: Final = """
 SELECT q.lexeme, coalesce(d.df, 0) AS df, s.doc_count, s.total_len
 FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS q(lexeme)
@@ -338,7 +336,7 @@ async def lexical_ranking(conn: Conn, ns: str, filters: Filters, text: str, limi
     terms and more of them count for more. N, avgdl and document frequencies come from the
     projected statistics, so nothing is counted per query.
 
-    Approximation (see :mod:`services.command.lexical`): candidates are every document with one
+    Approximation (see :mod:`libs.readmodel.lexical_plan`): candidates are every document with one
     of the rarest terms (postings summing to at most ``CANDIDATE_BUDGET``), plus a capped set of
     documents with all the common terms, plus a capped set with any of them; every candidate
     gets its exact BM25 score. A document matching only some common terms may therefore be

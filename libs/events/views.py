@@ -1,79 +1,33 @@
-"""Query requests and the views queries answer, as msgspec structs.
-
-The same structs serve the NATS query subjects (JSON bodies), the HTTP routes (query strings and
-JSON bodies) and the OpenAPI document, so the three cannot drift apart.
-"""
+"""Views: what queries answer, as frozen msgspec structs (also the OpenAPI response schemas)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import msgspec
 
-from libs.events import Actor, MetadataValue
-from libs.events.fields import KindName, Seq, ShortText, TagName
+from libs.dag import DiffHunk
+from libs.events.model import Actor, MetadataValue
+from libs.events.queries import SearchMode
 
 __all__ = [
+    "AncestorView",
+    "BranchView",
+    "BranchesView",
+    "DagVersionView",
+    "DiffView",
     "EventView",
-    "Filters",
-    "GetHistory",
-    "GetMemory",
     "HistoryView",
     "LinkView",
-    "ListMemories",
+    "LogEntry",
+    "LogView",
     "MemoryPage",
     "MemoryView",
-    "Search",
     "SearchHit",
-    "SearchMode",
     "SearchResults",
     "VersionView",
 ]
-
-SearchMode = Literal["hybrid", "dense", "lexical"]
-
-
-class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    after_seq: Seq | None = None
-    """Read-your-writes: wait until the read models include this stream sequence."""
-
-
-class Filters(_Request, frozen=True, kw_only=True):
-    """Filters shared by list and search: all tags, kind, creating agent, creation time range."""
-
-    tags: tuple[TagName, ...] = ()
-    kind: KindName | None = None
-    agent_id: ShortText | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-class GetMemory(_Request, frozen=True, kw_only=True):
-    """``get``: one memory with its provenance."""
-
-    memory_id: str
-
-
-class GetHistory(_Request, frozen=True, kw_only=True):
-    """``history``: the versions and events of one memory, in stream order."""
-
-    memory_id: str
-
-
-class ListMemories(Filters, frozen=True, kw_only=True):
-    """``list``: memories newest first, ``limit`` per page, ``cursor`` from the previous page."""
-
-    limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
-    cursor: Annotated[str, msgspec.Meta(max_length=256)] | None = None
-
-
-class Search(Filters, frozen=True, kw_only=True):
-    """``search``: natural-language retrieval; ``mode`` picks hybrid (default), dense or lexical."""
-
-    q: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
-    k: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
-    mode: SearchMode = "hybrid"
 
 
 class LinkView(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,3 +123,87 @@ class SearchResults(msgspec.Struct, frozen=True, kw_only=True):
     q: str
     mode: SearchMode
     hits: list[SearchHit]
+
+
+class LogEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One version in a log: its place in the DAG and how it was made."""
+
+    version_id: str
+    parent_ids: list[str]
+    seq: int
+    origin: str
+    branch: str
+    strategy: str | None
+    reverted_to: str | None
+    content_hash: str
+    actor: Actor
+    created_at: datetime
+
+
+class LogView(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of a log; pass ``next_cursor`` back as ``cursor`` (``None``: the end)."""
+
+    memory_id: str
+    head: str
+    entries: list[LogEntry]
+    next_cursor: str | None
+
+
+class BranchView(msgspec.Struct, frozen=True, kw_only=True):
+    """A branch and its head."""
+
+    branch: str
+    head_version_id: str
+    from_version_id: str
+    created_seq: int
+    updated_seq: int
+    updated_at: datetime
+
+
+class BranchesView(msgspec.Struct, frozen=True, kw_only=True):
+    """``branches``: sorted by name."""
+
+    memory_id: str
+    branches: list[BranchView]
+
+
+class DagVersionView(msgspec.Struct, frozen=True, kw_only=True):
+    """One version with its content and provenance."""
+
+    version_id: str
+    parent_ids: list[str]
+    content: str
+    content_hash: str
+    metadata: dict[str, str | int | float | bool | None]
+    origin: str
+    branch: str
+    strategy: str | None
+    base_version_id: str | None
+    reverted_to: str | None
+    actor: Actor
+    command_id: str
+    event_id: str
+    seq: int
+    created_at: datetime
+
+
+class DiffView(msgspec.Struct, frozen=True, kw_only=True):
+    """Typed hunks and the unified rendering of the change ``from_version`` -> ``to_version``."""
+
+    memory_id: str
+    from_version: str
+    to_version: str
+    added: int
+    removed: int
+    hunks: list[DiffHunk]
+    unified: str
+
+
+class AncestorView(msgspec.Struct, frozen=True, kw_only=True):
+    """The merge base of ``a`` and ``b`` (``None``: unrelated) and all lowest common ancestors."""
+
+    memory_id: str
+    a: str
+    b: str
+    base: str | None
+    lowest: list[str]

@@ -13,9 +13,7 @@ import msgspec
 from fastapi import FastAPI, Query
 from fastapi.responses import Response
 
-from libs.events.codec import convert_params
-from services.command.dag_queries import DagQueryService
-from services.command.dag_views import (
+from libs.events import (
     AncestorView,
     BranchesView,
     DagVersionView,
@@ -27,6 +25,8 @@ from services.command.dag_views import (
     GetVersion,
     LogView,
 )
+from libs.events.codec import convert_params
+from services.command.application.history import DagQueryService
 
 __all__ = ["DAG_VIEW_TYPES", "install_dag_routes"]
 

@@ -23,27 +23,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from libs.events import (
     COMMANDS,
     CommandResult,
-    InvalidInput,
-    MnemosError,
-    NotFound,
-    PayloadTooLarge,
-)
-from libs.events.codec import convert_params, decode_json
-from libs.runtime.logging import get_logger
-from services.command.dag_http import DAG_VIEW_TYPES, install_dag_routes
-from services.command.handlers import CommandService
-from services.command.query_api import QueryService, decode_request
-from services.command.views import (
     GetHistory,
     GetMemory,
     HistoryView,
+    InvalidInput,
     ListMemories,
     MemoryPage,
     MemoryView,
+    MnemosError,
+    NotFound,
+    PayloadTooLarge,
     Search,
     SearchMode,
     SearchResults,
 )
+from libs.events.codec import convert_params, decode_json
+from libs.runtime.logging import get_logger
+from services.command.application.commands import CommandService
+from services.command.application.queries import QueryService, decode_request
+from services.command.entrypoints.http_history import DAG_VIEW_TYPES, install_dag_routes
 
 __all__ = ["PRINCIPAL_HEADER", "create_app"]
 

@@ -1,0 +1,191 @@
+"""The catalog of every command and query: one row per operation, read by every transport.
+
+A row names the operation's request and reply structs, its HTTP routes, the scope it needs, the
+service that answers it and how an agent should treat it (MCP annotations). The gateway
+generates its HTTP routes, its NATS subjects (``mnemos.cmd.<ns>.<name>`` for commands,
+``mnemos.qry.<ns>.<name>`` for queries) and the OpenAPI document from this table, and binds one
+handler per row; clients (the SDK, MCP tools) are generated from it too. Adding an operation is
+one struct, one handler and one row here.
+
+HTTP paths: ``{ns}`` is the namespace; other ``{name}`` segments are fields of the request,
+filled from the path (a body may not disagree). GET routes take the remaining fields from the
+query string under their wire names, POST routes from a JSON body.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, Literal
+
+import msgspec
+
+from libs.events.audit import AuditStatus, AuditStatusRequest, AuditVerifyRequest, VerifyReport
+from libs.events.commands import COMMANDS, CommandResult
+from libs.events.queries import (
+    GetBranches,
+    GetCommonAncestor,
+    GetDiff,
+    GetHistory,
+    GetLog,
+    GetMemory,
+    GetVersion,
+    ListMemories,
+    Search,
+)
+from libs.events.views import (
+    AncestorView,
+    BranchesView,
+    DagVersionView,
+    DiffView,
+    HistoryView,
+    LogView,
+    MemoryPage,
+    MemoryView,
+    SearchResults,
+)
+
+__all__ = [
+    "OPERATIONS",
+    "Kind",
+    "Operation",
+    "Route",
+    "Scope",
+    "operation",
+    "path_fields",
+]
+
+Kind = Literal["command", "query"]
+Scope = Literal["read", "write", "admin", "audit"]
+Method = Literal["GET", "POST"]
+
+_PATH_FIELD: Final = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One HTTP route of an operation; ``status`` is the success status."""
+
+    method: Method
+    path: str
+    status: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One command or query of the contract.
+
+    ``owner`` is the service that answers it (``gateway`` for the read models and commands; the
+    gateway forwards the others over ``mnemos.svc.<owner>.<name>``). ``namespace`` fixes the
+    namespace of operations outside tenants' (the audit chain lives in ``system``).
+    ``read_only``, ``destructive`` and ``idempotent`` are what an agent may assume (MCP tool
+    annotations); ``streams`` marks replies preceded by progress messages.
+    """
+
+    name: str
+    kind: Kind
+    request: type[msgspec.Struct]
+    reply: type[msgspec.Struct]
+    summary: str
+    routes: tuple[Route, ...]
+    scope: Scope
+    owner: str = "gateway"
+    namespace: str | None = None
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = True
+    streams: bool = False
+
+    @property
+    def subject_prefix(self) -> str:
+        """``mnemos.cmd`` or ``mnemos.qry``: where agents send this operation."""
+        return "mnemos.cmd" if self.kind == "command" else "mnemos.qry"
+
+
+def path_fields(path: str) -> tuple[str, ...]:
+    """The request fields a route path fills (every ``{name}`` but ``{ns}``)."""
+    return tuple(name for name in _PATH_FIELD.findall(path) if name != "ns")
+
+
+_MEMORY: Final = "/v1/{ns}/memories/{memory_id}"
+
+
+def _command(name: str, summary: str, alias: str | None, *, destructive: bool = False,
+             idempotent: bool = True, created: bool = False) -> Operation:
+    routes = [Route("POST", f"/v1/{{ns}}/commands/{name}", 201 if created else 200)]
+    if alias is not None:
+        routes.append(Route("POST", alias, 201 if created else 200))
+    return Operation(name=name, kind="command", request=COMMANDS[name], reply=CommandResult,
+                     summary=summary, routes=tuple(routes), scope="write",
+                     destructive=destructive, idempotent=idempotent)
+
+
+def _query(name: str, request: type[msgspec.Struct], reply: type[msgspec.Struct], summary: str,
+           *routes: Route) -> Operation:
+    return Operation(name=name, kind="query", request=request, reply=reply, summary=summary,
+                     routes=tuple(routes), scope="read", read_only=True)
+
+
+_ROWS: Final[tuple[Operation, ...]] = (
+    _command("remember", "Create a memory; 201 with the command result.", "/v1/{ns}/memories",
+             idempotent=False, created=True),
+    _command("revise", "A new version of the memory's content; history is kept.",
+             f"{_MEMORY}/revise"),
+    _command("tag", "Add and/or remove tags.", f"{_MEMORY}/tag"),
+    _command("set_metadata", "Set and/or unset metadata keys.", f"{_MEMORY}/metadata"),
+    _command("link", "Point the memory at another memory with a named relation.",
+             f"{_MEMORY}/link"),
+    _command("forget", "Stop serving the memory (its events stay in the stream for audit).",
+             f"{_MEMORY}/forget", destructive=True),
+    _command("branch", "Create a named branch at a version.", f"{_MEMORY}/branch"),
+    _command("commit", "Commit a new version onto a branch.", f"{_MEMORY}/commit",
+             idempotent=False),
+    _command("merge", "Merge branches or versions into a branch (conflicts are answered, never "
+             "dropped).", f"{_MEMORY}/merge", idempotent=False),
+    _command("revert", "A new version whose content equals an older version's.",
+             f"{_MEMORY}/revert", idempotent=False),
+    _query("get", GetMemory, MemoryView,
+           "One memory with provenance (creator, last updater, source, causing command) and "
+           "links.", Route("GET", _MEMORY)),
+    _query("list", ListMemories, MemoryPage,
+           "Memories newest first, filtered by all given tags, kind, agent and creation time.",
+           Route("GET", "/v1/{ns}/memories")),
+    _query("history", GetHistory, HistoryView, "The memory's versions and events in stream order.",
+           Route("GET", f"{_MEMORY}/history")),
+    _query("search", Search, SearchResults,
+           "Hybrid search: dense (pgvector HNSW) and lexical (BM25 over full text), fused.",
+           Route("GET", "/v1/{ns}/search"), Route("POST", "/v1/{ns}/search")),
+    _query("log", GetLog, LogView,
+           "Versions reachable from a ref (branch or version), newest first, paginated.",
+           Route("GET", f"{_MEMORY}/log")),
+    _query("branches", GetBranches, BranchesView, "Every branch with its head.",
+           Route("GET", f"{_MEMORY}/branches")),
+    _query("version", GetVersion, DagVersionView,
+           "One version (by id, or a branch's head) with content and provenance.",
+           Route("GET", f"{_MEMORY}/versions/{{ref}}")),
+    _query("diff", GetDiff, DiffView, "Line diff (typed hunks and unified text) between refs.",
+           Route("GET", f"{_MEMORY}/diff")),
+    _query("common_ancestor", GetCommonAncestor, AncestorView,
+           "The merge base of two refs and all their lowest common ancestors.",
+           Route("GET", f"{_MEMORY}/common_ancestor")),
+    Operation(name="audit_status", kind="query", request=AuditStatusRequest, reply=AuditStatus,
+              summary="Chain head, lag behind the stream, latest checkpoint, last verification.",
+              routes=(Route("GET", "/v1/audit/status"),), scope="audit", owner="auditor",
+              namespace="system", read_only=True),
+    Operation(name="audit_verify", kind="query", request=AuditVerifyRequest, reply=VerifyReport,
+              summary="Recompute the hash chain from the stream and compare it with the stored "
+              "chain and every read model; with progress=true, NDJSON progress lines first.",
+              routes=(Route("GET", "/v1/audit/verify"),), scope="audit", owner="auditor",
+              namespace="system", read_only=True, streams=True),
+)
+
+OPERATIONS: Final[Mapping[str, Operation]] = MappingProxyType({op.name: op for op in _ROWS})
+"""Every operation by name (the last token of its NATS subject)."""
+
+
+def operation(name: str, kind: Kind) -> Operation | None:
+    """The operation called ``name`` of this kind, if there is one."""
+    found = OPERATIONS.get(name)
+    return found if found is not None and found.kind == kind else None
