@@ -50,7 +50,7 @@ log = get_logger(__name__)
 KeyLookup = Callable[[str], Awaitable[StoredApiKey | None]]
 """Key id -> the stored record, or None if no key has that id (backed by the read models)."""
 
-_BEARER: Final = "bearer "
+_BEARER: Final = "bearer"
 _MAX_CREDENTIAL: Final = 32_768
 
 V = TypeVar("V")
@@ -111,9 +111,10 @@ def credential_of(raw: str | None) -> str:
     """
     if raw is None:
         raise Unauthenticated("credential required", reason="missing")
-    value = raw.strip()
-    if value[:len(_BEARER)].lower() == _BEARER:
-        value = value[len(_BEARER):].strip()
+    parts = raw.split(None, 1)
+    if parts and parts[0].lower() == _BEARER:
+        parts = parts[1:]
+    value = parts[0].strip() if parts else ""
     if not value:
         raise Unauthenticated("credential required", reason="missing")
     if len(value) > _MAX_CREDENTIAL:

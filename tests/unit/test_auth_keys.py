@@ -99,7 +99,7 @@ MALFORMED = [
     "mnk_aaaaaaaaaaaaaaaa_" + "b" * 42 + "\x00",  # U+0000
     "mnk_aaaaaaaaaaaaaaaa_" + "b" * 42 + "\n",
     "mnk_aaaaaaaaaaaaaaaa_" + "b" * 42 + "é",
-    "mnk_aaaaaaaaaaaaaaaa_" + "ｂ" * 43,          # full-width look-alikes
+    "mnk_aaaaaaaaaaaaaaaa_" + "\uff42" * 43,      # full-width look-alikes
     "mnk_aaaaaaaaaaaaaaaa_" + "b" * 43 + " ",
     " mnk_aaaaaaaaaaaaaaaa_" + "b" * 43,
 ]
