@@ -44,12 +44,15 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresClu
     if external:
         yield PostgresCluster(external, None)
         return
-    server = PostgresServer(tmp_path_factory.mktemp("pg") / "data", database="postgres")
+    # A test cluster stops fast and leaves nothing behind: no durability settings (its data is
+    # thrown away), and destroy() waits for every server process before removing it all.
+    server = PostgresServer(tmp_path_factory.mktemp("pg") / "data", database="postgres",
+                            fast_stop=True)
     server.start()
     try:
         yield PostgresCluster(server.url_for("postgres"), server)
     finally:
-        server.stop()
+        server.destroy()
 
 
 @pytest.fixture

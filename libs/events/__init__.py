@@ -14,7 +14,14 @@ from libs.events.audit import (
     ReadModelIssue,
     VerifyReport,
 )
-from libs.events.codec import canonical_bytes, decode_event, encode_event, event_hash
+from libs.events.codec import (
+    canonical_bytes,
+    convert_params,
+    decode_event,
+    decode_json,
+    encode_event,
+    event_hash,
+)
 from libs.events.commands import (
     COMMANDS,
     Branch,
@@ -82,7 +89,14 @@ from libs.events.model import (
     Provenance,
     event_types,
 )
-from libs.events.operations import OPERATIONS, Operation, Route, operation, path_fields
+from libs.events.operations import (
+    OPERATIONS,
+    Kind,
+    Operation,
+    Route,
+    operation,
+    path_fields,
+)
 from libs.events.queries import (
     Filters,
     GetBranches,
@@ -98,7 +112,9 @@ from libs.events.queries import (
     SearchMode,
 )
 from libs.events.replies import (
+    CALLER_HEADER,
     HTTP_PRINCIPAL_HEADER,
+    NAMESPACE_HEADER,
     NATS_PRINCIPAL_HEADER,
     STREAM_HEADER,
     ErrorBody,
@@ -126,6 +142,10 @@ from libs.events.subjects import (
     deadletter_subject,
     event_subject,
     parse_command_subject,
+    parse_query_subject,
+    query_subject,
+    service_queue_group,
+    service_subject,
 )
 from libs.events.text import check_storable, is_blank, storable, storable_json
 from libs.events.tokens import (
@@ -156,6 +176,7 @@ from libs.events.views import (
 
 __all__ = [
     "AGGREGATE_MEMORY",
+    "CALLER_HEADER",
     "COMMANDS",
     "COMMAND_QUEUE_GROUP",
     "COMMAND_WILDCARD",
@@ -166,6 +187,7 @@ __all__ = [
     "HDR_MSG_ID",
     "HTTP_PRINCIPAL_HEADER",
     "JS_ERR_WRONG_LAST_SEQUENCE",
+    "NAMESPACE_HEADER",
     "NATS_PRINCIPAL_HEADER",
     "OPERATIONS",
     "RESERVED_NAMESPACES",
@@ -207,6 +229,7 @@ __all__ = [
     "GetVersion",
     "HistoryView",
     "InvalidInput",
+    "Kind",
     "Link",
     "LinkView",
     "ListMemories",
@@ -264,10 +287,12 @@ __all__ = [
     "command_digest",
     "command_subject",
     "content_hash",
+    "convert_params",
     "deadletter_stream_config",
     "deadletter_subject",
     "decode_command",
     "decode_event",
+    "decode_json",
     "decode_reply",
     "derive_event_id",
     "durable_consumer_config",
@@ -284,7 +309,11 @@ __all__ = [
     "new_memory_id",
     "operation",
     "parse_command_subject",
+    "parse_query_subject",
     "path_fields",
+    "query_subject",
+    "service_queue_group",
+    "service_subject",
     "storable",
     "storable_json",
     "validate_command_id",

@@ -93,11 +93,13 @@ def decode_json(body: bytes, cls: type[T], what: str = "request") -> T:
     return value
 
 
-def convert_params(values: Mapping[str, Any], cls: type[T], what: str = "request") -> T:
-    """Build ``cls`` from already-parsed values (query-string parameters: text is coerced to the
-    field's type), with the same checks as :func:`decode_json`."""
+def convert_params(values: Mapping[str, Any], cls: type[T], what: str = "request", *,
+                   strict: bool = False) -> T:
+    """Build ``cls`` from already-parsed values, with the same checks as :func:`decode_json`:
+    query-string text is coerced to each field's type (``strict=False``); values decoded from
+    JSON keep their JSON types (``strict=True``)."""
     try:
-        value = msgspec.convert(dict(values), cls, strict=False)
+        value = msgspec.convert(dict(values), cls, strict=strict)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"invalid {what}: {exc}") from None
     check_storable(value)

@@ -35,6 +35,7 @@ from libs.events.queries import (
     ListMemories,
     Search,
 )
+from libs.events.security import Scope
 from libs.events.views import (
     AncestorView,
     BranchesView,
@@ -52,13 +53,11 @@ __all__ = [
     "Kind",
     "Operation",
     "Route",
-    "Scope",
     "operation",
     "path_fields",
 ]
 
 Kind = Literal["command", "query"]
-Scope = Literal["read", "write", "admin", "audit"]
 Method = Literal["GET", "POST"]
 
 _PATH_FIELD: Final = re.compile(r"\{(\w+)\}")
@@ -118,14 +117,14 @@ def _command(name: str, summary: str, alias: str | None, *, destructive: bool = 
     if alias is not None:
         routes.append(Route("POST", alias, 201 if created else 200))
     return Operation(name=name, kind="command", request=COMMANDS[name], reply=CommandResult,
-                     summary=summary, routes=tuple(routes), scope="write",
+                     summary=summary, routes=tuple(routes), scope=Scope.WRITE,
                      destructive=destructive, idempotent=idempotent)
 
 
 def _query(name: str, request: type[msgspec.Struct], reply: type[msgspec.Struct], summary: str,
            *routes: Route) -> Operation:
     return Operation(name=name, kind="query", request=request, reply=reply, summary=summary,
-                     routes=tuple(routes), scope="read", read_only=True)
+                     routes=tuple(routes), scope=Scope.READ, read_only=True)
 
 
 _ROWS: Final[tuple[Operation, ...]] = (
@@ -172,12 +171,12 @@ _ROWS: Final[tuple[Operation, ...]] = (
            Route("GET", f"{_MEMORY}/common_ancestor")),
     Operation(name="audit_status", kind="query", request=AuditStatusRequest, reply=AuditStatus,
               summary="Chain head, lag behind the stream, latest checkpoint, last verification.",
-              routes=(Route("GET", "/v1/audit/status"),), scope="audit", owner="auditor",
+              routes=(Route("GET", "/v1/audit/status"),), scope=Scope.AUDIT, owner="auditor",
               namespace="system", read_only=True),
     Operation(name="audit_verify", kind="query", request=AuditVerifyRequest, reply=VerifyReport,
               summary="Recompute the hash chain from the stream and compare it with the stored "
               "chain and every read model; with progress=true, NDJSON progress lines first.",
-              routes=(Route("GET", "/v1/audit/verify"),), scope="audit", owner="auditor",
+              routes=(Route("GET", "/v1/audit/verify"),), scope=Scope.AUDIT, owner="auditor",
               namespace="system", read_only=True, streams=True),
 )
 

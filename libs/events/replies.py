@@ -14,7 +14,9 @@ import msgspec
 from libs.events.errors import MnemosError, error_from_code
 
 __all__ = [
+    "CALLER_HEADER",
     "HTTP_PRINCIPAL_HEADER",
+    "NAMESPACE_HEADER",
     "NATS_PRINCIPAL_HEADER",
     "STREAM_HEADER",
     "ErrorBody",
@@ -29,6 +31,10 @@ HTTP_PRINCIPAL_HEADER: Final = "X-Mnemos-Principal"
 """HTTP header naming the caller where no credential is configured (see the README)."""
 NATS_PRINCIPAL_HEADER: Final = "Mnemos-Principal"
 """NATS header naming the caller where no credential is configured."""
+NAMESPACE_HEADER: Final = "Mnemos-Namespace"
+"""Namespace of a request forwarded to ``mnemos.svc.<service>.<operation>``."""
+CALLER_HEADER: Final = "Mnemos-Caller"
+"""The authenticated principal (canonical JSON) of a forwarded request; set by the gateway."""
 STREAM_HEADER: Final = "Mnemos-Stream"
 """Set to ``progress`` on intermediate messages of a streamed reply (the final one has none)."""
 

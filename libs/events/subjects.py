@@ -20,12 +20,17 @@ __all__ = [
     "parse_command_subject",
     "parse_query_subject",
     "query_subject",
+    "service_queue_group",
+    "service_subject",
 ]
 
 EVENT_PREFIX: Final = "mnemos.evt"
 COMMAND_PREFIX: Final = "mnemos.cmd"
 DEADLETTER_PREFIX: Final = "mnemos.dlq"
 QUERY_PREFIX: Final = "mnemos.qry"
+SERVICE_PREFIX: Final = "mnemos.svc"
+"""Internal request subjects ``mnemos.svc.<service>.<operation>``: the gateway forwards the
+operations other services own there (only services may publish them)."""
 
 EVENT_WILDCARD: Final = f"{EVENT_PREFIX}.>"
 """Every event subject; the subjects of the ``MNEMOS_EVENTS`` stream."""
@@ -87,3 +92,14 @@ def parse_query_subject(subject: str) -> tuple[str, str]:
 def deadletter_subject(consumer: str, ns: str) -> str:
     """``mnemos.dlq.<consumer>.<ns>``: where a consumer parks events it cannot process."""
     return f"{DEADLETTER_PREFIX}.{validate_token(consumer, 'consumer')}.{validate_namespace(ns)}"
+
+
+def service_subject(service: str, operation: str) -> str:
+    """``mnemos.svc.<service>.<operation>``, each token validated."""
+    return (f"{SERVICE_PREFIX}.{validate_token(service, 'service')}."
+            f"{validate_token(operation, 'operation')}")
+
+
+def service_queue_group(service: str) -> str:
+    """Queue group of a service's internal subscription (its instances share requests)."""
+    return f"mnemos-svc-{validate_token(service, 'service')}"

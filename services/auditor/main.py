@@ -16,10 +16,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.client import Client
 
 from libs.events import Unavailable
+from libs.runtime.bus import OperationServer
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import connect_nats, ensure_streams
 from services.auditor.files import audit_dir, load_or_create_key
+from services.auditor.operations import AUDITOR_OPERATIONS, auditor_handlers
 from services.auditor.store import ChainStore, connect, migrate
 from services.auditor.writer import ChainWriter
 
@@ -43,8 +45,10 @@ async def run(config: Config, stop: asyncio.Event) -> None:
     await asyncio.to_thread(migrate, config.database_url, config.db_schema)
     key = await asyncio.to_thread(load_or_create_key, audit_dir(config))
     nc = await connect_nats(config.nats_url, "auditor")
+    server = OperationServer(nc, "auditor", AUDITOR_OPERATIONS, auditor_handlers(config))
     try:
         await ensure_streams(nc.jetstream(), config)
+        await server.start()
         while not stop.is_set():
             try:
                 await _hold_and_extend(config, nc, key, stop)
@@ -55,6 +59,7 @@ async def run(config: Config, stop: asyncio.Event) -> None:
                 log.exception("auditor_error", error=str(exc))
                 await _wait(stop, _RETRY_S)
     finally:
+        await server.stop()
         await nc.drain()
 
 

@@ -9,20 +9,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
 from libs.embeddings import build_embedder
 from libs.events import InvalidInput
+from libs.eventstore import EventStore
 from libs.readmodel.pool import ReadModels
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import connect_nats, ensure_streams
-from services.auditor.http import audit_router
 from services.command.application.commands import CommandService, memory_store
+from services.command.application.forward import Forwarder
+from services.command.application.gateway import Gateway, bind_handlers
+from services.command.application.history import HistoryService
+from services.command.application.principals import AssertedPrincipals
 from services.command.application.queries import QueryService
+from services.command.domain.memory import MemoryState
 from services.command.entrypoints.http import create_app
-from services.command.entrypoints.nats import NatsGateway
+from services.command.entrypoints.nats import NatsEntrypoint
 
 __all__ = ["run"]
 
@@ -50,6 +56,17 @@ async def _wait_started(server: _Server, task: asyncio.Task[None]) -> None:
         await asyncio.sleep(0.01)
 
 
+def bootstrap(config: Config, nc: Any, store: EventStore[MemoryState], read_models: ReadModels
+              ) -> Gateway:
+    """Wire the application once: every handler with its dependencies, one registry."""
+    commands = CommandService(store, read_models, config)
+    queries = QueryService(read_models, lambda: build_embedder(config),
+                           ef_search=config.hnsw_ef_search)
+    forward = Forwarder(nc)
+    handlers = bind_handlers(commands, queries, HistoryService(read_models), forward)
+    return Gateway(handlers, forward)
+
+
 async def run(config: Config, stop: asyncio.Event) -> None:
     """Run the gateway until ``stop`` is set, then drain in-flight requests and return."""
     if not config.database_url:
@@ -61,18 +78,15 @@ async def run(config: Config, stop: asyncio.Event) -> None:
     db_task = asyncio.create_task(read_models.open_when_ready(stop), name="read-models")
     try:
         await ensure_streams(js, config)
-        commands = CommandService(store, read_models, config)
-        queries = QueryService(read_models, lambda: build_embedder(config),
-                               ef_search=config.hnsw_ef_search)
-        gateway = NatsGateway(nc, commands, queries, config.max_request_bytes)
-        await gateway.start()
+        gateway = bootstrap(config, nc, store, read_models)
+        principals = AssertedPrincipals()
+        entrypoint = NatsEntrypoint(nc, gateway, principals, config.max_request_bytes)
+        await entrypoint.start()
 
         async def readiness() -> dict[str, bool]:
             return {"nats": bool(nc.is_connected), "database": await read_models.ping()}
 
-        app = create_app(commands, queries, config.max_request_bytes, readiness)
-        # The auditor's verification is served by the gateway too (GET /v1/audit/...).
-        app.include_router(audit_router(config))
+        app = create_app(gateway, principals, config.max_request_bytes, readiness)
         server = _Server(uvicorn.Config(
             app, host=config.http_host, port=config.http_port, log_config=None,
             access_log=False, lifespan="off", server_header=False,
@@ -86,7 +100,7 @@ async def run(config: Config, stop: asyncio.Event) -> None:
         await asyncio.wait({stopped, http_task}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         server.should_exit = True
-        await gateway.stop()
+        await entrypoint.stop()
         await http_task
     finally:
         db_task.cancel()

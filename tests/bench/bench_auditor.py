@@ -39,7 +39,7 @@ from services.auditor.store import audit_schema
 from services.auditor.streamio import BatchPuller, stream_seq_of
 from services.auditor.writer import BATCH
 from tests.bench.harness import BenchSystem, progress, report_line, running_system
-from tests.integration.auditor_support import bulk_publish
+from tests.support.auditor import bulk_publish
 
 
 async def load(system: BenchSystem, count: int) -> None:

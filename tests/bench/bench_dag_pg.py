@@ -4,7 +4,7 @@ Run: ``python -m tests.bench.bench_dag_pg``. A fresh PostgreSQL gets the project
 read-model rows of one memory (10,000 versions: ``main`` with a feature branch merged back every
 100 versions; a 200-line document with one line rewritten per version) are written directly, so
 the figures measure the queries, not the projector. Measured through
-:class:`services.command.dag_queries.DagQueryService` (pooled connections, namespace checks,
+:class:`services.command.application.history.HistoryService` (pooled connections, namespace checks,
 graph cache): log pages (first and deep, via cursor), diffs (adjacent and far apart) and the
 common ancestor. Figures are printed (p50/p99 over repeated calls), never asserted.
 """
@@ -25,7 +25,7 @@ from libs.events.ids import content_hash
 from libs.events.versions import version_id
 from libs.readmodel.pool import ReadModels
 from libs.readmodel.schema import prepare_schema
-from services.command.application.history import DagQueryService
+from services.command.application.history import HistoryService
 from tests.bench.harness import percentile, progress, report_line, running_system
 
 NS: Final = "bench"
@@ -106,7 +106,7 @@ async def _timed(name: str, call: Callable[[], Awaitable[object]], repeat: int =
     report_line(name, f"p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
 
 
-async def _measure(service: DagQueryService, ids: list[str], head: str) -> None:
+async def _measure(service: HistoryService, ids: list[str], head: str) -> None:
     started = time.perf_counter()
     await service.log(NS, GetLog(memory_id=MEMORY))
     report_line("log page 1 (cold: loads the 10k-version graph)",
@@ -139,7 +139,7 @@ async def _run() -> None:
         stop = asyncio.Event()
         await read_models.open_when_ready(stop)
         try:
-            await _measure(DagQueryService(read_models), ids, head)
+            await _measure(HistoryService(read_models), ids, head)
         finally:
             await read_models.close()
 

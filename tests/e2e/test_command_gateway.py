@@ -13,7 +13,7 @@ import pytest
 
 from libs.events import EVENTS_STREAM, new_command_id
 from libs.runtime.config import Config
-from tests.service_support import running_gateway
+from tests.support.services import running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -123,9 +123,10 @@ async def test_list_filters_pagination_links_and_forget(system: System) -> None:
         return [m["memory_id"] for m in page.json()["items"]]
 
     assert await ids() == [c["memory_id"], b["memory_id"], a["memory_id"]]
-    assert await ids(tag=["x", "y"]) == [a["memory_id"]]
+    # One name per field on every transport (issue 10, defect 12): tags, agent_id.
+    assert await ids(tags=["x", "y"]) == [a["memory_id"]]
     assert await ids(kind="fact") == [b["memory_id"], a["memory_id"]]
-    assert await ids(agent="scout") == [a["memory_id"]]
+    assert await ids(agent_id="scout") == [a["memory_id"]]
     first = (await http.get(f"/v1/{NS}/memories", params={"limit": 2})).json()
     assert len(first["items"]) == 2 and first["next_cursor"]
     rest = (await http.get(f"/v1/{NS}/memories",

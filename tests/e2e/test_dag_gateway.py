@@ -19,7 +19,7 @@ import pytest
 from libs.events import EVENTS_STREAM
 from libs.runtime.config import Config
 from services.projector.replay import replay
-from tests.service_support import running_gateway
+from tests.support.services import running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -218,7 +218,7 @@ async def test_other_namespaces_see_and_change_nothing(system: System) -> None:
         response = await system.get(f"{mid}/{path}", ns=OTHER, **params)
         assert response.status_code == 404, (path, response.text)
     for name, body in [("log", {}), ("branches", {}), ("version", {"ref": "main"}),
-                       ("diff", {"from_ref": "main", "to_ref": "dev"}),
+                       ("diff", {"from": "main", "to": "dev"}),  # one name everywhere
                        ("common_ancestor", {"a": "main", "b": "dev"})]:
         assert (await system.query(name, memory_id=mid, **body))["ok"] is True
         reply = await system.query(name, ns=OTHER, memory_id=mid, **body)

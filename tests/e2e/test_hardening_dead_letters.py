@@ -18,7 +18,7 @@ from libs.events import (
     new_command_id,
 )
 from libs.runtime.config import Config
-from tests.service_support import running_gateway
+from tests.support.services import running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -55,5 +55,5 @@ async def test_a_dead_lettered_event_is_named_not_hidden(config: Config) -> None
         found = (await http.get(f"/v1/{NS}/search", params={"q": "v1", "mode": "lexical"})
                  ).json()
         assert [hit["memory"]["memory_id"] for hit in found["hits"]] == []
-        listed = (await http.get(f"/v1/{NS}/memories", params={"tag": "t"})).json()
+        listed = (await http.get(f"/v1/{NS}/memories", params={"tags": "t"})).json()
         assert listed["items"] == []

@@ -21,8 +21,8 @@ from libs.events import EVENTS_STREAM
 from libs.runtime.config import Config
 from mnemos.demo import run_demo
 from services.auditor.verify import verify
-from tests.integration.auditor_support import running_auditor, wait_for_head
-from tests.service_support import running_gateway
+from tests.support.auditor import running_auditor, wait_for_head
+from tests.support.services import running_gateway
 
 pytestmark = pytest.mark.integration
 

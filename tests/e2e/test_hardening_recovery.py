@@ -19,7 +19,7 @@ from libs.runtime.config import Config, load_config
 from libs.runtime.nats_server import NatsServer, free_port
 from libs.runtime.postgres_server import PostgresServer
 from services.command import main as gateway_main
-from tests.service_support import running_gateway
+from tests.support.services import running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +28,12 @@ NS = "recovery"
 
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path / "pg" / "data")
+    server = PostgresServer(tmp_path / "pg" / "data", fast_stop=True)
     server.start()
     try:
         yield server
     finally:
-        server.stop()
+        server.destroy()
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ import json
 import stat
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
-from fastapi import FastAPI
 
 from libs.events import EVENTS_STREAM, AuditCheckpointSigned, decode_event
 from libs.runtime.config import Config
@@ -20,17 +18,17 @@ from libs.runtime.nats_server import NatsServer
 from services.auditor.chain import GENESIS_LINK, next_link
 from services.auditor.checkpoint import Checkpoint, verify_checkpoint
 from services.auditor.files import PRIVATE_KEY_FILE, audit_dir, checkpoint_dir, read_public_key
-from services.auditor.http import audit_router
 from services.auditor.main import run
 from services.auditor.streamio import CHECKPOINT_SUBJECT
 from services.auditor.verify import verify
-from tests.integration.auditor_support import (
+from tests.support.auditor import (
     chain_head,
     db,
     publish_events,
     running_auditor,
     wait_for_head,
 )
+from tests.support.services import running_gateway
 
 
 async def _stream_last(js) -> int:
@@ -166,13 +164,10 @@ async def test_incremental_verification_starts_where_the_last_one_ended(
 
 
 async def test_http_endpoint_reports_and_streams_progress(config: Config, nats_js) -> None:
+    # Served by the gateway over HTTP, answered by the auditor over the bus.
     await publish_events(nats_js, 20)
-    app = FastAPI()
-    app.include_router(audit_router(config))
-    async with running_auditor(config):
+    async with running_auditor(config), running_gateway(config) as (client, _nc):
         await wait_for_head(config, 20)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         answer = await client.get("/v1/audit/verify", params={"full": "true"})
         assert answer.status_code == 200 and answer.json()["ok"] is True
         streamed = await client.get("/v1/audit/verify", params={"full": "true", "progress": 1})

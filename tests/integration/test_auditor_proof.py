@@ -13,7 +13,7 @@ from libs.runtime.config import Config
 from libs.runtime.nats_client import ensure_streams
 from services.auditor.files import audit_dir, checkpoint_dir, read_public_key
 from services.auditor.store import audit_schema
-from tests.integration.auditor_support import (
+from tests.support.auditor import (
     audit_cli,
     db,
     publish_events,

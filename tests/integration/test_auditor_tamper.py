@@ -18,7 +18,7 @@ from libs.runtime.migrations import apply_migrations
 from libs.runtime.nats_server import NatsServer
 from services.auditor.files import checkpoint_dir
 from services.auditor.verify import verify
-from tests.integration.auditor_support import (
+from tests.support.auditor import (
     audit_cli,
     db,
     publish_events,

@@ -31,6 +31,7 @@ from libs.runtime.migrations import apply_migrations
 from libs.runtime.nats_client import connect_nats
 from services.command.application.commands import CommandService, memory_store
 from services.command.domain.memory import DecisionContext, MemoryState, creation_memory_id, decide
+from tests.support.commands import send
 
 NS = "team-a"
 MIGRATIONS = Path(__file__).parents[2] / "libs" / "readmodel" / "migrations"
@@ -50,7 +51,7 @@ def service(nats_js, config: Config) -> CommandService:
 
 
 async def test_remember_appends_one_event_on_the_memory_subject(nats_js, service) -> None:
-    result = await service.handle(NS, "remember", body(content="likes tea", tags=["pref"]),
+    result = await send(service, NS, "remember", body(content="likes tea", tags=["pref"]),
                                   "alice")
     assert result.event_type == "MemoryCreated" and not result.duplicate
     assert result.revision == result.seq == 1
@@ -64,7 +65,7 @@ async def test_remember_appends_one_event_on_the_memory_subject(nats_js, service
 
 
 async def test_creation_uses_expected_sequence_zero(nats_js, service) -> None:
-    created = await service.handle(NS, "remember", body(content="first"), None)
+    created = await send(service, NS, "remember", body(content="first"), None)
     cid = new_command_id()
     ctx = DecisionContext(ns=NS, command_id=cid, correlation_id=cid, actor=Actor(principal="x"),
                           at=datetime.now(UTC), max_content_bytes=100)
@@ -80,14 +81,14 @@ async def test_two_writers_same_expected_version_exactly_one_wins(nats_js, confi
     # Two gateway instances (separate stores and caches) race on one memory.
     first = CommandService(memory_store(nats_js), None, config)
     second = CommandService(memory_store(nats_js), None, config)
-    created = await first.handle(NS, "remember", body(content="v1"), None)
-    await second.handle(NS, "tag", body(memory_id=created.memory_id, add=["warm-cache"]), None)
-    version = (await first.handle(NS, "tag", body(memory_id=created.memory_id, add=["x"]),
+    created = await send(first, NS, "remember", body(content="v1"), None)
+    await send(second, NS, "tag", body(memory_id=created.memory_id, add=["warm-cache"]), None)
+    version = (await send(first, NS, "tag", body(memory_id=created.memory_id, add=["x"]),
                                   None)).revision
     outcomes = await asyncio.gather(
-        first.handle(NS, "revise", body(memory_id=created.memory_id, content="from first",
+        send(first, NS, "revise", body(memory_id=created.memory_id, content="from first",
                                         expected_version=version), None),
-        second.handle(NS, "revise", body(memory_id=created.memory_id, content="from second",
+        send(second, NS, "revise", body(memory_id=created.memory_id, content="from second",
                                          expected_version=version), None),
         return_exceptions=True,
     )
@@ -100,9 +101,9 @@ async def test_two_writers_same_expected_version_exactly_one_wins(nats_js, confi
 
 
 async def test_same_instance_writers_with_one_expected_version(nats_js, service) -> None:
-    created = await service.handle(NS, "remember", body(content="v1"), None)
+    created = await send(service, NS, "remember", body(content="v1"), None)
     outcomes = await asyncio.gather(*(
-        service.handle(NS, "revise", body(memory_id=created.memory_id, content=f"v{i}",
+        send(service, NS, "revise", body(memory_id=created.memory_id, content=f"v{i}",
                                           expected_version=created.revision), None)
         for i in range(2, 6)
     ), return_exceptions=True)
@@ -112,11 +113,11 @@ async def test_same_instance_writers_with_one_expected_version(nats_js, service)
 
 
 async def test_stale_expected_version_conflicts_without_appending(nats_js, service) -> None:
-    created = await service.handle(NS, "remember", body(content="v1"), None)
-    await service.handle(NS, "revise", body(memory_id=created.memory_id, content="v2"), None)
+    created = await send(service, NS, "remember", body(content="v1"), None)
+    await send(service, NS, "revise", body(memory_id=created.memory_id, content="v2"), None)
     before = await stream_count(nats_js)
     with pytest.raises(Conflict):
-        await service.handle(NS, "revise", body(memory_id=created.memory_id, content="v3",
+        await send(service, NS, "revise", body(memory_id=created.memory_id, content="v3",
                                                 expected_version=created.revision), None)
     assert await stream_count(nats_js) == before
 
@@ -124,10 +125,10 @@ async def test_stale_expected_version_conflicts_without_appending(nats_js, servi
 async def test_concurrent_writers_without_expected_version_lose_no_update(nats_js, config
                                                                             ) -> None:
     services = [CommandService(memory_store(nats_js), None, config) for _ in range(4)]
-    created = await services[0].handle(NS, "remember", body(content="shared"), None)
+    created = await send(services[0], NS, "remember", body(content="shared"), None)
     tags = [f"t{i}" for i in range(16)]
     results = await asyncio.gather(*(
-        services[i % 4].handle(NS, "tag", body(memory_id=created.memory_id, add=[tag]), None)
+        send(services[i % 4], NS, "tag", body(memory_id=created.memory_id, add=[tag]), None)
         for i, tag in enumerate(tags)
     ))
     assert len({r.seq for r in results}) == len(tags)
@@ -138,27 +139,27 @@ async def test_concurrent_writers_without_expected_version_lose_no_update(nats_j
 async def test_same_command_id_twice_gives_one_event_and_the_same_result(nats_js, service
                                                                         ) -> None:
     cid = new_command_id()
-    first = await service.handle(NS, "remember", body(content="once", command_id=cid), None)
-    again = await service.handle(NS, "remember", body(content="once", command_id=cid), None)
+    first = await send(service, NS, "remember", body(content="once", command_id=cid), None)
+    again = await send(service, NS, "remember", body(content="once", command_id=cid), None)
     assert again.duplicate and not first.duplicate
     assert (again.event_id, again.memory_id, again.seq, again.version_id) == (
         first.event_id, first.memory_id, first.seq, first.version_id)
     assert first.memory_id == creation_memory_id(NS, cid)
     # A different gateway instance (cold cache) answers the same.
     other = CommandService(memory_store(nats_js), None, service._config)
-    third = await other.handle(NS, "remember", body(content="once", command_id=cid), None)
+    third = await send(other, NS, "remember", body(content="once", command_id=cid), None)
     assert third.duplicate and third.seq == first.seq
     assert await stream_count(nats_js) == 1
 
 
 async def test_retried_revise_after_later_changes_is_still_a_duplicate(nats_js, service
                                                                        ) -> None:
-    created = await service.handle(NS, "remember", body(content="v1"), None)
+    created = await send(service, NS, "remember", body(content="v1"), None)
     cid = new_command_id()
     revise = body(memory_id=created.memory_id, content="v2", command_id=cid)
-    first = await service.handle(NS, "revise", revise, None)
-    await service.handle(NS, "tag", body(memory_id=created.memory_id, add=["later"]), None)
-    again = await service.handle(NS, "revise", revise, None)
+    first = await send(service, NS, "revise", revise, None)
+    await send(service, NS, "tag", body(memory_id=created.memory_id, add=["later"]), None)
+    again = await send(service, NS, "revise", revise, None)
     assert again.duplicate and again.seq == first.seq and again.version_id == first.version_id
     assert await stream_count(nats_js) == 3
 
@@ -172,15 +173,15 @@ async def test_idempotency_holds_beyond_the_duplicate_window(nats_server, config
         await js.add_stream(events_stream_config(duplicate_window_s=1.0))
         service = CommandService(memory_store(js), None, config)
         create_id, revise_id = new_command_id(), new_command_id()
-        created = await service.handle(NS, "remember", body(content="a", command_id=create_id),
+        created = await send(service, NS, "remember", body(content="a", command_id=create_id),
                                        None)
-        revised = await service.handle(NS, "revise", body(
+        revised = await send(service, NS, "revise", body(
             memory_id=created.memory_id, content="b", command_id=revise_id), None)
         await asyncio.sleep(1.6)
         fresh = CommandService(memory_store(js), None, config)  # no cache either
-        again_create = await fresh.handle(NS, "remember", body(content="a", command_id=create_id),
+        again_create = await send(fresh, NS, "remember", body(content="a", command_id=create_id),
                                           None)
-        again_revise = await fresh.handle(NS, "revise", body(
+        again_revise = await send(fresh, NS, "revise", body(
             memory_id=created.memory_id, content="b", command_id=revise_id), None)
         assert again_create.duplicate and again_create.seq == created.seq
         assert again_revise.duplicate and again_revise.seq == revised.seq
@@ -205,12 +206,12 @@ async def test_command_results_answer_before_anything_is_published(nats_js, conf
     await read_models.open_when_ready(stop)
     try:
         service = CommandService(memory_store(nats_js), read_models, config)
-        result = await service.handle(NS, "remember", body(content="x", command_id=cid), None)
+        result = await send(service, NS, "remember", body(content="x", command_id=cid), None)
         assert result.duplicate and (result.seq, result.memory_id, result.version_id) == (
             42, "m1", "v1")
         assert await stream_count(nats_js) == 0
         # same command id in another namespace is a different command
-        other = await service.handle("team-b", "remember", body(content="x", command_id=cid),
+        other = await send(service, "team-b", "remember", body(content="x", command_id=cid),
                                      None)
         assert not other.duplicate and await stream_count(nats_js) == 1
     finally:
@@ -230,7 +231,7 @@ async def test_command_results_answer_before_anything_is_published(nats_js, conf
 ])
 async def test_bad_commands_append_nothing(nats_js, service, name, payload, error) -> None:
     with pytest.raises(error):
-        await service.handle(NS, name, payload, None)
+        await send(service, NS, name, payload, None)
     with pytest.raises(InvalidInput):
-        await service.handle("a.b", "remember", body(content="x"), None)
+        await send(service, "a.b", "remember", body(content="x"), None)
     assert await stream_count(nats_js) == 0

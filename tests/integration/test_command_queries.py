@@ -21,6 +21,7 @@ from libs.runtime.nats_client import connect_nats
 from services.command.application.commands import CommandService, memory_store
 from services.command.application.queries import QueryService
 from services.projector import main as projector_main
+from tests.support.commands import send
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ class Stack:
     read_models: ReadModels
 
     async def remember(self, content: str, ns: str = NS, **fields: object) -> str:
-        result = await self.commands.handle(
+        result = await send(self.commands,
             ns, "remember", json.dumps({"content": content, **fields}).encode(), None)
         self.last_seq = result.seq
         return result.memory_id
@@ -135,9 +136,9 @@ async def test_dense_statement_is_served_by_the_hnsw_index(stack: Stack) -> None
 async def test_hybrid_reports_both_sides_and_hides_forgotten(stack: Stack) -> None:
     keep = await stack.remember("The quarterly revenue report is due on Friday")
     drop = await stack.remember("The quarterly revenue forecast was revised downward")
-    await stack.commands.handle(NS, "forget", json.dumps(
+    await send(stack.commands, NS, "forget", json.dumps(
         {"memory_id": drop, "reason": "obsolete"}).encode(), None)
-    result = await stack.commands.handle(NS, "tag", json.dumps(
+    result = await send(stack.commands, NS, "tag", json.dumps(
         {"memory_id": keep, "add": ["finance"]}).encode(), None)
     found = await stack.queries.search(NS, Search(q="quarterly revenue",
                                                   after_seq=result.seq))
@@ -219,10 +220,10 @@ async def test_lexical_statistics_equal_a_recount_across_create_revise_forget(
     assert [row["doc_count"] for row in ns_stats] == [2, 1]
 
     # A revision swaps lexemes: "lag" and "grew" leave (df to zero: the rows go), others stay.
-    await stack.commands.handle(NS, "revise", json.dumps(
+    await send(stack.commands, NS, "revise", json.dumps(
         {"memory_id": first, "content": "Kafka throughput doubled after the migration"}
     ).encode(), None)
-    result = await stack.commands.handle(NS, "tag", json.dumps(
+    result = await send(stack.commands, NS, "tag", json.dumps(
         {"memory_id": second, "add": ["ops"]}).encode(), None)  # no lexical change
     await stack.read_models.wait_for(result.seq)
     df, _, _ = await _lexical_tables(stack)
@@ -232,7 +233,7 @@ async def test_lexical_statistics_equal_a_recount_across_create_revise_forget(
 
     # Forgetting removes the document from every statistic; the last one empties the namespace.
     for memory_id in (second, first):
-        result = await stack.commands.handle(NS, "forget", json.dumps(
+        result = await send(stack.commands, NS, "forget", json.dumps(
             {"memory_id": memory_id, "reason": "test"}).encode(), None)
         await stack.read_models.wait_for(result.seq)
         await _lexical_tables(stack)

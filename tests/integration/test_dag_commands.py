@@ -15,6 +15,7 @@ import pytest
 from libs.events import Conflict, MnemosError
 from libs.runtime.config import Config
 from services.command.application.commands import CommandService, memory_store
+from tests.support.commands import send
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +35,14 @@ async def test_one_writer_wins_per_expected_head_and_losers_rebase(
     nats_js: Any, config: Config
 ) -> None:
     gateways = _instances(nats_js, config)
-    created = await gateways[0].handle(NS, "remember", _body(content="base\n"), None)
+    created = await send(gateways[0], NS, "remember", _body(content="base\n"), None)
     mid, root = created.memory_id, created.version_id
     assert root is not None
 
     async def commit(i: int, head: str) -> str | MnemosError:
         gateway = gateways[i % len(gateways)]
         try:
-            result = await gateway.handle(NS, "commit", _body(
+            result = await send(gateway, NS, "commit", _body(
                 memory_id=mid, branch="main", content=f"writer {i}\n", expected_head=head),
                 None)
         except Conflict as exc:
@@ -75,11 +76,11 @@ async def test_commits_without_expected_head_all_land_in_one_line(
     nats_js: Any, config: Config
 ) -> None:
     gateways = _instances(nats_js, config)
-    created = await gateways[0].handle(NS, "remember", _body(content="base\n"), None)
+    created = await send(gateways[0], NS, "remember", _body(content="base\n"), None)
     mid = created.memory_id
-    await gateways[1].handle(NS, "branch", _body(memory_id=mid, branch="dev"), None)
+    await send(gateways[1], NS, "branch", _body(memory_id=mid, branch="dev"), None)
     results = await asyncio.gather(*(
-        gateways[i % len(gateways)].handle(NS, "commit", _body(
+        send(gateways[i % len(gateways)], NS, "commit", _body(
             memory_id=mid, branch="dev", content=f"writer {i}\n"), None)
         for i in range(WRITERS)))
     state = await memory_store(nats_js).load(NS, mid)
@@ -97,14 +98,14 @@ async def test_a_cold_fold_reproduces_the_same_version_ids(
     """Content addressing: ids depend on memory, content, metadata and parents only, so the
     version ids a memory gets are reproducible by folding its events again from the stream."""
     gateway = _instances(nats_js, config, 1)[0]
-    created = await gateway.handle(NS, "remember", _body(content="a\nm\nb\n"), None)
+    created = await send(gateway, NS, "remember", _body(content="a\nm\nb\n"), None)
     mid = created.memory_id
-    await gateway.handle(NS, "branch", _body(memory_id=mid, branch="x"), None)
-    await gateway.handle(NS, "commit", _body(memory_id=mid, branch="x", content="A\nm\nb\n"),
+    await send(gateway, NS, "branch", _body(memory_id=mid, branch="x"), None)
+    await send(gateway, NS, "commit", _body(memory_id=mid, branch="x", content="A\nm\nb\n"),
                          None)
-    await gateway.handle(NS, "commit", _body(memory_id=mid, branch="main", content="a\nm\nB\n"),
+    await send(gateway, NS, "commit", _body(memory_id=mid, branch="main", content="a\nm\nB\n"),
                          None)
-    merged = await gateway.handle(NS, "merge", _body(memory_id=mid, into="main", **{"from": "x"}),
+    merged = await send(gateway, NS, "merge", _body(memory_id=mid, into="main", **{"from": "x"}),
                                   None)
     first = await memory_store(nats_js).load(NS, mid)
     again = await memory_store(nats_js).load(NS, mid)  # a cold fold of the same subject

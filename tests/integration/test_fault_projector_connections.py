@@ -16,7 +16,7 @@ from libs.readmodel.digest import row_counts
 from libs.runtime.config import Config
 from libs.runtime.nats_server import NatsServer
 from services.projector.metrics import TRANSIENT_ERRORS
-from tests.integration.test_projector_support import (
+from tests.support.events import (
     History,
     publish,
     read_models,

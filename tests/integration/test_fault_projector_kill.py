@@ -23,7 +23,7 @@ from libs.events import EventBase
 from libs.readmodel.digest import read_model_digest, row_counts
 from libs.runtime.config import Config
 from tests.conftest import PostgresCluster
-from tests.integration.test_projector_support import (
+from tests.support.events import (
     History,
     checkpoint,
     publish,

@@ -10,8 +10,8 @@ from libs.events.text import REPLACEMENT as REPLACEMENT_CHARACTER
 from libs.runtime.config import Config
 from services.auditor.verify import verify
 from services.projector.replay import replay
-from tests.integration.auditor_support import running_auditor, wait_for_head
-from tests.integration.test_projector_support import (
+from tests.support.auditor import running_auditor, wait_for_head
+from tests.support.events import (
     History,
     publish_all,
     read_models,

@@ -25,7 +25,7 @@ from libs.runtime.config import Config
 from services.projector.batch import BatchApplier
 from services.projector.deliveries import Delivery
 from services.projector.runner import HDR_ATTEMPTS, HDR_ERROR, HDR_ORIGINAL_SEQ
-from tests.integration.test_projector_support import (
+from tests.support.events import (
     ACTOR,
     CountingEmbedder,
     History,

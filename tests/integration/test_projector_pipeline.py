@@ -17,7 +17,7 @@ from libs.readmodel.schema import prepare_schema
 from libs.runtime.config import Config
 from libs.runtime.nats_client import connect_nats
 from services.projector.runner import Projector, ProjectorSettings
-from tests.integration.test_projector_support import (
+from tests.support.events import (
     CountingEmbedder,
     History,
     publish_all,

@@ -13,7 +13,7 @@ from libs.readmodel.digest import read_model_digest, row_counts
 from libs.runtime.config import Config
 from services.projector.metrics import TRANSIENT_ERRORS
 from services.projector.replay import replay
-from tests.integration.test_projector_support import (
+from tests.support.events import (
     CountingEmbedder,
     History,
     checkpoint,

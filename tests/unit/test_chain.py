@@ -34,7 +34,7 @@ from services.auditor.checkpoint import (
 )
 from services.auditor.readmodel import compare_event_row, compare_version_row
 from services.auditor.streamio import stream_seq_of
-from tests.integration.auditor_support import memory_created
+from tests.support.auditor import memory_created
 
 
 def _messages(count: int, start: int = 1) -> list[tuple[int, bytes]]:

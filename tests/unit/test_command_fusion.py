@@ -6,7 +6,7 @@ import pytest
 
 from libs.events import InvalidInput
 from libs.readmodel.fusion import RRF_K, or_tsquery, query_terms, reciprocal_rank_fusion
-from services.command.application.commands import validate_principal
+from services.command.application.principals import validate_principal
 
 
 def test_rrf_rewards_documents_both_sides_agree_on() -> None:

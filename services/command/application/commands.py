@@ -23,20 +23,17 @@ from typing import Any, Final
 import psycopg
 import structlog
 
+from libs.auth import Principal
 from libs.events import (
-    COMMANDS,
     Actor,
     CommandBase,
     CommandResult,
     Conflict,
-    InvalidInput,
     Link,
     MnemosError,
-    PayloadTooLarge,
     Remember,
     Unavailable,
     command_digest,
-    decode_command,
     new_command_id,
     validate_command_id,
     validate_id,
@@ -58,18 +55,13 @@ from services.command.domain.memory import (
 from services.command.metrics import COMMAND_SECONDS, COMMANDS_HANDLED
 
 __all__ = [
-    "ANONYMOUS",
     "MAX_APPEND_ATTEMPTS",
     "CommandService",
     "memory_store",
-    "validate_principal",
 ]
 
 log = get_logger(__name__)
 
-ANONYMOUS: Final = "anonymous"
-"""Principal recorded when the transport names none."""
-MAX_PRINCIPAL_CHARS: Final = 256
 MAX_APPEND_ATTEMPTS: Final = 16
 """Reload-and-retry rounds for a command *without* ``expected_version`` that lost a race.
 
@@ -86,17 +78,6 @@ events not yet projected."""
 def memory_store(js: Any) -> EventStore[MemoryState]:
     """Memories on JetStream (folded by :data:`MEMORY_FOLD`, states cached in process)."""
     return JetStreamEventStore(js, MEMORY_FOLD)
-
-
-def validate_principal(value: str | None) -> str:
-    """The principal a transport reported (absent -> ``anonymous``), checked for sanity."""
-    if value is None or value == "":
-        return ANONYMOUS
-    if len(value) > MAX_PRINCIPAL_CHARS or not value.isprintable():
-        raise InvalidInput(
-            f"principal must be 1-{MAX_PRINCIPAL_CHARS} printable characters", field="principal"
-        )
-    return value
 
 
 def _utc_now() -> datetime:
@@ -137,7 +118,7 @@ class _KeyedLocks:
 
 
 class CommandService:
-    """Handles every command; both transports call :meth:`handle`."""
+    """Handles every command (the gateway's registry calls :meth:`execute`)."""
 
     def __init__(self, store: EventStore[MemoryState], read_models: ReadModels | None,
                  config: Config, clock: Callable[[], datetime] = _utc_now) -> None:
@@ -148,36 +129,27 @@ class CommandService:
         self._locks = _KeyedLocks()
         self._horizon: tuple[float, bool] | None = None
 
-    async def handle(self, ns: str, name: str, body: bytes, principal: str | None
-                     ) -> CommandResult:
-        """Validate and apply command ``name`` for namespace ``ns``; raise MnemosError on failure.
-
-        Nothing is appended unless the command is valid and its decision succeeds.
-        """
-        label = name if name in COMMANDS else "unknown"
+    async def execute(self, principal: Principal, ns: str, name: str, command: CommandBase
+                      ) -> CommandResult:
+        """Apply command ``name`` (decoded at the edge) for ``principal`` in namespace ``ns``;
+        raise :class:`MnemosError` on failure. Nothing is appended unless the command is valid
+        and its decision succeeds."""
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = await self._handle(ns, name, body, principal)
+            result = await self._execute(principal, ns, name, command)
             outcome = "duplicate" if result.duplicate else "ok"
             return result
         except MnemosError as exc:
             outcome = exc.code
             raise
         finally:
-            COMMANDS_HANDLED.labels(label, outcome).inc()
-            COMMAND_SECONDS.labels(label).observe(time.perf_counter() - started)
+            COMMANDS_HANDLED.labels(name, outcome).inc()
+            COMMAND_SECONDS.labels(name).observe(time.perf_counter() - started)
 
-    async def _handle(self, ns: str, name: str, body: bytes, principal: str | None
-                      ) -> CommandResult:
+    async def _execute(self, principal: Principal, ns: str, name: str, command: CommandBase
+                       ) -> CommandResult:
         ns = validate_writable_namespace(ns)
-        if len(body) > self._config.max_request_bytes:
-            raise PayloadTooLarge(
-                f"request body is {len(body)} bytes; the limit is "
-                f"{self._config.max_request_bytes}", limit=self._config.max_request_bytes,
-            )
-        who = validate_principal(principal)
-        command = decode_command(name, body)
         supplied = command.command_id is not None
         command_id = validate_command_id(command.command_id) if supplied else new_command_id()
         correlation_id = command.correlation_id or command_id
@@ -191,7 +163,7 @@ class CommandService:
                 if known is not None:
                     log.info("command_repeated", source="command_results", seq=known.seq)
                     return known
-            actor = Actor(principal=who, agent_id=command.actor.agent_id,
+            actor = Actor(principal=principal.name, agent_id=command.actor.agent_id,
                           model=command.actor.model, provider=command.actor.provider)
             ctx = DecisionContext(
                 ns=ns, command_id=command_id, correlation_id=correlation_id, actor=actor,

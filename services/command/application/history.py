@@ -27,7 +27,6 @@ from libs.events import (
     GetDiff,
     GetLog,
     GetVersion,
-    InvalidInput,
     LogEntry,
     LogView,
     NotFound,
@@ -38,16 +37,8 @@ from libs.readmodel.memories import raise_if_dead_lettered
 from libs.readmodel.pool import Conn, ReadModels
 from services.command.metrics import observed_query
 
-__all__ = ["DAG_QUERY_TYPES", "DagQueryService"]
+__all__ = ["HistoryService"]
 
-DAG_QUERY_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
-    "log": GetLog,
-    "branches": GetBranches,
-    "version": GetVersion,
-    "diff": GetDiff,
-    "common_ancestor": GetCommonAncestor,
-}
-"""Query name (last token of ``mnemos.qry.<ns>.<query>``) to its request struct."""
 
 GRAPH_CACHE_SIZE: Final = 64
 """Memories whose version graph is kept between queries."""
@@ -92,7 +83,7 @@ def _version_view(row: dict[str, Any]) -> DagVersionView:
     return msgspec.convert({**row, "parent_ids": list(row["parent_ids"])}, DagVersionView)
 
 
-class DagQueryService:
+class HistoryService:
     """Serves the DAG queries; namespace-scoped, with read-your-writes ``after_seq``."""
 
     def __init__(self, read_models: ReadModels, cache_size: int = GRAPH_CACHE_SIZE) -> None:
@@ -205,20 +196,6 @@ class DagQueryService:
                                 base=lowest[0] if lowest else None, lowest=lowest)
 
         return await observed_query("common_ancestor", work())
-
-    async def dispatch(self, ns: str, request: msgspec.Struct) -> Any:
-        """Run a decoded request of one of :data:`DAG_QUERY_TYPES` (the NATS entry)."""
-        if isinstance(request, GetLog):
-            return await self.log(ns, request)
-        if isinstance(request, GetBranches):
-            return await self.branches(ns, request)
-        if isinstance(request, GetVersion):
-            return await self.version(ns, request)
-        if isinstance(request, GetDiff):
-            return await self.diff(ns, request)
-        if isinstance(request, GetCommonAncestor):
-            return await self.common_ancestor(ns, request)
-        raise InvalidInput(f"not a DAG query: {type(request).__name__}")
 
     async def _start(self, ns: str, memory_id: str, after_seq: int | None) -> str:
         validate_namespace(ns)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -26,26 +25,16 @@ from libs.events import (
     Search,
     SearchHit,
     SearchResults,
-    UnknownCommand,
     validate_id,
     validate_namespace,
 )
-from libs.events.codec import decode_json
 from libs.readmodel import memories as queries
 from libs.readmodel.fusion import FusedHit, reciprocal_rank_fusion
 from libs.readmodel.pool import ReadModels
-from services.command.application.history import DAG_QUERY_TYPES, DagQueryService
 from services.command.metrics import observed_query
 
-__all__ = ["QUERY_TYPES", "QueryService", "candidate_count", "fuse_concurrently"]
+__all__ = ["QueryService", "candidate_count", "fuse_concurrently"]
 
-QUERY_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
-    "get": GetMemory,
-    "list": ListMemories,
-    "history": GetHistory,
-    "search": Search,
-}
-"""Query name (last token of ``mnemos.qry.<ns>.<query>``) to its request struct."""
 
 T = TypeVar("T")
 
@@ -82,9 +71,6 @@ class QueryService:
         self._embedder_factory = embedder
         self._embedder: Embedder | None = None
         self._embedder_lock = asyncio.Lock()
-        self.dag = DagQueryService(read_models)
-        """The version-DAG queries (log, branches, version, diff, common_ancestor)."""
-
 
     async def get(self, ns: str, request: GetMemory) -> MemoryView:
         """One memory with provenance."""
@@ -172,28 +158,3 @@ class QueryService:
             if hit.doc_id in found  # forgotten between ranking and fetching
         ]
         return SearchResults(q=request.q, mode=request.mode, hits=hits)
-
-    async def handle(self, ns: str, name: str, body: bytes, principal: str | None) -> Any:
-        """NATS entry: decode ``body`` as query ``name``'s request and run it."""
-        if name in DAG_QUERY_TYPES:
-            ns = validate_namespace(ns)
-            return await self.dag.dispatch(ns, decode_request(DAG_QUERY_TYPES[name], body or b"{}"))
-        cls = QUERY_TYPES.get(name)
-        if cls is None:
-            known = sorted([*QUERY_TYPES, *DAG_QUERY_TYPES])
-            raise UnknownCommand(f"unknown query {name!r}", known=known)
-        ns = validate_namespace(ns)
-        request = decode_request(cls, body or b"{}")
-        if isinstance(request, GetMemory):
-            return await self.get(ns, request)
-        if isinstance(request, ListMemories):
-            return await self.list_memories(ns, request)
-        if isinstance(request, GetHistory):
-            return await self.history(ns, request)
-        assert isinstance(request, Search)
-        return await self.search(ns, request)
-
-
-def decode_request(cls: type[T], body: bytes) -> T:
-    """Decode a JSON query request; malformed or invalid input is :class:`InvalidInput`."""
-    return decode_json(body, cls)
