@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -19,6 +20,10 @@ from libs.runtime.logging import configure_logging, get_logger
 __all__ = ["SERVICES", "run_service"]
 
 SERVICES: Final = ("command", "projector", "auditor")
+STOP_GRACE_S: Final = 15.0
+"""After SIGTERM a service finishes its work in flight within this long, or is cancelled."""
+CANCEL_GRACE_S: Final = 5.0
+"""... and a cancelled service that still does not return is ended (exit code 3)."""
 """Services ``mnemos up`` starts, in start order. Each may also run alone: ``mnemos serve X``."""
 
 log = get_logger(__name__)
@@ -33,6 +38,10 @@ def load_service(name: str) -> ServiceMain:
     return run
 
 
+async def _until(stop: asyncio.Event) -> None:
+    await stop.wait()
+
+
 async def _serve(name: str, config: Config) -> None:
     if config.metrics_port and name != "command":
         import prometheus_client
@@ -44,7 +53,23 @@ async def _serve(name: str, config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("service_starting", service=name)
-    await load_service(name)(config, stop)
+    service: asyncio.Future[None] = asyncio.ensure_future(load_service(name)(config, stop))
+    stopping: asyncio.Future[None] = asyncio.ensure_future(_until(stop))
+    await asyncio.wait([service, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if not service.done():
+        # Stopped: the service finishes what is in flight, but never for longer than the grace.
+        done, _ = await asyncio.wait({service}, timeout=STOP_GRACE_S)
+        if not done:
+            log.error("service_stop_overdue", service=name, grace_s=STOP_GRACE_S,
+                      action="cancelling")
+            service.cancel()
+            done, _ = await asyncio.wait({service}, timeout=CANCEL_GRACE_S)
+            if not done:
+                log.error("service_stop_forced", service=name)
+                os._exit(3)
+    stopping.cancel()
+    if not service.cancelled():
+        service.result()
     log.info("service_stopped", service=name)
 
 

@@ -78,11 +78,11 @@ async def _nats_status(url: str, status: Status) -> None:
 def _database_status(url: str, schema: str, status: Status) -> None:
     import psycopg
 
+    from libs.readmodel.bookkeeping import checkpoints_now
     from libs.runtime.database import search_path_options
 
     try:
         with psycopg.connect(url, options=search_path_options(schema), connect_timeout=5) as conn:
-            rows = conn.execute("SELECT name, last_seq FROM projection_checkpoints").fetchall()
-            status.checkpoints = {str(name): int(seq) for name, seq in rows}
+            status.checkpoints = checkpoints_now(conn)
     except psycopg.Error as exc:
         status.errors.append(f"Postgres: {exc}".strip())

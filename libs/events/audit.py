@@ -114,6 +114,8 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     pending: int = 0
     first_break: Break | None = None
     read_model_checked: int = 0
+    memories_checked: int = 0
+    """Memories whose rows were compared with the fold of their events."""
     read_model_issue_count: int = 0
     read_model_issues: list[ReadModelIssue] = []
     checkpoints_checked: int = 0

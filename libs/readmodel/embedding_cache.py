@@ -7,7 +7,7 @@ holding the same text all reuse the cached vector.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 import numpy as np
@@ -35,14 +35,16 @@ def _as_array(value: object) -> npt.NDArray[np.float32]:
 
 async def embed_contents(
     conn: psycopg.AsyncConnection[dict[str, object]], embedder: Embedder,
-    contents: Iterable[str],
+    contents: Iterable[str] | Mapping[str, str],
 ) -> dict[str, Embedding]:
     """Embeddings of ``contents`` keyed by content hash: cached ones read, the rest computed.
+    ``contents`` may already be a mapping of content hash to text (nothing is hashed again).
 
     Misses are embedded in one call (off the event loop) and cached in their own short
     transaction, so the work survives even if the batch that needed it is rolled back.
     """
-    by_hash = {content_hash(text): text for text in contents}
+    by_hash = (dict(contents) if isinstance(contents, Mapping)
+               else {content_hash(text): text for text in contents})
     if not by_hash:
         return {}
     model = embedder.model_id

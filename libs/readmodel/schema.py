@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-import blake3
 import psycopg
 from psycopg import sql
 
+from libs.consumer.leadership import advisory_key
 from libs.events import InvalidInput
 from libs.runtime.migrations import apply_migrations
 
@@ -17,7 +17,10 @@ __all__ = [
     "MIGRATIONS_DIR",
     "EmbeddingDimensionMismatch",
     "advisory_key",
+    "copy_embedding_cache",
+    "drop_schema",
     "prepare_schema",
+    "rename_schema",
 ]
 
 COMPONENT: Final = "projector"
@@ -28,12 +31,6 @@ class EmbeddingDimensionMismatch(InvalidInput):
     """The read models were built for another embedding dimension than the configured model's."""
 
     code = "embedding_dimension_mismatch"
-
-
-def advisory_key(purpose: str, schema: str) -> int:
-    """A stable signed 64-bit advisory-lock key for ``purpose`` on ``schema``."""
-    digest = blake3.blake3(f"mnemos:{purpose}:{schema}".encode()).digest(length=8)
-    return int.from_bytes(digest, "big", signed=True)
 
 
 def prepare_schema(database_url: str, schema: str, embedding_dim: int) -> None:
@@ -57,3 +54,21 @@ def prepare_schema(database_url: str, schema: str, embedding_dim: int) -> None:
             "rebuild the read models for the new one with `mnemos replay` into a fresh schema",
             schema=schema, stored=stored, configured=embedding_dim,
         )
+
+
+async def drop_schema(conn: Any, schema: str) -> None:
+    """Drop ``schema`` and everything in it (a rebuild's leftovers), if it exists."""
+    await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+async def rename_schema(conn: Any, old: str, new: str) -> None:
+    """Rename a read-model schema (inside the caller's transaction: swaps are atomic)."""
+    await conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+        sql.Identifier(old), sql.Identifier(new)))
+
+
+async def copy_embedding_cache(conn: Any, source: str, target: str) -> None:
+    """Seed ``target``'s embedding cache with ``source``'s, so a rebuild embeds nothing twice."""
+    await conn.execute(sql.SQL(
+        "INSERT INTO {}.embedding_cache SELECT * FROM {}.embedding_cache ON CONFLICT DO NOTHING"
+    ).format(sql.Identifier(target), sql.Identifier(source)))

@@ -16,11 +16,11 @@ from typing import Any, Final, TextIO
 import msgspec
 from nats.aio.client import Client
 
+from libs.consumer.stream import connect_tool, get_message
 from libs.events import NotFound, Unavailable
 from libs.runtime.config import Config
 from services.auditor.chain import GENESIS_LINK, ChainMismatch, event_digest
 from services.auditor.store import ChainStore, CheckpointRecord, Conn, connect, iter_rows
-from services.auditor.streamio import connect_tool, get_message
 
 __all__ = ["PROOF_FORMAT", "write_proof"]
 

@@ -4,37 +4,22 @@ The projector writes one ``memory_events`` row per memory event and one ``memory
 per version, each carrying the stream ``seq``. Verification walks them in ``seq`` order beside
 the stream (a merge, in bounded memory) and compares each with the decoded event. Comparison is
 pure (:func:`compare_event_row`, :func:`compare_version_row`); the cursors are the adapter.
-Rows missing from a read model are not reported (a forgotten memory, or a projection behind);
-rows that differ from their event, or that name a sequence the stream does not hold, are.
+The SQL that reads the rows is :mod:`libs.readmodel.verification`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 
 from libs.events import Event, ReadModelIssue, decode_event, storable, storable_json
-from services.auditor.store import Conn
 
 __all__ = [
-    "READ_MODEL_QUERIES",
     "compare_event_row",
     "compare_version_row",
     "decode_or_none",
-    "read_model_rows",
-    "read_model_tables",
 ]
-
-
-READ_MODEL_QUERIES: Final = {
-    "memory_events": "SELECT seq, event_id, ns, memory_id, type, schema, actor, command_id, "
-                     "correlation_id, at, data FROM memory_events",
-    "memory_versions": "SELECT seq, event_id, ns, memory_id, version_id, content, content_hash "
-                       "FROM memory_versions",
-}
-"""The rows compared, per table (``WHERE``/``ORDER BY seq`` are added)."""
 
 
 def _builtins(value: object) -> Any:
@@ -94,24 +79,3 @@ def decode_or_none(raw: bytes) -> Event | None:
         return decode_event(raw)
     except Exception:  # InvalidInput and anything a damaged message could raise
         return None
-
-
-async def read_model_tables(conn: Conn) -> list[str]:
-    """Which read-model tables exist in this schema (none when only the auditor runs)."""
-    found = []
-    for table in READ_MODEL_QUERIES:
-        cur = await conn.execute("SELECT to_regclass(%s) AS t", (table,))
-        row = await cur.fetchone()
-        if row and row["t"] is not None:
-            found.append(table)
-    return found
-
-
-async def read_model_rows(conn: Conn, table: str, first: int, page: int = 2000
-                          ) -> AsyncIterator[dict[str, Any]]:
-    """Rows of ``table`` with ``seq >= first`` in seq order (server-side cursor)."""
-    async with conn.cursor(name=f"audit_rm_{table}") as cur:
-        cur.itersize = page
-        await cur.execute(f"{READ_MODEL_QUERIES[table]} WHERE seq >= %s ORDER BY seq", (first,))
-        async for row in cur:
-            yield row

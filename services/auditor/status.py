@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from libs.consumer import advisory_key
+from libs.consumer.stream import connect_tool, stream_bounds
 from libs.events import Unavailable
 from libs.runtime.config import Config
 from services.auditor.files import audit_dir, checkpoint_dir, read_public_key
-from services.auditor.store import ChainStore, Conn, connect, lock_key
-from services.auditor.streamio import connect_tool, stream_bounds
+from services.auditor.store import ChainStore, Conn, connect
 
 __all__ = ["audit_status", "collect"]
 
@@ -19,7 +20,7 @@ async def collect(conn: Conn, stream_last: int, schema: str) -> dict[str, Any]:
     tail = await store.tail()
     recorded = await store.recorded_head()
     last_cp = await store.last_checkpoint()
-    key = lock_key(schema)
+    key = advisory_key("auditor", schema)
     async with conn.transaction():
         cur = await conn.execute(
             "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted "

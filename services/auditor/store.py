@@ -1,8 +1,8 @@
 """Postgres adapter of the audit chain: the writer's lock and appends, and bounded readers.
 
-Only the holder of a session advisory lock (one per schema) extends the chain; the lock is
-taken on the very connection that commits the rows, so losing the connection loses the lock
-and the commit together. The table's primary key and its continuity trigger (see the
+Only the holder of the auditor's leadership lock (taken by :mod:`libs.consumer` on the very
+connection that commits the rows, so losing the connection loses the lock and the commit
+together) extends the chain. The table's primary key and its continuity trigger (see the
 migration) refuse a fork even from a writer that bypassed the lock.
 """
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import blake3
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -30,7 +29,6 @@ __all__ = [
     "audit_schema",
     "connect",
     "iter_rows",
-    "lock_key",
     "migrate",
 ]
 
@@ -72,12 +70,6 @@ async def connect(database_url: str, db_schema: str, autocommit: bool = False) -
         database_url, options=path, autocommit=autocommit, row_factory=dict_row)
 
 
-def lock_key(schema: str) -> int:
-    """The advisory-lock key of the chain of ``schema`` (a signed 64-bit integer)."""
-    digest = blake3.blake3(f"mnemos.auditor.writer:{schema}".encode()).digest(length=8)
-    return int.from_bytes(digest, "big", signed=True)
-
-
 @dataclass(frozen=True, slots=True)
 class CheckpointRecord:
     """A signed checkpoint with the ids of the event that announces it."""
@@ -102,14 +94,6 @@ class ChainStore:
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
-
-    async def try_lock(self, schema: str) -> bool:
-        """Take the writer lock of ``schema`` if free; it lasts as long as the session."""
-        async with self.conn.transaction():
-            cur = await self.conn.execute("SELECT pg_try_advisory_lock(%s) AS got",
-                                          (lock_key(schema),))
-            row = await cur.fetchone()
-        return bool(row and row["got"])
 
     async def ensure_genesis(self) -> None:
         """Write the genesis row and the head row once."""

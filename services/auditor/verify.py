@@ -24,6 +24,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from libs.consumer.stream import StreamMessage, connect_tool, read_stream, stream_bounds
 from libs.events import (
     EVENTS_STREAM,
     AuditCheckpointSigned,
@@ -34,6 +35,14 @@ from libs.events import (
     ReadModelIssue,
     VerifyReport,
 )
+from libs.readmodel.verification import (
+    check_folds,
+    check_result_count,
+    dead_letter_seqs,
+    event_rows,
+    projection_checkpoint,
+    read_model_tables,
+)
 from libs.runtime.config import Config
 from services.auditor.chain import GENESIS_LINK, StoredRow, diagnose
 from services.auditor.checkpoint import Checkpoint, verify_checkpoint
@@ -42,18 +51,10 @@ from services.auditor.readmodel import (
     compare_event_row,
     compare_version_row,
     decode_or_none,
-    read_model_rows,
-    read_model_tables,
 )
 from services.auditor.store import ChainStore, Conn, connect, iter_rows
-from services.auditor.streamio import (
-    CHECKPOINT_SUBJECT,
-    CONSUMER,
-    StreamMessage,
-    connect_tool,
-    read_stream,
-    stream_bounds,
-)
+from services.auditor.streamio import CHECKPOINT_SUBJECT
+from services.auditor.writer import CONSUMER
 
 __all__ = ["ProgressFn", "run_verification", "verify"]
 
@@ -122,6 +123,10 @@ class _Walk:
         self.progress = progress
         self.started = time.monotonic()
         self.last_progress = self.started
+        self.projected = 0
+        self.dead: set[int] = set()
+        self.tables: list[str] = []
+        self.untrusted: set[tuple[str, str]] = set()
 
     def fail(self, brk: Break) -> None:
         self.report.first_break = brk
@@ -137,7 +142,8 @@ class _Walk:
         rows = _Peek(iter_rows(self.conn, first, None))
         cps = _Peek(self._table_checkpoints(first))
         tables = await read_model_tables(self.conn)
-        models = {t: _Peek(read_model_rows(self.conn, t, first)) for t in tables}
+        models = {t: _Peek(event_rows(self.conn, t, first)) for t in tables}
+        self.tables = tables
         try:
             await rows.advance()
             await cps.advance()
@@ -245,6 +251,15 @@ class _Walk:
     async def _read_models(self, models: dict[str, _Peek[dict[str, Any]]],
                            msg: StreamMessage) -> None:
         event = None
+        events = models.get("memory_events")
+        if (events is not None and msg.seq <= self.projected and msg.seq not in self.dead
+                and (events.head is None or int(events.head["seq"]) > msg.seq)):
+            event = decode_or_none(msg.data)
+            if event is not None and event.aggregate == "memory":
+                self._issue(ReadModelIssue(
+                    table="memory_events", seq=msg.seq, event_id=event.id, field="seq",
+                    detail=f"memory_events has no row for the event at seq {msg.seq} (memory "
+                    f"{event.aggregate_id}), which was projected and not dead-lettered"))
         for table, peek in models.items():
             while peek.head is not None and int(peek.head["seq"]) <= msg.seq:
                 row = peek.head
@@ -262,6 +277,8 @@ class _Walk:
                     issue = compare(row, event, msg.seq)
                     if issue is not None:
                         self._issue(issue)
+                        if table == "memory_events":  # its fold would blame the wrong rows
+                            self.untrusted.add((str(row["ns"]), str(row["memory_id"])))
                 await peek.advance()
 
     def _issue(self, issue: ReadModelIssue) -> None:
@@ -385,9 +402,17 @@ async def run_verification(conn: Conn, nc: Client, *, full: bool = False,
         if start is not None and report.ok:
             report.from_seq, prev = start
             report.to_seq = start[0] - 1
+            walk.projected = await projection_checkpoint(conn)
+            walk.dead = await dead_letter_seqs(conn)
             prev = await walk.walk(start[0], start[1], checkpoint)
             if report.first_break is None:
                 await _chain_end(store, report, evidence, checkpoint)
+            if "memory_events" in walk.tables:
+                since = 0 if report.mode == "full" else report.from_seq
+                report.memories_checked = await check_folds(conn, since, walk._issue,
+                                                            skip=walk.untrusted)
+                if since == 0:
+                    await check_result_count(conn, walk._issue)
     await conn.set_isolation_level(None)
     elapsed = time.monotonic() - walk.started
     report.duration_s = round(elapsed, 3)

@@ -1,53 +1,42 @@
-"""The chain writer: consume the stream in order, link every message, sign checkpoints.
+"""The chain writer on the shared consumer runtime: link every message, sign checkpoints.
 
-One batch = one transaction (rows + head + optional checkpoint), then one cumulative ack.
-Fetching the next batch overlaps the commit of the current one: the fetch is Python work in
-this process, the commit is Postgres work in another.
+One batch = one transaction (rows + head + optional checkpoint), then the runtime's cumulative
+ack. The chain never skips a sequence: a hole in the stream halts the writer (it records the
+incident once and keeps its lock, so no standby links past it either) until the message is
+readable again; a stream shorter than the chain halts it too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from nats.aio.client import Client
-from nats.aio.msg import Msg
 
+from libs.consumer import ConsumerRuntime, ConsumerSettings, Delivery, Halt, Takeover
+from libs.consumer.stream import get_message, stream_bounds
+from libs.events import Unavailable
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
 from services.auditor.chain import Head, extend
 from services.auditor.checkpoint import checkpoint_due, format_at, sign_checkpoint
 from services.auditor.files import checkpoint_dir, write_checkpoint_file
-from services.auditor.store import ChainStore, CheckpointRecord
-from services.auditor.streamio import (
-    CHECKPOINT_SUBJECT,
-    BatchPuller,
-    checkpoint_record,
-    get_message,
-    publish_checkpoint,
-    reset_consumer,
-    stream_bounds,
-    stream_seq_of,
-)
+from services.auditor.metrics import CHAIN_HEAD, CHECKPOINTS_SIGNED, INCIDENTS
+from services.auditor.store import ChainStore, CheckpointRecord, Conn, connect
+from services.auditor.streamio import CHECKPOINT_SUBJECT, checkpoint_record, publish_checkpoint
 
-__all__ = ["BATCH", "ChainWriter"]
+__all__ = ["BATCH", "CONSUMER", "ChainWriter", "auditor_runtime"]
 
 log = get_logger(__name__)
 
+CONSUMER: Final = "auditor"
+"""Durable consumer (and leadership role) of the chain writer."""
 BATCH: Final = 5000
 """Messages per fetch and per transaction."""
-
-_IDLE_FETCH_S: Final = 0.5
-_GAP_RECHECK_S: Final = 30.0
-
-
-class _Restart(Exception):
-    """Deliveries arrived out of order; recreate the consumer at the head."""
 
 
 @dataclass
@@ -58,100 +47,62 @@ class _CheckpointClock:
 
 
 class ChainWriter:
-    """Extends the chain while holding the writer lock (see :mod:`.store`)."""
+    """Extends the chain (see :class:`libs.consumer.ConsumerHandler`)."""
 
-    def __init__(self, config: Config, nc: Client, store: ChainStore, key: Ed25519PrivateKey,
-                 batch: int = BATCH) -> None:
+    def __init__(self, config: Config, js: Any, key: Ed25519PrivateKey) -> None:
         self.config = config
-        self.nc = nc
-        self.js = nc.jetstream()
-        self.store = store
+        self.js = js
         self.key = key
-        self.batch = batch
+        self.store: ChainStore | None = None
         self.head = Head(0, b"")
         self.clock = _CheckpointClock(0, time.monotonic(), 0)
+        self._incident: tuple[str, int] | None = None
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Extend until ``stop``; raises on lost database/NATS so the caller can retry."""
-        await self.store.ensure_genesis()
-        self.head = await self.store.tail()
-        await self._publish_pending()
-        last = await self.store.last_checkpoint()
+    async def start(self, conn: Conn, takeover: Takeover) -> int:
+        store = self.store = ChainStore(conn)
+        await store.ensure_genesis()
+        self.head = await store.tail()
+        CHAIN_HEAD.set(self.head.seq)
+        for record in await store.unpublished_checkpoints():
+            await self._announce(record)
+        last = await store.last_checkpoint()
         last_seq = last.checkpoint.seq if last else 0
         # Unsigned links from before a restart count as news for the time-based checkpoint.
         self.clock = _CheckpointClock(last_seq, time.monotonic(),
                                       1 if self.head.seq > last_seq else 0)
-        while not stop.is_set():
-            try:
-                await self._consume(stop)
-            except _Restart:
-                log.warning("auditor_consumer_restart", head=self.head.seq)
-
-    async def _consume(self, stop: asyncio.Event) -> None:
-        puller, old_floor = await reset_consumer(self.nc, self.js, self.head.seq + 1,
-                                                 2 * self.batch)
-        if not await self._check_takeover(old_floor):
-            await puller.close()
-            await self._halt(stop)
-            return
+        await self._check_takeover(takeover.previous_ack_floor)
         log.info("auditor_extending", head=self.head.seq)
-        queue: asyncio.Queue[list[Msg] | BaseException] = asyncio.Queue(maxsize=2)
-        fetcher = asyncio.create_task(self._fetch_loop(puller, queue, stop))
-        try:
-            while not stop.is_set():
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout=_IDLE_FETCH_S * 2)
-                except TimeoutError:
-                    item = []
-                if isinstance(item, BaseException):
-                    raise item
-                gap = await self._apply(item)
-                if gap is not None:
-                    await self._on_gap(*gap, stop)
-        finally:
-            fetcher.cancel()
-            await asyncio.gather(fetcher, return_exceptions=True)
-            await puller.close()
+        return self.head.seq
 
-    async def _fetch_loop(self, puller: BatchPuller,
-                          queue: asyncio.Queue[list[Msg] | BaseException],
-                          stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                msgs = await puller.pull(self.batch, _IDLE_FETCH_S)
-            except Exception as exc:  # surfaced to the writer, which decides
-                await queue.put(exc)
-                return
-            if msgs:
-                await queue.put(msgs)
+    async def prepare(self, deliveries: Sequence[Delivery]) -> None:
+        return None
 
-    async def _apply(self, msgs: list[Msg]) -> tuple[int, int] | None:
-        """Link one fetched batch, commit it, ack it, and sign a checkpoint if due.
+    async def apply(self, conn: Conn, deliveries: Sequence[Delivery], prepared: None) -> int:
+        ext = extend(self.head, ((d.seq, d.data) for d in deliveries))
+        self.clock.new_events += sum(1 for d in deliveries if self.head.seq < d.seq <= ext.head.seq
+                                     and d.subject != CHECKPOINT_SUBJECT)
+        await self._commit(ext.rows, ext.head)
+        self._incident = None
+        return self.head.seq
 
-        Returns the ``(expected, got)`` sequence gap that stopped the batch, if any.
-        """
-        seqs = [stream_seq_of(m.reply) for m in msgs]
-        ext = extend(self.head, zip(seqs, (m.data for m in msgs), strict=True))
-        done = sum(1 for seq in seqs if seq <= ext.head.seq)
-        self.clock.new_events += sum(
-            1 for m, seq in zip(msgs, seqs, strict=True)
-            if self.head.seq < seq <= ext.head.seq and m.subject != CHECKPOINT_SUBJECT)
-        record = self._checkpoint_if_due(ext.head)
-        if ext.rows or record is not None:
-            await self.store.append(ext.rows, ext.head, record)
-            self.head = ext.head
+    async def idle(self, conn: Conn) -> None:
+        await self._commit([], self.head)  # a time-based checkpoint may be due
+
+    async def _commit(self, rows: Sequence[Any], head: Head) -> None:
+        assert self.store is not None
+        record = self._checkpoint_if_due(head)
+        if rows or record is not None:
+            await self.store.append(rows, head, record)
+            self.head = head
+            CHAIN_HEAD.set(head.seq)
         if record is not None:
             self.clock = _CheckpointClock(record.checkpoint.seq, time.monotonic(), 0)
-        if done:
-            await msgs[done - 1].ack()
-        if record is not None:
             await self._announce(record)
-        return ext.gap
 
     def _checkpoint_if_due(self, head: Head) -> CheckpointRecord | None:
         now = time.monotonic()
-        if not checkpoint_due(head.seq, self.clock.seq, now - self.clock.at, self.clock.new_events,
-                              self.config.audit_checkpoint_events,
+        if not checkpoint_due(head.seq, self.clock.seq, now - self.clock.at,
+                              self.clock.new_events, self.config.audit_checkpoint_events,
                               self.config.audit_checkpoint_interval_s):
             return None
         at = format_at(datetime.now(UTC))
@@ -159,38 +110,37 @@ class ChainWriter:
 
     async def _announce(self, record: CheckpointRecord) -> None:
         """After commit: the operator's file, then the stream event (idempotent on retry)."""
+        assert self.store is not None
         path = await asyncio.to_thread(write_checkpoint_file, checkpoint_dir(self.config),
                                        record.checkpoint)
         published = await publish_checkpoint(self.js, record)
         await self.store.mark_published(record.checkpoint.seq, published)
+        CHECKPOINTS_SIGNED.inc()
         log.info("audit_checkpoint_signed", seq=record.checkpoint.seq, link=record.checkpoint.link,
                  file=str(path), event_seq=published)
 
-    async def _publish_pending(self) -> None:
-        for record in await self.store.unpublished_checkpoints():
-            await self._announce(record)
-
-    async def _on_gap(self, expected: int, got: int, stop: asyncio.Event) -> None:
-        """A sequence jump: a delivery hiccup (re-read), or a hole in the stream.
-
-        A hole halts the writer: the chain never skips a sequence. It records the incident
-        once, then re-checks now and then whether the message became readable again.
-        """
+    async def on_gap(self, conn: Conn, expected: int, got: int) -> None:
+        """A sequence jump: a delivery hiccup (read again), or a hole in the stream (halt)."""
         if await get_message(self.js, expected) is not None:
-            raise _Restart()
-        detail = (f"stream message {expected} cannot be read (next delivered: {got}); "
-                  "the chain stops here rather than skip it")
-        log.error("audit_stream_gap", expected=expected, got=got)
-        await self.store.record_incident("stream_gap", expected, detail)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=_GAP_RECHECK_S)
-            if await get_message(self.js, expected) is not None:
-                raise _Restart()
+            raise Unavailable(f"delivery skipped {expected}; reading the stream again")
+        await self._incident_once("stream_gap", expected,
+                                  f"stream message {expected} cannot be read (next delivered: "
+                                  f"{got}); the chain stops here rather than skip it")
+        raise Halt(f"stream message {expected} cannot be read")
 
-    async def _check_takeover(self, old_floor: int) -> bool:
-        """Record evidence that stored links were removed; False if the stream is shorter
-        than the chain (linking on would mix two histories)."""
+    async def _incident_once(self, kind: str, seq: int, detail: str) -> None:
+        assert self.store is not None
+        if self._incident == (kind, seq):
+            return
+        log.error(f"audit_{kind}", seq=seq, detail=detail)
+        await self.store.record_incident(kind, seq, detail)
+        INCIDENTS.labels(kind).inc()
+        self._incident = (kind, seq)
+
+    async def _check_takeover(self, old_floor: int) -> None:
+        """Record evidence that stored links were removed; halt if the stream is shorter than
+        the chain (linking on would mix two histories)."""
+        assert self.store is not None
         recorded = await self.store.recorded_head()
         evidence: dict[str, Any] = {}
         if old_floor > self.head.seq:
@@ -198,25 +148,34 @@ class ChainWriter:
         if recorded is not None and recorded.seq > self.head.seq:
             evidence["recorded_head"] = recorded.seq
         if evidence:
-            detail = (f"chain ends at {self.head.seq} but had reached "
-                      + ", ".join(f"{k}={v}" for k, v in evidence.items())
-                      + "; re-linking from the stream")
-            log.error("audit_chain_rows_missing", head=self.head.seq, **evidence)
-            await self.store.record_incident("chain_rows_missing", self.head.seq + 1, detail)
+            await self._incident_once(
+                "chain_rows_missing", self.head.seq + 1,
+                f"chain ends at {self.head.seq} but had reached "
+                + ", ".join(f"{k}={v}" for k, v in evidence.items())
+                + "; re-linking from the stream")
         _, stream_last = await stream_bounds(self.js)
-        if stream_last >= self.head.seq:
-            return True
-        detail = (f"the stream ends at {stream_last} but the chain holds links up to "
-                  f"{self.head.seq}; the writer stops until an operator intervenes")
-        log.error("audit_stream_truncated", stream_last=stream_last, head=self.head.seq)
-        await self.store.record_incident("stream_truncated", stream_last + 1, detail)
-        return False
+        if stream_last < self.head.seq:
+            await self._incident_once(
+                "stream_truncated", stream_last + 1,
+                f"the stream ends at {stream_last} but the chain holds links up to "
+                f"{self.head.seq}; the writer stops until an operator intervenes")
+            raise Halt("the stream is shorter than the chain; see audit_incidents and run "
+                       "`mnemos audit verify --full`")
 
-    async def _halt(self, stop: asyncio.Event) -> None:
-        """Stay (holding the lock, so no standby links past the problem) until stopped."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=_GAP_RECHECK_S)
-            if not stop.is_set():
-                log.error("audit_writer_halted", head=self.head.seq,
-                          hint="see audit_incidents and run `mnemos audit verify --full`")
+    async def close(self) -> None:
+        self.store = None
+
+
+def auditor_runtime(config: Config, nc: Any, key: Ed25519PrivateKey,
+                    batch: int = BATCH) -> ConsumerRuntime[None]:
+    """The chain writer as a consumer-runtime instance."""
+    assert config.database_url is not None
+    url = config.database_url
+
+    async def connect_writer() -> Conn:
+        return await connect(url, config.db_schema)
+
+    settings = ConsumerSettings(name=CONSUMER, role="auditor", schema=config.db_schema,
+                                connect=connect_writer, batch_size=batch, ahead=1,
+                                fetch_wait_s=0.5, max_ack_pending=2 * batch)
+    return ConsumerRuntime(settings, ChainWriter(config, nc.jetstream(), key), nc)

@@ -14,28 +14,32 @@ nothing is committed or acknowledged, and the caller reconnects.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import Any
 
-import nats.errors
 import psycopg
 
+from libs.consumer.dead_letters import DeadLetter, dead_letter
 from libs.embeddings import Embedder
-from libs.events import Event, MnemosError, Unavailable, content_hash, decode_event
+from libs.events import MnemosError, Unavailable
+from libs.readmodel.bookkeeping import (
+    CHECKPOINT_NAME,
+    checkpoint_table_oid,
+    projected_event_ids,
+    read_checkpoint,
+    record_batch_end,
+)
 from libs.readmodel.embedding_cache import embed_contents
 from libs.readmodel.projections import (
     Embedding,
     InvariantViolation,
     Statement,
-    check_subject,
-    content_of,
     event_type,
-    is_projected,
     project,
 )
 from libs.runtime.logging import get_logger
-from services.projector.deliveries import DeadLetter, Delivery, dead_letter, memory_of_subject
+from services.projector.decoding import Decoded, texts_by_digest
 from services.projector.metrics import DEAD_LETTERED, DUPLICATES_SKIPPED, EVENTS_PROJECTED
 from services.projector.runs import Planned, independent_runs
 
@@ -44,15 +48,11 @@ __all__ = [
     "BatchApplier",
     "BatchOutcome",
     "SchemaSwapped",
-    "embed_ahead",
     "is_poison",
-    "is_transient",
 ]
 
 log = get_logger(__name__)
 
-CHECKPOINT_NAME: Final = "read_models"
-"""Row of ``projection_checkpoints`` holding the last stream sequence applied."""
 
 Conn = psycopg.AsyncConnection[dict[str, object]]
 
@@ -63,11 +63,10 @@ class SchemaSwapped(Unavailable):
 
 @dataclass(slots=True)
 class BatchOutcome:
-    """What one batch did: ``skipped`` were at or below the checkpoint (redeliveries),
-    ``passed_over`` are valid events the read models do not project (other aggregates)."""
+    """What one batch did: ``passed_over`` are valid events the read models do not project
+    (other aggregates)."""
 
     last_seq: int
-    skipped: int = 0
     passed_over: int = 0
     duplicates: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -86,14 +85,6 @@ def is_poison(exc: BaseException) -> bool:
     return isinstance(exc, MnemosError | psycopg.DataError | psycopg.IntegrityError)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """A failure of the surroundings (connection lost, timeout): retry the batch, ack nothing."""
-    return isinstance(
-        exc, psycopg.OperationalError | psycopg.InterfaceError | Unavailable | nats.errors.Error
-        | TimeoutError | ConnectionError,
-    )
-
-
 PublishDeadLetters = Callable[[Sequence[DeadLetter]], Awaitable[None]]
 
 
@@ -106,75 +97,54 @@ class BatchApplier:
     """
 
     def __init__(
-        self, conn: Conn, embedder: Embedder, *, schema: str, notify_channel: str | None,
-        fence_key: int | None, max_attempts: int = 3,
+        self, conn: Conn, embedder: Embedder, *, schema: str, fence_key: int | None,
+        max_attempts: int = 3,
     ) -> None:
         self.conn = conn
         self.embedder = embedder
         self.schema = schema
-        self.notify_channel = notify_channel
         self.fence_key = fence_key
         self.max_attempts = max_attempts
         self._table_oid: int | None = None
 
     async def read_checkpoint(self) -> int:
         """The last committed stream sequence (0 before the first event)."""
-        cur = await self.conn.execute(
-            "SELECT last_seq FROM projection_checkpoints WHERE name = %s", (CHECKPOINT_NAME,)
-        )
-        row = await cur.fetchone()
-        self._table_oid = await self._checkpoint_table_oid()
-        return cast(int, row["last_seq"]) if row else 0
+        self._table_oid = await checkpoint_table_oid(self.conn)
+        return await read_checkpoint(self.conn)
 
-    async def _checkpoint_table_oid(self) -> int:
-        cur = await self.conn.execute(
-            "SELECT to_regclass('projection_checkpoints')::oid AS oid", prepare=False
-        )
-        row = await cur.fetchone()
-        return cast(int, row["oid"]) if row and row["oid"] is not None else 0
-
-    async def apply(
-        self, deliveries: Sequence[Delivery], checkpoint: int,
-        publish_dead_letters: PublishDeadLetters | None = None,
-        embedded_ahead: dict[str, Embedding] | None = None,
-    ) -> BatchOutcome:
-        """Apply the deliveries above ``checkpoint`` and commit them with the new checkpoint.
+    async def apply(self, decoded: Sequence[Decoded], embeddings: Mapping[str, Embedding],
+                    publish_dead_letters: PublishDeadLetters | None = None) -> BatchOutcome:
+        """Apply a decoded batch (every delivery above the checkpoint, in order) and commit it
+        with the new checkpoint. ``embeddings`` (by content hash) may miss some contents; they
+        are embedded here.
 
         ``publish_dead_letters`` runs inside the transaction, just before the commit, so a dead
         letter is published before it is checkpointed (publishing is idempotent by message id).
-        ``embedded_ahead`` holds embeddings already computed for these deliveries (see
-        :func:`embed_ahead`); anything missing from it is embedded here.
         """
-        fresh = [d for d in deliveries if d.seq > checkpoint]
-        if not fresh:
-            return BatchOutcome(last_seq=checkpoint, skipped=len(deliveries))
-        decoded = [_decode(d) for d in fresh]
-        texts = _texts_to_embed(decoded)
-        ready = embedded_ahead or {}
-        embeddings = dict(ready)
-        missing = [t for t in texts if content_hash(t) not in ready]
-        embeddings.update(await embed_contents(self.conn, self.embedder, missing))
+        wanted = texts_by_digest(decoded)
+        missing = {d: t for d, t in wanted.items() if d not in embeddings}
+        ready = dict(embeddings)
+        if missing:
+            ready.update(await embed_contents(self.conn, self.embedder, missing))
+        batch = list(decoded)
         try:
             # Fast path: no savepoints. Poison is rare; when it shows up the batch is rolled
             # back and redone carefully, one savepoint (and bounded retries) per event.
-            outcome = await self._apply_batch(decoded, embeddings, publish_dead_letters,
-                                              careful=False)
+            outcome = await self._apply_batch(batch, ready, publish_dead_letters, careful=False)
         except _PoisonInBatch:
-            outcome = await self._apply_batch(decoded, embeddings, publish_dead_letters,
-                                              careful=True)
-        outcome.skipped = len(deliveries) - len(fresh)
+            outcome = await self._apply_batch(batch, ready, publish_dead_letters, careful=True)
         self._record(outcome)
         return outcome
 
     async def _apply_batch(
-        self, decoded: list[_Decoded], embeddings: dict[str, Embedding],
+        self, decoded: list[Decoded], embeddings: Mapping[str, Embedding],
         publish_dead_letters: PublishDeadLetters | None, careful: bool,
     ) -> BatchOutcome:
         outcome = BatchOutcome(last_seq=max(item.delivery.seq for item in decoded))
         async with self.conn.transaction():
             await self._fence()
-            seen = await self._already_projected(
-                [i.event.id for i in decoded if i.event and is_projected(i.event)])
+            seen = await projected_event_ids(self.conn,
+                [i.event.id for i in decoded if i.event is not None and i.projected])
             if careful:
                 for item in decoded:
                     await self._apply_one(item, seen, embeddings, outcome)
@@ -201,17 +171,11 @@ class BatchApplier:
         if self.fence_key is None:
             return
         await self.conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self.fence_key,))
-        if await self._checkpoint_table_oid() != self._table_oid:
+        if await checkpoint_table_oid(self.conn) != self._table_oid:
             raise SchemaSwapped(f"read-model schema {self.schema} was swapped by a replay")
 
-    async def _already_projected(self, event_ids: list[str]) -> set[str]:
-        cur = await self.conn.execute(
-            "SELECT event_id FROM memory_events WHERE event_id = ANY(%s)", (event_ids,)
-        )
-        return {str(row["event_id"]) for row in await cur.fetchall()}
-
     def _plan_one(
-        self, item: _Decoded, seen: set[str], embeddings: dict[str, Embedding],
+        self, item: Decoded, seen: set[str], embeddings: Mapping[str, Embedding],
         outcome: BatchOutcome,
     ) -> Planned | None:
         """The statements applying one event, or None when it is not applied (recorded in
@@ -221,15 +185,14 @@ class BatchApplier:
             # Checks of immutable bytes, without the database: retrying cannot help.
             outcome.dead_letters.append(dead_letter(delivery, event, item.error, attempts=1))
             return None
-        if not is_projected(event):
+        if not item.projected:
             outcome.passed_over += 1
             return None
         if event.id in seen:
             # The same event appended twice (beyond the duplicate window): already applied.
             outcome.duplicates += 1
             return None
-        text = content_of(event)
-        embedding = embeddings.get(content_hash(text)) if text is not None else None
+        embedding = embeddings.get(item.digest) if item.digest is not None else None
         try:
             statements = project(event, delivery.seq, embedding)
         except MnemosError as exc:
@@ -239,7 +202,7 @@ class BatchApplier:
         return Planned(event.id, event_type(event), event.aggregate_id, statements)
 
     async def _apply_one(
-        self, item: _Decoded, seen: set[str], embeddings: dict[str, Embedding],
+        self, item: Decoded, seen: set[str], embeddings: Mapping[str, Embedding],
         outcome: BatchOutcome,
     ) -> None:
         """The careful path: one event in a savepoint, retried, dead-lettered if it fails."""
@@ -255,7 +218,7 @@ class BatchApplier:
         outcome.applied_by_type[planned.event_type] += 1
 
     async def _apply_pipelined(
-        self, decoded: list[_Decoded], seen: set[str], embeddings: dict[str, Embedding],
+        self, decoded: list[Decoded], seen: set[str], embeddings: Mapping[str, Embedding],
         outcome: BatchOutcome,
     ) -> None:
         """The fast path: every statement of the batch is sent in libpq pipeline mode, runs of
@@ -310,69 +273,8 @@ class BatchApplier:
             raise InvariantViolation(statement.error.format(**statement.params))
 
     async def _finish(self, outcome: BatchOutcome) -> None:
-        async with self.conn.cursor() as cur:
-            if outcome.dead_letters:
-                await cur.executemany(
-                    "INSERT INTO dead_letters (consumer, seq, event_id, subject, error, attempts,"
-                    " raw) VALUES ('projector', %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    [(d.seq, d.event_id, d.subject, d.error, d.attempts, d.raw)
-                     for d in outcome.dead_letters],
-                )
-                marks = [(d.seq, *target) for d in outcome.dead_letters
-                         if (target := memory_of_subject(d.subject)) is not None]
-                if marks:
-                    await cur.executemany(
-                        "UPDATE memories SET diverged_seq = least(coalesce(diverged_seq, %s), %s)"
-                        " WHERE ns = %s AND memory_id = %s",
-                        [(seq, seq, ns, memory_id) for seq, ns, memory_id in marks],
-                    )
-            await cur.execute(
-                "INSERT INTO projection_checkpoints (name, last_seq) VALUES (%s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET last_seq = EXCLUDED.last_seq,"
-                " updated_at = now()",
-                (CHECKPOINT_NAME, outcome.last_seq),
-            )
-            if self.notify_channel:
-                await cur.execute("SELECT pg_notify(%s, %s)",
-                                  (self.notify_channel, str(outcome.last_seq)))
+        await record_batch_end(self.conn, outcome.last_seq, outcome.dead_letters)
 
 
 class _PoisonInBatch(Exception):
     """The fast path met a poison event: redo the batch with savepoints."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Decoded:
-    delivery: Delivery
-    event: Event | None
-    error: MnemosError | None
-
-
-def _texts_to_embed(decoded: Sequence[_Decoded]) -> list[str]:
-    return [t for item in decoded if item.error is None and item.event
-            and is_projected(item.event) and (t := content_of(item.event)) is not None]
-
-
-async def embed_ahead(
-    conn: Conn, embedder: Embedder, deliveries: Sequence[Delivery], checkpoint: int
-) -> dict[str, Embedding]:
-    """Embed (through the cache, on ``conn``) the contents of deliveries not yet applied.
-
-    The consumer runs this for the next batch while the current one is being written, on a
-    second connection: embedding is the projector's bottleneck and needs no ordering. Only the
-    embedding cache is touched, which is idempotent, so a crash loses nothing but the work.
-    """
-    fresh = [_decode(d) for d in deliveries if d.seq > checkpoint]
-    return await embed_contents(conn, embedder, _texts_to_embed(fresh))
-
-
-def _decode(delivery: Delivery) -> _Decoded:
-    try:
-        event = decode_event(delivery.data)
-    except MnemosError as exc:
-        return _Decoded(delivery, None, exc)
-    try:
-        check_subject(event, delivery.subject)
-    except MnemosError as exc:
-        return _Decoded(delivery, event, exc)
-    return _Decoded(delivery, event, None)

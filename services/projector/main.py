@@ -15,7 +15,8 @@ from libs.readmodel.schema import prepare_schema
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import connect_nats, ensure_streams
-from services.projector.runner import CONSUMER_NAME, Projector, ProjectorSettings
+from libs.runtime.startup import retry_until_ready
+from services.projector.handler import CONSUMER_NAME, ProjectorSettings, projector_runtime
 
 __all__ = ["database_url_of", "nats_url_of", "run"]
 
@@ -38,19 +39,28 @@ async def run(config: Config, stop: asyncio.Event, *, consumer: str = CONSUMER_N
               embedder: Embedder | None = None) -> None:
     """Run the projector until ``stop`` is set; the batch in flight is finished first.
 
-    ``consumer`` and ``embedder`` exist for tests and tools that project a second database from
-    the same stream (their own durable consumer) or count embedding calls.
+    Waits for Postgres and NATS at start (saying so). ``consumer`` and ``embedder`` exist for
+    tests and tools that project a second database from the same stream (their own durable
+    consumer) or count embedding calls.
     """
     embedder = embedder or build_embedder(config)
     database_url = database_url_of(config)
-    await asyncio.to_thread(prepare_schema, database_url, config.db_schema, embedder.dim)
-    nc = await connect_nats(nats_url_of(config), f"mnemos-{consumer}")
+
+    async def migrate() -> bool:
+        await asyncio.to_thread(prepare_schema, database_url, config.db_schema, embedder.dim)
+        return True
+
+    if await retry_until_ready("postgres (read-model migrations)", migrate, stop) is None:
+        return
+    nc = await retry_until_ready("nats", lambda: connect_nats(nats_url_of(config),
+                                                              f"mnemos-{consumer}"), stop)
+    if nc is None:
+        return
     try:
-        js = nc.jetstream()
-        await ensure_streams(js, config)
+        await ensure_streams(nc.jetstream(), config)
         settings = ProjectorSettings(database_url=database_url, schema=config.db_schema,
                                      consumer=consumer)
-        checkpoint = await Projector(settings, js, embedder).run(stop)
+        checkpoint = await projector_runtime(settings, nc, embedder).run(stop)
         log.info("projector_stopped", checkpoint=checkpoint)
     finally:
         # Acks of the last batch are buffered publishes: flush them before closing.

@@ -20,20 +20,26 @@ from typing import Any
 
 import psycopg
 from nats.js.errors import NotFoundError
-from psycopg import sql
 from tqdm import tqdm
 
+from libs.consumer import ConsumerRuntime
 from libs.embeddings import Embedder, build_embedder
 from libs.events import EVENTS_STREAM, Conflict
+from libs.readmodel.bookkeeping import live_checkpoint, table_exists
 from libs.readmodel.digest import read_model_digest, row_counts
-from libs.readmodel.schema import advisory_key, prepare_schema
+from libs.readmodel.schema import (
+    advisory_key,
+    copy_embedding_cache,
+    drop_schema,
+    prepare_schema,
+    rename_schema,
+)
 from libs.runtime.config import Config
 from libs.runtime.database import connect_async
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import connect_nats, ensure_streams
-from services.projector.batch import CHECKPOINT_NAME
+from services.projector.handler import ProjectorSettings, projector_runtime
 from services.projector.main import database_url_of, nats_url_of
-from services.projector.runner import Projector, ProjectorSettings
 
 __all__ = ["ReplayReport", "replay"]
 
@@ -104,16 +110,17 @@ async def replay(config: Config, swap: bool, force: bool = False, *,
             await ensure_streams(js, config)
             info = await js.stream_info(EVENTS_STREAM)
             report = ReplayReport(live, rebuild, stream_last_seq=int(info.state.last_seq))
+            # A bounded run: no embedding ahead (one connection), nothing fenced or published.
             settings = ProjectorSettings(
-                database_url=url, schema=rebuild, consumer=f"replay_{live}", notify_channel=None,
-                publish_dead_letters=False, fenced=False,
+                database_url=url, schema=rebuild, consumer=f"replay_{live}",
+                publish_dead_letters=False, fenced=False, embed_ahead=0,
             )
             with tqdm(total=report.stream_last_seq, unit="ev", desc=f"replay {live}",
                       disable=not progress, mininterval=0.5) as bar:
                 def advance(seq: int) -> None:
                     bar.update(seq - bar.n)
 
-                projector = Projector(settings, js, embedder, on_checkpoint=advance)
+                projector = projector_runtime(settings, nc, embedder, on_checkpoint=advance)
                 try:
                     report.rebuilt_to_seq = await projector.run(
                         asyncio.Event(), until_seq=report.stream_last_seq)
@@ -133,31 +140,10 @@ async def replay(config: Config, swap: bool, force: bool = False, *,
 async def _fresh_schema(conn: psycopg.AsyncConnection[Any], live: str, rebuild: str, dim: int,
                         url: str) -> None:
     """An empty ``rebuild`` schema, migrated, holding a copy of the live embedding cache."""
-    await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(rebuild)))
+    await drop_schema(conn, rebuild)
     await asyncio.to_thread(prepare_schema, url, rebuild, dim)
-    if await _exists(conn, live, "embedding_cache"):
-        await conn.execute(sql.SQL(
-            "INSERT INTO {}.embedding_cache SELECT * FROM {}.embedding_cache ON CONFLICT DO NOTHING"
-        ).format(sql.Identifier(rebuild), sql.Identifier(live)))
-
-
-async def _exists(conn: psycopg.AsyncConnection[Any], schema: str, table: str) -> bool:
-    cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.{table}",),
-                             prepare=False)
-    row = await cur.fetchone()
-    return bool(row and row[0])
-
-
-async def _live_checkpoint(conn: psycopg.AsyncConnection[Any], live: str) -> int | None:
-    if not await _exists(conn, live, "projection_checkpoints"):
-        return None
-    cur = await conn.execute(
-        sql.SQL("SELECT coalesce(max(last_seq), 0) FROM {}.projection_checkpoints"
-                " WHERE name = %s").format(sql.Identifier(live)),
-        (CHECKPOINT_NAME,), prepare=False,
-    )
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    if await table_exists(conn, live, "embedding_cache"):
+        await copy_embedding_cache(conn, live, rebuild)
 
 
 async def _wait_live(conn: psycopg.AsyncConnection[Any], live: str, seq: int,
@@ -166,7 +152,7 @@ async def _wait_live(conn: psycopg.AsyncConnection[Any], live: str, seq: int,
     (a stopped projector is given up on after ``stall_s`` without progress)."""
     previous, deadline = None, time.monotonic() + stall_s
     while time.monotonic() < deadline:
-        current = await _live_checkpoint(conn, live)
+        current = await live_checkpoint(conn, live)
         if current is None or current >= seq:
             return
         if current != previous:
@@ -182,7 +168,8 @@ async def _digest(url: str, schema: str) -> tuple[str, dict[str, int]]:
         await conn.close()
 
 
-async def _compare_and_swap(url: str, report: ReplayReport, projector: Projector, swap: bool,
+async def _compare_and_swap(url: str, report: ReplayReport, projector: ConsumerRuntime[Any],
+                            swap: bool,
                             force: bool, stall_timeout_s: float) -> None:
     live, rebuild = report.live_schema, report.rebuild_schema
     async with await psycopg.AsyncConnection.connect(url) as conn:
@@ -190,7 +177,7 @@ async def _compare_and_swap(url: str, report: ReplayReport, projector: Projector
         await conn.commit()
         # Exclusive side of the swap fence: waits for the live batch in flight, blocks the next.
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("swap", live),))
-        report.live_checkpoint = await _live_checkpoint(conn, live)
+        report.live_checkpoint = await live_checkpoint(conn, live)
         if report.live_checkpoint is not None and report.live_checkpoint > report.rebuilt_to_seq:
             report.rebuilt_to_seq = await projector.run(asyncio.Event(),
                                                         until_seq=report.live_checkpoint)
@@ -217,7 +204,5 @@ async def _rename(conn: psycopg.AsyncConnection[Any], report: ReplayReport) -> N
     live, rebuild = report.live_schema, report.rebuild_schema
     if report.live_checkpoint is not None:
         report.old_schema = f"{live}_old_{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
-        await conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
-            sql.Identifier(live), sql.Identifier(report.old_schema)))
-    await conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
-        sql.Identifier(rebuild), sql.Identifier(live)))
+        await rename_schema(conn, live, report.old_schema)
+    await rename_schema(conn, rebuild, live)

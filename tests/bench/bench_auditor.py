@@ -32,11 +32,12 @@ import nats
 import psycopg
 from nats.js.api import AckPolicy
 
+from libs.consumer.deliveries import stream_seq_of
+from libs.consumer.stream import BatchPuller
 from libs.events import EVENTS_STREAM, durable_consumer_config
 from libs.runtime.config import load_config
 from libs.runtime.nats_client import ensure_streams
 from services.auditor.store import audit_schema
-from services.auditor.streamio import BatchPuller, stream_seq_of
 from services.auditor.writer import BATCH
 from tests.bench.harness import BenchSystem, progress, report_line, running_system
 from tests.support.auditor import bulk_publish

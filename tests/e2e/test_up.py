@@ -88,6 +88,11 @@ def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) 
                           timeout=30).json()
         assert found["hits"][0]["memory"]["memory_id"] == created["memory_id"]
         _second_up_refuses(home, env, base, runtime)
+        # Each consumer's metrics port exports its own metrics (issue 10, defect 12).
+        for offset, metric in ((1, "mnemos_consumer_checkpoint_seq"),
+                               (2, "mnemos_audit_chain_head_seq")):
+            scraped = httpx.get(f"http://127.0.0.1:{http_port + offset}/metrics", timeout=10)
+            assert metric in scraped.text, (offset, scraped.text[:500])
     finally:
         code = _stop(process)
     assert code == 0

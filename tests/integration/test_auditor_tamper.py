@@ -12,7 +12,8 @@ from typing import Any
 
 import msgspec
 
-from libs.events import EVENTS_STREAM, BreakKind, MemoryCreated, canonical_bytes
+from libs.events import EVENTS_STREAM, BreakKind, MemoryCreated
+from libs.readmodel.projections import project
 from libs.runtime.config import Config
 from libs.runtime.migrations import apply_migrations
 from libs.runtime.nats_server import NatsServer
@@ -110,31 +111,14 @@ async def test_deleting_the_newest_rows_is_named_and_survives_a_cover_up(
 
 
 def _project(config: Config, published: list[tuple[int, MemoryCreated]]) -> None:
-    """Write the read-model rows of ``published`` the way the projector does."""
+    """Write the read-model rows of ``published`` with the projector's own statements."""
     with db(config) as conn:
         apply_migrations(conn, "projector", PROJECTOR_MIGRATIONS, config.db_schema,
                          {"embedding_dim": 384})
+        conn.execute(f"SET search_path = {config.db_schema}, public")
         for seq, event in published:
-            d, actor = event.data, canonical_bytes(event.actor).decode()
-            conn.execute(
-                "INSERT INTO memories (ns, memory_id, kind, content, content_hash, "
-                "head_version_id, version_count, created_by, updated_by, created_command_id, "
-                "created_at, updated_at, revision) VALUES (%s, %s, %s, %s, %s, %s, 1, %s, %s, "
-                "%s, %s, %s, %s)",
-                (event.ns, d.memory_id, d.kind, d.content, d.content_hash, d.version_id, actor,
-                 actor, event.command_id, event.at, event.at, seq))
-            conn.execute(
-                "INSERT INTO memory_versions (ns, memory_id, version_id, parent_ids, content, "
-                "content_hash, actor, command_id, event_id, seq, created_at) VALUES (%s, %s, %s, "
-                "'{}', %s, %s, %s, %s, %s, %s, %s)",
-                (event.ns, d.memory_id, d.version_id, d.content, d.content_hash, actor,
-                 event.command_id, event.id, seq, event.at))
-            conn.execute(
-                "INSERT INTO memory_events (ns, memory_id, seq, event_id, type, schema, actor, "
-                "command_id, correlation_id, at, data) VALUES (%s, %s, %s, %s, 'MemoryCreated', "
-                "%s, %s, %s, %s, %s, %s)",
-                (event.ns, d.memory_id, seq, event.id, event.schema, actor, event.command_id,
-                 event.correlation_id, event.at, canonical_bytes(event.data).decode()))
+            for statement in project(event, seq, None):
+                conn.execute(statement.query, dict(statement.params))
 
 
 async def test_a_rewritten_payload_in_the_read_model_is_named(config: Config, nats_js) -> None:
@@ -185,3 +169,28 @@ async def test_altered_stream_files_are_named(config: Config, nats_js,
     assert report.first_break.kind in (BreakKind.STREAM_MESSAGE_MISSING,
                                        BreakKind.EVENT_BYTES_CHANGED)
     assert report.first_break.event_id == target.id
+
+
+async def test_every_served_table_is_compared_with_the_fold_of_the_events(
+        config: Config, nats_js) -> None:
+    """Issue 10, defect 9: rewriting what the gateway serves is named, memory and field."""
+    published = await _chained(config, nats_js, 6)
+    _project(config, published)
+    assert (await verify(config, full=True)).ok
+    (_, first), (_, second), (_, third) = published[0], published[1], published[2]
+    with db(config) as conn:
+        conn.execute("UPDATE memories SET content = 'TAMPERED' WHERE memory_id = %s",
+                     (first.aggregate_id,))
+        conn.execute("UPDATE memories SET tags = '{forged}' WHERE memory_id = %s",
+                     (second.aggregate_id,))
+        conn.execute("UPDATE memory_branches SET updated_seq = 999 WHERE memory_id = %s",
+                     (third.aggregate_id,))
+        conn.execute("DELETE FROM command_results WHERE ctid IN"
+                     " (SELECT ctid FROM command_results LIMIT 1)")
+    report = await verify(config, full=True)
+    assert not report.ok and report.first_break is None and report.memories_checked == 6
+    named = {(i.table, i.field) for i in report.read_model_issues}
+    assert {("memories", "content"), ("memories", "tags"), ("memory_branches", "main"),
+            ("command_results", "count")} <= named
+    details = " ".join(i.detail for i in report.read_model_issues)
+    assert first.aggregate_id in details and "TAMPERED" in details

@@ -11,11 +11,11 @@ import asyncio
 import psycopg
 import pytest
 
+from libs.consumer.metrics import TRANSIENT_ERRORS
 from libs.events import EventBase
 from libs.readmodel.digest import row_counts
 from libs.runtime.config import Config
 from libs.runtime.nats_server import NatsServer
-from services.projector.metrics import TRANSIENT_ERRORS
 from tests.support.events import (
     History,
     publish,
@@ -33,6 +33,7 @@ REVISIONS = 4
 
 async def _terminate_projector_backends(url: str) -> int:
     """Kill the projector's server process(es) once it is connected (it may be backing off)."""
+    seen = _transient_errors()
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         for _ in range(200):
             cur = await conn.execute(
@@ -41,9 +42,19 @@ async def _terminate_projector_backends(url: str) -> int:
             )
             row = await cur.fetchone()
             if row and row[0]:
+                await _noticed(seen)
                 return int(row[0])
             await asyncio.sleep(0.05)
     return 0
+
+
+async def _noticed(before: float, timeout_s: float = 15.0) -> None:
+    """Wait until the projector has hit the cut connection and is reconnecting, so the next cut
+    lands in a new session (one session may hold its leader connection idle while it embeds)."""
+    for _ in range(int(timeout_s / 0.05)):
+        if _transient_errors() > before:
+            return
+        await asyncio.sleep(0.05)
 
 
 async def _assert_exactly_once(url: str) -> None:
@@ -66,7 +77,7 @@ def _rounds(h: History) -> list[list[EventBase]]:
 
 
 def _transient_errors() -> float:
-    return TRANSIENT_ERRORS.labels("mnemos")._value.get()  # type: ignore[no-any-return]
+    return TRANSIENT_ERRORS.labels("projector", "mnemos")._value.get()  # type: ignore[no-any-return]
 
 
 async def test_lost_database_connections_are_survived(config: Config, nats_js) -> None:

@@ -8,6 +8,8 @@ import json
 import msgspec
 import pytest
 
+from libs.consumer import Delivery
+from libs.consumer.dead_letters import HDR_ATTEMPTS, HDR_ERROR, HDR_ORIGINAL_SEQ
 from libs.embeddings import MiniLMOnnxEmbedder
 from libs.events import (
     DEADLETTER_STREAM,
@@ -23,12 +25,11 @@ from libs.readmodel.schema import EmbeddingDimensionMismatch, prepare_schema
 from libs.readmodel.statistics import ANALYZE_AT, WRITTEN_TABLES
 from libs.runtime.config import Config
 from services.projector.batch import BatchApplier
-from services.projector.deliveries import Delivery
-from services.projector.runner import HDR_ATTEMPTS, HDR_ERROR, HDR_ORIGINAL_SEQ
 from tests.support.events import (
     ACTOR,
     CountingEmbedder,
     History,
+    apply_above_checkpoint,
     checkpoint,
     publish,
     publish_all,
@@ -113,17 +114,6 @@ async def test_each_event_type_projects(config: Config, nats_js) -> None:
         assert await rows(conn, "SELECT * FROM dead_letters") == []
 
 
-async def test_each_commit_notifies_its_checkpoint(config: Config, nats_js) -> None:
-    url = config.database_url or ""
-    prepare_schema(url, "mnemos", 384)
-    async with read_models(url) as listener:
-        await listener.execute("LISTEN mnemos_projected")
-        async with running_projector(config):
-            seq = await publish(nats_js, History().created("notify me"))
-            payloads = [n.payload async for n in listener.notifies(timeout=10, stop_after=1)]
-    assert payloads == [str(seq)]
-
-
 async def test_restart_and_redelivery_below_the_checkpoint_are_skipped(
     config: Config, nats_js
 ) -> None:
@@ -139,9 +129,9 @@ async def test_restart_and_redelivery_below_the_checkpoint_are_skipped(
         stored = [await nats_js.get_msg(EVENTS_STREAM, seq) for seq in range(1, last + 1)]
         deliveries = [Delivery(m.seq, m.subject, m.data) for m in stored]
         applier = BatchApplier(conn, MiniLMOnnxEmbedder.shared(), schema="mnemos",
-                               notify_channel=None, fence_key=None)
+                               fence_key=None)
         cp = await applier.read_checkpoint()
-        outcome = await applier.apply(deliveries, cp)
+        outcome = await apply_above_checkpoint(applier, deliveries, cp)
         assert (cp, outcome.skipped, outcome.applied, outcome.last_seq) == (last, last, 0, last)
         assert await read_model_digest(conn) == before
 
@@ -168,10 +158,11 @@ async def test_a_batch_straddling_the_checkpoint_applies_only_the_new_part(
     deliveries = [Delivery(m.seq, m.subject, m.data) for m in stored]
     async with read_models(url) as conn:
         applier = BatchApplier(conn, MiniLMOnnxEmbedder.shared(), schema="mnemos",
-                               notify_channel=None, fence_key=None)
-        first = await applier.apply(deliveries[:2], 0)
+                               fence_key=None)
+        first = await apply_above_checkpoint(applier, deliveries[:2], 0)
         assert (first.applied, first.last_seq) == (2, 2)
-        second = await applier.apply(deliveries, await applier.read_checkpoint())
+        second = await apply_above_checkpoint(applier, deliveries,
+                                              await applier.read_checkpoint())
         assert (second.skipped, second.applied, second.last_seq) == (2, 2, 4)
         assert (await row_counts(conn))["memory_events"] == 4
 

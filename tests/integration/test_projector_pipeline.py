@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,7 @@ from libs.readmodel.digest import read_model_digest, row_counts
 from libs.readmodel.schema import prepare_schema
 from libs.runtime.config import Config
 from libs.runtime.nats_client import connect_nats
-from services.projector.runner import Projector, ProjectorSettings
+from services.projector.handler import ProjectorSettings, projector_runtime
 from tests.support.events import (
     CountingEmbedder,
     History,
@@ -62,17 +63,16 @@ def _backlog(h: History) -> list[EventBase]:
     return events
 
 
-async def _project(config: Config, schema: str, consumer: str, settings: dict[str, int],
+async def _project(config: Config, schema: str, consumer: str, settings: dict[str, Any],
                    embedder: CountingEmbedder, last: int) -> None:
     url = config.database_url or ""
     prepare_schema(url, schema, embedder.dim)
     nc = await connect_nats(config.nats_url or "", f"test-{consumer}")
     stop = asyncio.Event()
-    projector = Projector(
+    projector = projector_runtime(
         ProjectorSettings(database_url=url, schema=schema, consumer=consumer,
-                          notify_channel=None, publish_dead_letters=False, fenced=False,
-                          **settings),
-        nc.jetstream(), embedder)
+                          publish_dead_letters=False, fenced=False, **settings),
+        nc, embedder)
     task = asyncio.create_task(projector.run(stop))
     try:
         await wait_checkpoint(url, last, schema=schema)

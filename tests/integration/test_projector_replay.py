@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from libs.consumer.metrics import TRANSIENT_ERRORS
 from libs.events import EventBase
 from libs.readmodel.digest import read_model_digest, row_counts
 from libs.runtime.config import Config
-from services.projector.metrics import TRANSIENT_ERRORS
 from services.projector.replay import replay
 from tests.support.events import (
     CountingEmbedder,
@@ -83,7 +83,7 @@ async def test_a_swap_overtaking_a_lagging_projector_resumes_from_the_rebuild(
 ) -> None:
     url = config.database_url or ""
     h = History()
-    reconnects = TRANSIENT_ERRORS.labels("mnemos")._value.get()
+    reconnects = TRANSIENT_ERRORS.labels("projector", "mnemos")._value.get()
     async with running_projector(config, embedder=SlowEmbedder()):
         await wait_checkpoint(url, await publish(nats_js, h.created("warm-up")), timeout_s=10)
         last = await publish_all(nats_js, _events(h, 5))
@@ -95,7 +95,8 @@ async def test_a_swap_overtaking_a_lagging_projector_resumes_from_the_rebuild(
         # the fence sends it back to re-read the checkpoint of the swapped-in schema.
         after = await publish(nats_js, h.created("after the swap"))
         await wait_checkpoint(url, after, timeout_s=20)
-    assert TRANSIENT_ERRORS.labels("mnemos")._value.get() == reconnects + 1  # SchemaSwapped
+    # SchemaSwapped is one reconnect
+    assert TRANSIENT_ERRORS.labels("projector", "mnemos")._value.get() == reconnects + 1
     async with read_models(url) as conn:
         counts = await row_counts(conn)
         assert counts["dead_letters"] == 0

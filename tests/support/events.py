@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
+from libs.consumer import Delivery
 from libs.embeddings import Embedder, MiniLMOnnxEmbedder
 from libs.events import (
     Actor,
@@ -44,6 +46,8 @@ from libs.events import (
 )
 from libs.runtime.config import Config
 from libs.runtime.database import connect_async
+from services.projector.batch import BatchApplier
+from services.projector.decoding import decode_batch
 from services.projector.main import run
 
 ACTOR = Actor(principal="alice", agent_id="planner", model="m-1", provider="p")
@@ -208,3 +212,23 @@ class CountingEmbedder:
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         self.texts.extend(texts)
         return self.inner.embed(texts)
+
+
+@dataclass
+class SkipAndApply:
+    """What applying a batch as the consumer runtime does gives: the deliveries at or below the
+    checkpoint skipped (redeliveries), the rest applied in one transaction."""
+
+    skipped: int
+    applied: int
+    last_seq: int
+
+
+async def apply_above_checkpoint(applier: BatchApplier, deliveries: Sequence[Delivery],
+                                 checkpoint: int) -> SkipAndApply:
+    """Skip the redelivered part of ``deliveries`` and apply the rest, as the runtime does."""
+    fresh = [d for d in deliveries if d.seq > checkpoint]
+    if not fresh:
+        return SkipAndApply(len(deliveries), 0, checkpoint)
+    outcome = await applier.apply(decode_batch(fresh), {})
+    return SkipAndApply(len(deliveries) - len(fresh), outcome.applied, outcome.last_seq)

@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.msg import Msg
 
+from libs.consumer.deliveries import stream_seq_of
 from libs.events import BreakKind, canonical_bytes, encode_event, event_hash
 from services.auditor.chain import (
     GENESIS_HEAD,
@@ -33,7 +34,6 @@ from services.auditor.checkpoint import (
     verify_checkpoint,
 )
 from services.auditor.readmodel import compare_event_row, compare_version_row
-from services.auditor.streamio import stream_seq_of
 from tests.support.auditor import memory_created
 
 

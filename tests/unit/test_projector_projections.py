@@ -8,6 +8,7 @@ import msgspec
 import numpy as np
 import pytest
 
+from libs.consumer import is_transient
 from libs.events import (
     Actor,
     MemoryCreated,
@@ -30,7 +31,7 @@ from libs.readmodel.projections import (
     content_of,
     project,
 )
-from services.projector.batch import is_poison, is_transient
+from services.projector.batch import is_poison
 
 MEMORY = new_memory_id()
 

@@ -29,11 +29,10 @@ from libs.events import (
     GetVersion,
     LogEntry,
     LogView,
-    NotFound,
     validate_id,
     validate_namespace,
 )
-from libs.readmodel.memories import raise_if_dead_lettered
+from libs.readmodel import history as rm
 from libs.readmodel.pool import Conn, ReadModels
 from services.command.metrics import observed_query
 
@@ -43,40 +42,7 @@ __all__ = ["HistoryService"]
 GRAPH_CACHE_SIZE: Final = 64
 """Memories whose version graph is kept between queries."""
 
-_VERSION_COLUMNS: Final = (
-    "version_id, parent_ids, content, content_hash, metadata, origin, branch, strategy,"
-    " base_version_id, reverted_to, actor, command_id, event_id, seq, created_at"
-)
 T = TypeVar("T")
-
-
-async def _require_live(conn: Conn, ns: str, memory_id: str) -> None:
-    cur = await conn.execute(
-        "SELECT 1 FROM memories WHERE ns = %(ns)s AND memory_id = %(id)s"
-        " AND forgotten_at IS NULL AND diverged_seq IS NULL", {"ns": ns, "id": memory_id},
-    )
-    if await cur.fetchone() is None:
-        await raise_if_dead_lettered(conn, ns, memory_id)
-        raise NotFound(f"memory {memory_id} not found", memory_id=memory_id)
-
-
-async def _resolve(conn: Conn, ns: str, memory_id: str, ref: str) -> str:
-    """The version a ref names: a branch's head, else a version id of this memory."""
-    params = {"ns": ns, "id": memory_id, "ref": ref}
-    cur = await conn.execute(
-        "SELECT head_version_id FROM memory_branches WHERE ns = %(ns)s AND memory_id = %(id)s"
-        " AND branch = %(ref)s", params,
-    )
-    row = await cur.fetchone()
-    if row is not None:
-        return str(row["head_version_id"])
-    cur = await conn.execute(
-        "SELECT 1 FROM memory_versions WHERE ns = %(ns)s AND memory_id = %(id)s"
-        " AND version_id = %(ref)s", params,
-    )
-    if await cur.fetchone() is None:
-        raise NotFound(f"no branch or version {ref} in memory {memory_id}", ref=ref)
-    return ref
 
 
 def _version_view(row: dict[str, Any]) -> DagVersionView:
@@ -96,14 +62,9 @@ class HistoryService:
         """The memory's version graph, caught up with the read model."""
         key = (ns, memory_id)
         graph, last_seq = self._graphs.get(key, (VersionGraph(), 0))
-        cur = await conn.execute(
-            "SELECT version_id, parent_ids, seq FROM memory_versions WHERE ns = %(ns)s"
-            " AND memory_id = %(id)s AND seq > %(after)s ORDER BY seq",
-            {"ns": ns, "id": memory_id, "after": last_seq},
-        )
-        for row in await cur.fetchall():
-            graph.add(VersionNode(row["version_id"], tuple(row["parent_ids"]), row["seq"]))
-            last_seq = max(last_seq, int(row["seq"]))
+        for version, parents, seq in await rm.version_nodes(conn, ns, memory_id, last_seq):
+            graph.add(VersionNode(version, parents, seq))
+            last_seq = max(last_seq, seq)
         current = self._graphs.get(key)
         if current is None or current[1] <= last_seq:
             self._graphs[key] = (graph, last_seq)
@@ -117,20 +78,13 @@ class HistoryService:
         async def work() -> LogView:
             memory_id = await self._start(ns, request.memory_id, request.after_seq)
             async with self._rm.connection() as conn:
-                await _require_live(conn, ns, memory_id)
-                head = await _resolve(conn, ns, memory_id, request.ref)
+                await rm.require_live(conn, ns, memory_id)
+                head = await rm.resolve_ref(conn, ns, memory_id, request.ref)
                 graph = await self._graph(conn, ns, memory_id)
                 page = graph.log(head, request.limit, request.cursor)
                 ids = [node.version_id for node in page.entries]
-                cur = await conn.execute(
-                    "SELECT version_id, parent_ids, seq, origin, branch, strategy, reverted_to,"
-                    " content_hash, actor, created_at FROM memory_versions WHERE ns = %(ns)s"
-                    " AND memory_id = %(id)s AND version_id = ANY(%(ids)s)",
-                    {"ns": ns, "id": memory_id, "ids": ids},
-                )
-                rows = {row["version_id"]: row for row in await cur.fetchall()}
-            entries = [msgspec.convert({**rows[i], "parent_ids": list(rows[i]["parent_ids"])},
-                                       LogEntry) for i in ids]
+                rows = await rm.log_rows(conn, ns, memory_id, ids)
+            entries = [msgspec.convert(rows[i], LogEntry) for i in ids]
             return LogView(memory_id=memory_id, head=head, entries=entries,
                            next_cursor=page.next_cursor)
 
@@ -141,13 +95,8 @@ class HistoryService:
         async def work() -> BranchesView:
             memory_id = await self._start(ns, request.memory_id, request.after_seq)
             async with self._rm.connection() as conn:
-                await _require_live(conn, ns, memory_id)
-                cur = await conn.execute(
-                    "SELECT branch, head_version_id, from_version_id, created_seq, updated_seq,"
-                    " updated_at FROM memory_branches WHERE ns = %(ns)s AND memory_id = %(id)s"
-                    ' ORDER BY branch COLLATE "C"', {"ns": ns, "id": memory_id},
-                )
-                rows = await cur.fetchall()
+                await rm.require_live(conn, ns, memory_id)
+                rows = await rm.branch_rows(conn, ns, memory_id)
             return BranchesView(memory_id=memory_id,
                                 branches=[msgspec.convert(r, BranchView) for r in rows])
 
@@ -158,9 +107,9 @@ class HistoryService:
         async def work() -> DagVersionView:
             memory_id = await self._start(ns, request.memory_id, request.after_seq)
             async with self._rm.connection() as conn:
-                await _require_live(conn, ns, memory_id)
-                version = await _resolve(conn, ns, memory_id, request.ref)
-                rows = await self._versions(conn, ns, memory_id, [version])
+                await rm.require_live(conn, ns, memory_id)
+                version = await rm.resolve_ref(conn, ns, memory_id, request.ref)
+                rows = await rm.version_rows(conn, ns, memory_id, [version])
             return _version_view(rows[version])
 
         return await observed_query("version", work())
@@ -170,10 +119,10 @@ class HistoryService:
         async def work() -> DiffView:
             memory_id = await self._start(ns, request.memory_id, request.after_seq)
             async with self._rm.connection() as conn:
-                await _require_live(conn, ns, memory_id)
-                old = await _resolve(conn, ns, memory_id, request.from_ref)
-                new = await _resolve(conn, ns, memory_id, request.to_ref)
-                rows = await self._versions(conn, ns, memory_id, [old, new])
+                await rm.require_live(conn, ns, memory_id)
+                old = await rm.resolve_ref(conn, ns, memory_id, request.from_ref)
+                new = await rm.resolve_ref(conn, ns, memory_id, request.to_ref)
+                rows = await rm.version_rows(conn, ns, memory_id, [old, new])
             diff = diff_texts(rows[old]["content"], rows[new]["content"],
                               context=request.context)
             return DiffView(memory_id=memory_id, from_version=old, to_version=new,
@@ -187,9 +136,9 @@ class HistoryService:
         async def work() -> AncestorView:
             memory_id = await self._start(ns, request.memory_id, request.after_seq)
             async with self._rm.connection() as conn:
-                await _require_live(conn, ns, memory_id)
-                a = await _resolve(conn, ns, memory_id, request.a)
-                b = await _resolve(conn, ns, memory_id, request.b)
+                await rm.require_live(conn, ns, memory_id)
+                a = await rm.resolve_ref(conn, ns, memory_id, request.a)
+                b = await rm.resolve_ref(conn, ns, memory_id, request.b)
                 graph = await self._graph(conn, ns, memory_id)
             lowest = list(graph.common_ancestors(a, b))
             return AncestorView(memory_id=memory_id, a=a, b=b,
@@ -202,13 +151,3 @@ class HistoryService:
         memory_id = validate_id(memory_id, "memory_id")
         await self._rm.wait_for(after_seq)
         return memory_id
-
-    @staticmethod
-    async def _versions(conn: Conn, ns: str, memory_id: str, ids: list[str]
-                        ) -> dict[str, dict[str, Any]]:
-        cur = await conn.execute(
-            f"SELECT {_VERSION_COLUMNS} FROM memory_versions WHERE ns = %(ns)s"
-            " AND memory_id = %(id)s AND version_id = ANY(%(ids)s)",
-            {"ns": ns, "id": memory_id, "ids": ids},
-        )
-        return {row["version_id"]: dict(row) for row in await cur.fetchall()}

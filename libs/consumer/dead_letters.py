@@ -1,23 +1,44 @@
-"""What the projector receives from the stream, and what it gives up on."""
+"""Dead letters: messages a consumer gives up on after bounded retries, kept for operators.
+
+Each is published to ``mnemos.dlq.<consumer>.<ns>`` (stream ``MNEMOS_DEADLETTER``) with headers
+naming where it came from and why, under a message id derived from the consumer and sequence,
+so publishing again after a crash is a no-op.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
-from libs.events import AGGREGATE_MEMORY, Event, MnemosError
+from libs.consumer.deliveries import Delivery
+from libs.events import (
+    AGGREGATE_MEMORY,
+    DEADLETTER_STREAM,
+    HDR_MSG_ID,
+    Event,
+    MnemosError,
+    deadletter_subject,
+)
 from libs.events.tokens import validate_id, validate_namespace
 
-__all__ = ["DeadLetter", "Delivery", "dead_letter", "memory_of_subject"]
+__all__ = [
+    "HDR_ATTEMPTS",
+    "HDR_CONSUMER",
+    "HDR_ERROR",
+    "HDR_ORIGINAL_SEQ",
+    "HDR_ORIGINAL_SUBJECT",
+    "DeadLetter",
+    "dead_letter",
+    "memory_of_subject",
+    "publish_dead_letters",
+]
 
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One stream message as the projector sees it."""
-
-    seq: int
-    subject: str
-    data: bytes
-    msg_id: str | None = None
+HDR_ORIGINAL_SEQ: Final = "Mnemos-Original-Seq"
+HDR_ORIGINAL_SUBJECT: Final = "Mnemos-Original-Subject"
+HDR_ERROR: Final = "Mnemos-Error"
+HDR_ATTEMPTS: Final = "Mnemos-Attempts"
+HDR_CONSUMER: Final = "Mnemos-Consumer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +89,19 @@ def memory_of_subject(subject: str) -> tuple[str, str] | None:
         return validate_namespace(parts[2]), validate_id(parts[4])
     except MnemosError:
         return None
+
+
+async def publish_dead_letters(js: Any, consumer: str, letters: Sequence[DeadLetter],
+                               timeout_s: float = 5.0) -> None:
+    """Publish ``letters`` to the dead-letter stream (idempotent by message id)."""
+    for letter in letters:
+        headers = {
+            HDR_MSG_ID: f"{consumer}-{letter.seq}",
+            HDR_ORIGINAL_SEQ: str(letter.seq),
+            HDR_ORIGINAL_SUBJECT: letter.subject,
+            HDR_ERROR: letter.error.encode("ascii", "backslashreplace").decode(),
+            HDR_ATTEMPTS: str(letter.attempts),
+            HDR_CONSUMER: consumer,
+        }
+        await js.publish(deadletter_subject(consumer, letter.ns), letter.raw, headers=headers,
+                         stream=DEADLETTER_STREAM, timeout=timeout_s)

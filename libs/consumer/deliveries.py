@@ -1,0 +1,47 @@
+"""What a consumer receives from the stream: a message's sequence, subject, bytes and id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from nats.aio.msg import Msg
+
+from libs.events import HDR_MSG_ID
+
+__all__ = ["Delivery", "delivery_of", "pending_of", "stream_seq_of"]
+
+_ACK_V1_TOKENS: Final = 9
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One stream message as a consumer sees it."""
+
+    seq: int
+    subject: str
+    data: bytes
+    msg_id: str | None = None
+
+
+def stream_seq_of(reply: str) -> int:
+    """The stream sequence inside a JetStream ack subject (v1 or v2 token layout).
+
+    Parsed here rather than through ``Msg.metadata``, which builds several objects per message
+    on the hottest path of a consumer.
+    """
+    tokens = reply.split(".")
+    return int(tokens[5] if len(tokens) == _ACK_V1_TOKENS else tokens[Msg.Ack.StreamSeq])
+
+
+def pending_of(reply: str) -> int:
+    """How many messages the consumer still had pending after this one (from its ack subject)."""
+    tokens = reply.split(".")
+    return int(tokens[8] if len(tokens) == _ACK_V1_TOKENS else tokens[Msg.Ack.NumPending])
+
+
+def delivery_of(msg: Any) -> Delivery:
+    """The :class:`Delivery` of a pulled JetStream message."""
+    headers = msg.headers or {}
+    return Delivery(seq=stream_seq_of(msg.reply), subject=msg.subject, data=bytes(msg.data),
+                    msg_id=headers.get(HDR_MSG_ID))

@@ -1,0 +1,325 @@
+"""The one durable-consumer runtime: every service that folds the stream runs on it.
+
+A service supplies a :class:`ConsumerHandler` (its pure logic and its transaction); the runtime
+does the rest, the same way for all:
+
+- **leadership**: one active instance per role and schema holds a session advisory lock on the
+  connection that commits (:mod:`.leadership`); others wait as hot standbys;
+- **takeover**: the durable consumer is recreated at checkpoint + 1, so a previous instance's
+  unacknowledged deliveries never come back out of order;
+- **pull** with bounded waits (:class:`~libs.consumer.stream.BatchPuller`), up to ``ahead``
+  batches prepared concurrently while one is applied, batches applied strictly in order;
+- **ack after commit**: the handler commits its output *and its checkpoint* in one transaction,
+  then the runtime acknowledges the batch (cumulatively); a redelivered message at or below the
+  checkpoint is acknowledged and skipped;
+- **faults**: a lost broker or database is retried with exponential back-off, forever, saying
+  what it waits for; a deterministic failure is the handler's to dead-letter;
+- **watchdog**: a consumer whose checkpoint stops moving while its stream grows is restarted
+  (logged and counted), and every wait is bounded so that is always possible;
+- **stop**: returns within a batch of ``stop`` being set (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Generic, Protocol, TypeVar
+
+import nats.errors
+import psycopg
+
+from libs.consumer import metrics
+from libs.consumer.deliveries import Delivery, delivery_of, pending_of
+from libs.consumer.leadership import advisory_key, sleep_or_stop, wait_for_lock
+from libs.consumer.stream import BatchPuller, ack_floor, reset_consumer, stream_bounds
+from libs.events import Unavailable
+from libs.runtime.logging import get_logger
+
+__all__ = [
+    "ConsumerHandler",
+    "ConsumerRuntime",
+    "ConsumerSettings",
+    "Halt",
+    "Takeover",
+    "is_transient",
+]
+
+log = get_logger(__name__)
+
+P = TypeVar("P")
+Conn = Any
+
+
+class Halt(Exception):
+    """Raised by a handler that must not go on (e.g. a hole in the stream): the runtime keeps
+    its lock, so no standby goes past the problem either, and tries again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """What an instance finds when it becomes the active one."""
+
+    previous_ack_floor: int
+    """The ack floor of the durable consumer before it was recreated (0: there was none)."""
+
+
+class ConsumerHandler(Protocol[P]):
+    """A consumer's own logic; see the module docstring for what the runtime does around it."""
+
+    async def start(self, conn: Conn, takeover: Takeover) -> int:
+        """Become active on ``conn``: return the checkpoint (last sequence committed)."""
+
+    async def prepare(self, deliveries: Sequence[Delivery]) -> P:
+        """Work on a batch that needs no order and no lock (decoding, embedding); may run for
+        later batches while an earlier one is applied."""
+
+    async def apply(self, conn: Conn, deliveries: Sequence[Delivery], prepared: P) -> int:
+        """Apply a batch (in stream order, above the checkpoint) and commit it together with
+        the new checkpoint; return that checkpoint."""
+
+    async def idle(self, conn: Conn) -> None:
+        """Called when nothing arrived for a while (time-based work)."""
+
+    async def on_gap(self, conn: Conn, expected: int, got: int) -> None:
+        """A sequence jump in the deliveries: return to go on, raise :class:`Halt` to stop, or
+        raise a transient error to read the stream again from the checkpoint."""
+
+    async def close(self) -> None:
+        """Release what :meth:`prepare` opened, when a session ends."""
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """How one consumer instance runs.
+
+    ``name`` is its durable consumer; ``role`` and ``schema`` key its leadership lock (and label
+    its metrics); ``connect`` opens the committing connection (autocommit).
+    """
+
+    name: str
+    role: str
+    schema: str
+    connect: Callable[[], Awaitable[Conn]]
+    batch_size: int = 256
+    ahead: int = 0
+    fetch_wait_s: float = 1.0
+    standby_poll_s: float = 1.0
+    first_backoff_s: float = 0.25
+    max_backoff_s: float = 10.0
+    stall_after_s: float = 30.0
+    apply_timeout_s: float = 300.0
+    connect_timeout_s: float = 10.0
+    halt_recheck_s: float = 30.0
+    max_ack_pending: int = 8192
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the surroundings (connection lost, timeout): retry, commit nothing."""
+    return isinstance(
+        exc, psycopg.OperationalError | psycopg.InterfaceError | Unavailable | nats.errors.Error
+        | TimeoutError | ConnectionError | OSError,
+    )
+
+
+STALL_GRACE_S: Final = 5.0
+"""How long a stalled (or stopping) consume loop gets to notice before it is cancelled."""
+
+
+class _Stalled(Exception):
+    """The watchdog found no progress while the stream grew."""
+
+
+@dataclass
+class _Batch(Generic[P]):
+    msgs: list[Any]
+    deliveries: list[Delivery]
+    prepared: asyncio.Task[P]
+
+
+class ConsumerRuntime(Generic[P]):
+    """One instance of a consumer: standby until it holds the lock, then the consume loop."""
+
+    def __init__(self, settings: ConsumerSettings, handler: ConsumerHandler[P], nc: Any,
+                 on_checkpoint: Callable[[int], None] | None = None) -> None:
+        self.settings = settings
+        self.handler = handler
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.on_checkpoint = on_checkpoint
+        self.checkpoint = 0
+        self._progress_at = time.monotonic()
+        self._halted = False
+        self._stalled = False
+        self._labels = (settings.name, settings.schema)
+
+    async def run(self, stop: asyncio.Event, until_seq: int | None = None) -> int:
+        """Consume until ``stop`` is set (or the checkpoint reaches ``until_seq``); return the
+        last committed sequence."""
+        s = self.settings
+        delay = s.first_backoff_s
+        while not stop.is_set():
+            try:
+                if await self._session(stop, until_seq):
+                    break
+                delay = s.first_backoff_s
+            except _Stalled:
+                continue  # reconnect at once; the watchdog has said why
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                metrics.TRANSIENT_ERRORS.labels(*self._labels).inc()
+                log.warning("consumer_retrying", consumer=s.name, in_s=delay,
+                            error=f"{type(exc).__name__}: {exc}"[:300])
+                await sleep_or_stop(stop, delay)
+                delay = min(delay * 2, s.max_backoff_s)
+        return self.checkpoint
+
+    async def _session(self, stop: asyncio.Event, until_seq: int | None) -> bool:
+        """One connection's worth of work; True when ``until_seq`` was reached."""
+        s = self.settings
+        try:
+            conn = await asyncio.wait_for(s.connect(), s.connect_timeout_s)
+        except Exception as exc:
+            if is_transient(exc):
+                log.info("consumer_waiting_for_database", consumer=s.name,
+                         error=str(exc).strip()[:200])
+            raise
+        try:
+            held = await wait_for_lock(
+                conn, advisory_key(s.role, s.schema), stop, s.standby_poll_s,
+                on_standby=lambda: log.info("consumer_standby", consumer=s.name,
+                                            schema=s.schema))
+            if not held:
+                return False
+            metrics.LEADER.labels(*self._labels).set(1)
+            try:
+                return await self._lead(conn, stop, until_seq)
+            except Halt as why:
+                # Still holding the lock: no standby goes past the problem either.
+                log.error("consumer_halted", consumer=s.name, reason=str(why),
+                          checkpoint=self.checkpoint, retry_in_s=s.halt_recheck_s)
+                self._halted = True
+                await sleep_or_stop(stop, s.halt_recheck_s)
+                return False
+        finally:
+            metrics.LEADER.labels(*self._labels).set(0)
+            await self.handler.close()
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _lead(self, conn: Conn, stop: asyncio.Event, until_seq: int | None) -> bool:
+        s = self.settings
+        floor = await asyncio.wait_for(ack_floor(self.js, s.name), s.connect_timeout_s)
+        self.checkpoint = await self.handler.start(conn, Takeover(floor))
+        self._publish_checkpoint()
+        log.info("consumer_active", consumer=s.name, schema=s.schema, checkpoint=self.checkpoint)
+        if until_seq is not None and self.checkpoint >= until_seq:
+            return True
+        puller, _ = await asyncio.wait_for(
+            reset_consumer(self.nc, self.js, s.name, self.checkpoint + 1, s.max_ack_pending),
+            s.connect_timeout_s)
+        self._progress_at, self._halted, self._stalled = time.monotonic(), False, False
+        work = asyncio.create_task(self._consume(conn, puller, stop, until_seq))
+        watchdog = asyncio.create_task(self._watch(work))
+        try:
+            await asyncio.wait({work, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                # Stalled: the consume loop sees the flag at its next turn (every wait in it is
+                # bounded); if it does not, it is cancelled.
+                await asyncio.wait({work}, timeout=s.fetch_wait_s + STALL_GRACE_S)
+            if work.done():
+                return work.result()
+            raise _Stalled()
+        finally:
+            for task in (watchdog, work):
+                task.cancel()
+            await asyncio.wait({watchdog, work}, timeout=STALL_GRACE_S)
+            await puller.close()
+
+    async def _watch(self, work: asyncio.Task[bool]) -> bool:
+        """Flag a stall (and return True) if the checkpoint stands while the stream grows."""
+        s = self.settings
+        while not work.done():
+            await asyncio.sleep(max(s.stall_after_s / 4, 0.05))
+            if self._halted or time.monotonic() - self._progress_at < s.stall_after_s:
+                continue
+            try:
+                _, last = await asyncio.wait_for(stream_bounds(self.js), 5.0)
+            except Exception:  # the broker is away; the consume loop sees that itself
+                continue
+            if last > self.checkpoint:
+                metrics.STALLS.labels(*self._labels).inc()
+                log.error("consumer_stalled", consumer=s.name, checkpoint=self.checkpoint,
+                          stream_last_seq=last, stalled_s=round(time.monotonic()
+                                                                - self._progress_at, 1),
+                          action="restarting the consumer")
+                self._stalled = True
+                return True
+            self._progress_at = time.monotonic()  # idle, not stalled
+        return False
+
+    def _publish_checkpoint(self) -> None:
+        metrics.CHECKPOINT_SEQ.labels(*self._labels).set(self.checkpoint)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self.checkpoint)
+
+    def _stage(self, msgs: list[Any], until_seq: int | None) -> _Batch[P]:
+        deliveries = [d for d in map(delivery_of, msgs) if d.seq > self.checkpoint
+                      and (until_seq is None or d.seq <= until_seq)]
+        return _Batch(msgs, deliveries, asyncio.ensure_future(self.handler.prepare(deliveries)))
+
+    async def _consume(self, conn: Conn, puller: BatchPuller, stop: asyncio.Event,
+                       until_seq: int | None) -> bool:
+        s = self.settings
+        staged: deque[_Batch[P]] = deque()
+        try:
+            while not stop.is_set():
+                if self._stalled:
+                    raise _Stalled()
+                if not staged:
+                    limit = s.batch_size if until_seq is None else max(
+                        1, min(s.batch_size, until_seq - self.checkpoint))
+                    msgs = await puller.pull(limit, s.fetch_wait_s)
+                    if not msgs:
+                        await self.handler.idle(conn)
+                        continue
+                    staged.append(self._stage(msgs, until_seq))
+                while (until_seq is None and len(staged) <= s.ahead
+                       and pending_of(staged[-1].msgs[-1].reply) > 0):
+                    more = await puller.pull_ready(s.batch_size)
+                    if not more:
+                        break
+                    staged.append(self._stage(more, until_seq))
+                await self._apply(conn, staged.popleft())
+                if until_seq is not None and self.checkpoint >= until_seq:
+                    return True
+            return False
+        finally:
+            for batch in staged:
+                batch.prepared.cancel()
+            await asyncio.gather(*(b.prepared for b in staged), return_exceptions=True)
+
+    async def _apply(self, conn: Conn, batch: _Batch[P]) -> None:
+        s = self.settings
+        started = time.perf_counter()
+        prepared = await batch.prepared
+        if batch.deliveries:
+            expected = self.checkpoint + 1
+            for delivery in batch.deliveries:
+                if delivery.seq != expected:
+                    await self.handler.on_gap(conn, expected, delivery.seq)
+                expected = delivery.seq + 1
+            self.checkpoint = await asyncio.wait_for(
+                self.handler.apply(conn, batch.deliveries, prepared), s.apply_timeout_s)
+        # Acknowledge only after the commit: a crash before this point means redelivery, and
+        # the checkpoint turns the redelivered messages into skips.
+        await batch.msgs[-1].ack()
+        self._progress_at = time.monotonic()
+        self._publish_checkpoint()
+        metrics.EVENTS_HANDLED.labels(*self._labels).inc(len(batch.deliveries))
+        metrics.PENDING.labels(*self._labels).set(pending_of(batch.msgs[-1].reply))
+        metrics.BATCH_SECONDS.labels(*self._labels).observe(time.perf_counter() - started)

@@ -1,0 +1,149 @@
+"""The shared consumer runtime on its own, with a toy handler, against real NATS and Postgres:
+the watchdog finds a consumer that stopped receiving while the stream grows and restarts it by
+itself (issue 10, defect 4); a stop returns at once; a halt keeps the lock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from nats.js.errors import NotFoundError
+from psycopg.rows import dict_row
+
+from libs.consumer import ConsumerRuntime, ConsumerSettings, Delivery, Halt, Takeover
+from libs.consumer.metrics import STALLS
+from libs.events import EVENTS_STREAM
+from libs.runtime.config import Config
+from libs.runtime.nats_client import connect_nats
+from tests.support.events import History, publish_all
+
+pytestmark = pytest.mark.integration
+
+
+class Tally:
+    """Counts deliveries into a table, with its checkpoint in the same transaction."""
+
+    def __init__(self) -> None:
+        self.halt_at: int | None = None
+        self.starts = 0
+
+    async def start(self, conn: Any, takeover: Takeover) -> int:
+        self.starts += 1
+        await conn.execute("CREATE TABLE IF NOT EXISTS tally (seq bigint PRIMARY KEY)")
+        await conn.execute("CREATE TABLE IF NOT EXISTS tally_cp (id int PRIMARY KEY, seq bigint)")
+        cur = await conn.execute("SELECT seq FROM tally_cp WHERE id = 1")
+        row = await cur.fetchone()
+        return int(row["seq"]) if row else 0
+
+    async def prepare(self, deliveries: Sequence[Delivery]) -> None:
+        return None
+
+    async def apply(self, conn: Any, deliveries: Sequence[Delivery], prepared: None) -> int:
+        if self.halt_at is not None and deliveries[-1].seq >= self.halt_at:
+            raise Halt("told to halt")
+        async with conn.transaction():
+            for d in deliveries:
+                await conn.execute("INSERT INTO tally (seq) VALUES (%s)", (d.seq,))
+            await conn.execute("INSERT INTO tally_cp (id, seq) VALUES (1, %s) ON CONFLICT (id)"
+                               " DO UPDATE SET seq = EXCLUDED.seq", (deliveries[-1].seq,))
+        return deliveries[-1].seq
+
+    async def idle(self, conn: Any) -> None:
+        return None
+
+    async def on_gap(self, conn: Any, expected: int, got: int) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def _settings(config: Config, **overrides: Any) -> ConsumerSettings:
+    url = config.database_url or ""
+
+    async def connect() -> Any:
+        return await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row)
+
+    values: dict[str, Any] = {"name": "tally", "role": "tally", "schema": "public",
+                              "connect": connect, "batch_size": 10, "fetch_wait_s": 0.2,
+                              "stall_after_s": 2.0, "halt_recheck_s": 0.5}
+    values.update(overrides)
+    return ConsumerSettings(**values)
+
+
+async def _count(config: Config) -> int:
+    async with await psycopg.AsyncConnection.connect(config.database_url or "") as conn:
+        try:
+            cur = await conn.execute("SELECT count(*) FROM tally")
+        except psycopg.errors.UndefinedTable:
+            return 0
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+async def _wait_count(config: Config, n: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while await _count(config) < n:
+        assert time.monotonic() < deadline, f"only {await _count(config)} of {n} applied"
+        await asyncio.sleep(0.1)
+
+
+async def test_the_watchdog_restarts_a_consumer_that_stopped_receiving(config: Config,
+                                                                      nats_js: Any) -> None:
+    h = History()
+    nc = await connect_nats(config.nats_url or "", "tests-runtime")
+    stop = asyncio.Event()
+    handler = Tally()
+    runtime = ConsumerRuntime(_settings(config), handler, nc)
+    task = asyncio.create_task(runtime.run(stop))
+    stalls_before = STALLS.labels("tally", "public")._value.get()
+    try:
+        await publish_all(nats_js, [h.created(f"a{i}") for i in range(15)])
+        await _wait_count(config, 15, 20)
+        # The server forgets the consumer: pulls now end empty while the stream grows.
+        for _ in range(50):
+            try:
+                await nats_js.delete_consumer(EVENTS_STREAM, "tally")
+                break
+            except NotFoundError:
+                await asyncio.sleep(0.05)
+        await publish_all(nats_js, [h.created(f"b{i}") for i in range(15)])
+        await _wait_count(config, 30, 30)
+        assert STALLS.labels("tally", "public")._value.get() >= stalls_before + 1
+        assert handler.starts >= 2
+        stopped_at = time.monotonic()
+        stop.set()
+        assert await asyncio.wait_for(task, 5) == 30
+        assert time.monotonic() - stopped_at < 2.0
+    finally:
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)
+        await nc.close()
+
+
+async def test_a_halt_keeps_the_lock_and_is_retried(config: Config, nats_js: Any) -> None:
+    h = History()
+    nc = await connect_nats(config.nats_url or "", "tests-runtime")
+    stop = asyncio.Event()
+    first, second = Tally(), Tally()
+    first.halt_at = 1
+    leader = ConsumerRuntime(_settings(config), first, nc)
+    standby = ConsumerRuntime(_settings(config), second, nc)
+    tasks = [asyncio.create_task(leader.run(stop))]
+    await asyncio.sleep(0.5)
+    tasks.append(asyncio.create_task(standby.run(stop)))
+    try:
+        await publish_all(nats_js, [h.created(f"c{i}") for i in range(5)])
+        await asyncio.sleep(2.0)
+        assert await _count(config) == 0 and second.starts == 0  # halted, lock still held
+        first.halt_at = None
+        await _wait_count(config, 5, 20)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        await nc.close()
+
