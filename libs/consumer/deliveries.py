@@ -9,7 +9,7 @@ from nats.aio.msg import Msg
 
 from libs.events import HDR_MSG_ID
 
-__all__ = ["Delivery", "delivery_of", "pending_of", "stream_seq_of"]
+__all__ = ["Delivery", "delivered_of", "delivery_of", "pending_of", "stream_seq_of"]
 
 _ACK_V1_TOKENS: Final = 9
 
@@ -22,6 +22,8 @@ class Delivery:
     subject: str
     data: bytes
     msg_id: str | None = None
+    delivered: int = 1
+    """How many times the server has delivered this message (redeliveries count up)."""
 
 
 def stream_seq_of(reply: str) -> int:
@@ -40,8 +42,14 @@ def pending_of(reply: str) -> int:
     return int(tokens[8] if len(tokens) == _ACK_V1_TOKENS else tokens[Msg.Ack.NumPending])
 
 
+def delivered_of(reply: str) -> int:
+    """How many times this message was delivered (from its ack subject)."""
+    tokens = reply.split(".")
+    return int(tokens[4] if len(tokens) == _ACK_V1_TOKENS else tokens[Msg.Ack.NumDelivered])
+
+
 def delivery_of(msg: Any) -> Delivery:
     """The :class:`Delivery` of a pulled JetStream message."""
     headers = msg.headers or {}
     return Delivery(seq=stream_seq_of(msg.reply), subject=msg.subject, data=bytes(msg.data),
-                    msg_id=headers.get(HDR_MSG_ID))
+                    msg_id=headers.get(HDR_MSG_ID), delivered=delivered_of(msg.reply))

@@ -17,6 +17,11 @@ does the rest, the same way for all:
 - **watchdog**: a consumer whose checkpoint stops moving while its stream grows is restarted
   (logged and counted), and every wait is bounded so that is always possible;
 - **stop**: returns within a batch of ``stop`` being set (SIGTERM).
+
+A consumer whose work needs no order (each message on its own, e.g. compressing a version) runs
+``shared``: no leader, every instance pulls from one durable consumer and acknowledges each
+message after handling it; what a killed instance took is redelivered to another after
+``ack_wait_s`` (``Delivery.delivered`` counts the attempts, for the handler's dead letters).
 """
 
 from __future__ import annotations
@@ -35,8 +40,14 @@ import psycopg
 from libs.consumer import metrics
 from libs.consumer.deliveries import Delivery, delivery_of, pending_of
 from libs.consumer.leadership import advisory_key, sleep_or_stop, wait_for_lock
-from libs.consumer.stream import BatchPuller, ack_floor, reset_consumer, stream_bounds
-from libs.events import Unavailable
+from libs.consumer.stream import (
+    BatchPuller,
+    ack_floor,
+    reset_consumer,
+    shared_consumer,
+    stream_bounds,
+)
+from libs.events import EVENT_WILDCARD, EVENTS_STREAM, Unavailable
 from libs.runtime.logging import get_logger
 
 __all__ = [
@@ -115,6 +126,11 @@ class ConsumerSettings:
     connect_timeout_s: float = 10.0
     halt_recheck_s: float = 30.0
     max_ack_pending: int = 8192
+    shared: bool = False
+    filter_subject: str = EVENT_WILDCARD
+    """Subjects a shared consumer takes (a leader consumer takes every event)."""
+    ack_wait_s: float = 60.0
+    """Shared consumers: how long a message taken by an instance is kept from the others."""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -189,12 +205,13 @@ class ConsumerRuntime(Generic[P]):
                          error=str(exc).strip()[:200])
             raise
         try:
-            held = await wait_for_lock(
-                conn, advisory_key(s.role, s.schema), stop, s.standby_poll_s,
-                on_standby=lambda: log.info("consumer_standby", consumer=s.name,
-                                            schema=s.schema))
-            if not held:
-                return False
+            if not s.shared:
+                held = await wait_for_lock(
+                    conn, advisory_key(s.role, s.schema), stop, s.standby_poll_s,
+                    on_standby=lambda: log.info("consumer_standby", consumer=s.name,
+                                                schema=s.schema))
+                if not held:
+                    return False
             metrics.LEADER.labels(*self._labels).set(1)
             try:
                 return await self._lead(conn, stop, until_seq)
@@ -216,12 +233,18 @@ class ConsumerRuntime(Generic[P]):
         floor = await asyncio.wait_for(ack_floor(self.js, s.name), s.connect_timeout_s)
         self.checkpoint = await self.handler.start(conn, Takeover(floor))
         self._publish_checkpoint()
-        log.info("consumer_active", consumer=s.name, schema=s.schema, checkpoint=self.checkpoint)
+        log.info("consumer_active", consumer=s.name, schema=s.schema, checkpoint=self.checkpoint,
+                 shared=s.shared)
         if until_seq is not None and self.checkpoint >= until_seq:
             return True
-        puller, _ = await asyncio.wait_for(
-            reset_consumer(self.nc, self.js, s.name, self.checkpoint + 1, s.max_ack_pending),
-            s.connect_timeout_s)
+        if s.shared:
+            puller = await asyncio.wait_for(
+                shared_consumer(self.nc, self.js, s.name, s.filter_subject, s.max_ack_pending,
+                                s.ack_wait_s), s.connect_timeout_s)
+        else:
+            puller, _ = await asyncio.wait_for(
+                reset_consumer(self.nc, self.js, s.name, self.checkpoint + 1, s.max_ack_pending),
+                s.connect_timeout_s)
         self._progress_at, self._halted, self._stalled = time.monotonic(), False, False
         work = asyncio.create_task(self._consume(conn, puller, stop, until_seq))
         watchdog = asyncio.create_task(self._watch(work))
@@ -248,7 +271,12 @@ class ConsumerRuntime(Generic[P]):
             if self._halted or time.monotonic() - self._progress_at < s.stall_after_s:
                 continue
             try:
-                _, last = await asyncio.wait_for(stream_bounds(self.js), 5.0)
+                if s.shared:  # progress is the server's: is anything waiting for us?
+                    info = await asyncio.wait_for(self.js.consumer_info(EVENTS_STREAM, s.name),
+                                                  5.0)
+                    last = self.checkpoint + int(info.num_pending or 0)
+                else:
+                    _, last = await asyncio.wait_for(stream_bounds(self.js), 5.0)
             except Exception:  # the broker is away; the consume loop sees that itself
                 continue
             if last > self.checkpoint:
@@ -268,6 +296,10 @@ class ConsumerRuntime(Generic[P]):
             self.on_checkpoint(self.checkpoint)
 
     def _stage(self, msgs: list[Any], until_seq: int | None) -> _Batch[P]:
+        if self.settings.shared:
+            return _Batch(msgs, [delivery_of(m) for m in msgs],
+                          asyncio.ensure_future(self.handler.prepare(
+                              [delivery_of(m) for m in msgs])))
         deliveries = [d for d in map(delivery_of, msgs) if d.seq > self.checkpoint
                       and (until_seq is None or d.seq <= until_seq)]
         return _Batch(msgs, deliveries, asyncio.ensure_future(self.handler.prepare(deliveries)))
@@ -307,6 +339,14 @@ class ConsumerRuntime(Generic[P]):
         s = self.settings
         started = time.perf_counter()
         prepared = await batch.prepared
+        if s.shared:
+            await asyncio.wait_for(self.handler.apply(conn, batch.deliveries, prepared),
+                                   s.apply_timeout_s)
+            for msg in batch.msgs:  # each on its own: the others belong to other instances
+                await msg.ack()
+            self.checkpoint = max([self.checkpoint, *(d.seq for d in batch.deliveries)])
+            self._after_batch(batch, started)
+            return
         if batch.deliveries:
             expected = self.checkpoint + 1
             for delivery in batch.deliveries:
@@ -318,6 +358,9 @@ class ConsumerRuntime(Generic[P]):
         # Acknowledge only after the commit: a crash before this point means redelivery, and
         # the checkpoint turns the redelivered messages into skips.
         await batch.msgs[-1].ack()
+        self._after_batch(batch, started)
+
+    def _after_batch(self, batch: _Batch[P], started: float) -> None:
         self._progress_at = time.monotonic()
         self._publish_checkpoint()
         metrics.EVENTS_HANDLED.labels(*self._labels).inc(len(batch.deliveries))

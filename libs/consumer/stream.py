@@ -35,6 +35,7 @@ __all__ = [
     "get_message",
     "read_stream",
     "reset_consumer",
+    "shared_consumer",
     "stream_bounds",
 ]
 
@@ -152,6 +153,21 @@ async def ack_floor(js: JetStreamContext, name: str) -> int:
     except NotFoundError:
         return 0
     return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+
+
+async def shared_consumer(nc: Client, js: JetStreamContext, name: str, filter_subject: str,
+                          max_ack_pending: int, ack_wait_s: float) -> BatchPuller:
+    """Bind the shared durable consumer ``name`` (creating it at the stream's start if it does
+    not exist): its instances take turns on its messages, each acknowledged on its own, and the
+    server redelivers what an instance took but did not acknowledge within ``ack_wait_s``."""
+    try:
+        await js.consumer_info(EVENTS_STREAM, name)
+    except NotFoundError:
+        config = dataclasses.replace(
+            durable_consumer_config(name, ack_wait_s=ack_wait_s, max_ack_pending=max_ack_pending),
+            filter_subject=filter_subject)
+        await js.add_consumer(EVENTS_STREAM, config)
+    return BatchPuller(nc, EVENTS_STREAM, name)
 
 
 async def reset_consumer(nc: Client, js: JetStreamContext, name: str, start_seq: int,

@@ -147,3 +147,41 @@ async def test_a_halt_keeps_the_lock_and_is_retried(config: Config, nats_js: Any
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
         await nc.close()
 
+
+
+class SharedTally(Tally):
+    """Idempotent per message (a shared consumer may see a message again after a crash)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+
+    async def apply(self, conn: Any, deliveries: Sequence[Delivery], prepared: None) -> int:
+        async with conn.transaction():
+            for d in deliveries:
+                await conn.execute("INSERT INTO tally (seq) VALUES (%s) ON CONFLICT DO NOTHING",
+                                   (d.seq,))
+        self.seen.extend(d.seq for d in deliveries)
+        return deliveries[-1].seq
+
+
+async def test_shared_instances_split_the_work_and_lose_none(config: Config,
+                                                             nats_js: Any) -> None:
+    h = History()
+    nc = await connect_nats(config.nats_url or "", "tests-runtime")
+    stop = asyncio.Event()
+    workers = [SharedTally(), SharedTally()]
+    settings = _settings(config, name="shared_tally", shared=True, batch_size=3)
+    async with await psycopg.AsyncConnection.connect(config.database_url or "",
+                                                     autocommit=True, row_factory=dict_row) as c:
+        await Tally().start(c, Takeover(0))  # the tables, before two starts race to make them
+    tasks = [asyncio.create_task(ConsumerRuntime(settings, w, nc).run(stop)) for w in workers]
+    try:
+        await publish_all(nats_js, [h.created(f"s{i}") for i in range(40)])
+        await _wait_count(config, 40, 30)
+        assert all(w.seen for w in workers), "one instance did all the work"
+        assert sorted(workers[0].seen + workers[1].seen) == list(range(1, 41))
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        await nc.close()
