@@ -8,6 +8,7 @@ the retry and failure rules are written once.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -55,20 +56,37 @@ class _ErrorBody(msgspec.Struct):
     message: Any = None
 
 
-def _error_text(response: httpx.Response) -> str:
-    """The provider's own error message, if its body has one (OpenAI, Anthropic, Gemini shapes)."""
+def _error_text(response: httpx.Response) -> tuple[str, float | None]:
+    """The provider's own error message, and a retry hint carried in the body, if any.
+
+    Gemini puts its hint in ``error.details[].retryDelay`` (``"17s"``) rather than a header.
+    """
     try:
         body = msgspec.json.decode(response.content, type=_ErrorBody)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return response.text[:MAX_ERROR_TEXT]
+        return response.text[:MAX_ERROR_TEXT], None
     inner = body.error
     if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-        return str(inner["message"])[:MAX_ERROR_TEXT]
+        return str(inner["message"])[:MAX_ERROR_TEXT], _retry_info(inner.get("details"))
     if isinstance(inner, str):
-        return inner[:MAX_ERROR_TEXT]
+        return inner[:MAX_ERROR_TEXT], None
     if isinstance(body.message, str):
-        return body.message[:MAX_ERROR_TEXT]
-    return response.text[:MAX_ERROR_TEXT]
+        return body.message[:MAX_ERROR_TEXT], None
+    return response.text[:MAX_ERROR_TEXT], None
+
+
+def _retry_info(details: object) -> float | None:
+    if not isinstance(details, list):
+        return None
+    for item in details:
+        delay = item.get("retryDelay") if isinstance(item, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                seconds = float(delay[:-1])
+            except ValueError:
+                return None
+            return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None
 
 
 def decode_body(response: httpx.Response, type_: type[T], provider: str) -> T:
@@ -180,8 +198,9 @@ class ProviderHttp:
         status = response.status_code
         if 200 <= status < 300:
             return None
-        text = _error_text(response)
+        text, body_hint = _error_text(response)
         hint = parse_retry_after(response.headers.get("retry-after"), self._now())
+        hint = body_hint if hint is None else hint
         where = {"provider": self.name, "path": path, "status": status}
         if status in OVERLOADED_STATUSES:
             return RateLimited(f"{self.name} rate limited: {text}", retry_after_s=hint, **where)
