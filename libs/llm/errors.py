@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from libs.events.errors import InvalidInput, Unavailable
+from libs.events.registry import FailureCode
 
 __all__ = [
     "CircuitOpen",
@@ -27,10 +28,10 @@ __all__ = [
 
 
 class ProviderError(Unavailable):
-    """A call to an LLM provider failed; ``failure`` is the registry's FailureCode."""
+    """A call to an LLM provider failed; ``failure`` names it in registry events."""
 
     code = "provider_unavailable"
-    failure: ClassVar[str] = "server_error"
+    failure: ClassVar[FailureCode] = "server_error"
 
 
 class RateLimited(ProviderError):
@@ -83,7 +84,7 @@ class ProviderRejected(InvalidInput):
     """HTTP 4xx other than 429: the provider refused this request (auth, model, body)."""
 
     code = "provider_rejected"
-    failure: ClassVar[str] = "rejected"
+    failure: ClassVar[FailureCode] = "rejected"
 
 
 def is_retryable(error: BaseException) -> bool:
