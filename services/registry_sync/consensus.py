@@ -251,11 +251,11 @@ def _decide(method: Literal["exact", "semantic"], usable: list[Answer], groups: 
             policy: ConsensusPolicy) -> ConsensusResult:
     winner = groups[0]
     agreement = round(len(winner) / len(usable), 6)
-    if len(groups) > 1 and len(groups[1]) == len(winner):
-        return _abstain(method, "tie between clusters", agreement, clusters)
     if len(winner) < policy.min_agreeing or agreement < policy.abstain_below:
         return _abstain(method, f"agreement {agreement:.2f} below threshold", agreement,
                         clusters)
+    if len(groups) > 1 and len(groups[1]) == len(winner):
+        return _abstain(method, "tie between clusters", agreement, clusters)
     if semantic is None:
         medoid = winner[0]
         sims = np.eye(len(usable), dtype=np.float32)
