@@ -36,8 +36,8 @@ import numpy.typing as npt
 
 from libs.events.compression import DECIMALS, QualityComponent
 from services.compressor.engines.base import Candidate
-from services.compressor.spans import Span, find_spans
-from services.compressor.text import content_terms, segment
+from services.compressor.spans import Span, find_spans, find_structure
+from services.compressor.text import content_terms, structure_classes
 
 __all__ = [
     "LINE_SUPPORT",
@@ -82,8 +82,6 @@ _CHECKED_KINDS: Final = frozenset({
 _NAME: Final = re.compile(r"(?<=[\w,;)] )[A-Z][a-z]+\b")
 """A capitalised word inside a sentence (after a word and one space): a name or entity."""
 _WORDS: Final = re.compile(r"\w+")
-_STRUCTURE: Final = {"list_item": "list", "key_value": "list", "table_row": "list",
-                     "heading": "heading", "code": "code"}
 
 
 class SpanResult(msgspec.Struct, frozen=True):
@@ -222,12 +220,12 @@ def _rewrite_precision(text: str, output: str,
 
 def _structure(text: str, in_spans: Sequence[Span], output: str) -> tuple[QualityComponent,
                                                                           tuple[str, ...]]:
-    have = {_STRUCTURE[u.kind] for u in segment(text, in_spans) if u.kind in _STRUCTURE}
+    have = structure_classes(text, in_spans)
     method = "share of the input's structure classes (list-like lines, headings, code) in output"
     if not have:
         return QualityComponent(name="structure", value=1.0,
                                 method=method + "; no structure in input"), ()
-    kept = {_STRUCTURE[u.kind] for u in segment(output, find_spans(output)) if u.kind in _STRUCTURE}
+    kept = structure_classes(output, find_structure(output))
     lost = tuple(sorted(have - kept))
     return QualityComponent(name="structure", value=_r(len(have & kept) / len(have)),
                             method=method), lost

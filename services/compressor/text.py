@@ -22,6 +22,7 @@ from services.compressor.spans import Span
 
 __all__ = [
     "STOPWORDS",
+    "STRUCTURE_CLASSES",
     "Piece",
     "Unit",
     "clauses",
@@ -31,6 +32,7 @@ __all__ = [
     "join_units",
     "normalized",
     "segment",
+    "structure_classes",
     "term_vector",
     "trim_tail",
     "validate_text",
@@ -198,6 +200,31 @@ def segment(text: str, spans: Sequence[Span]) -> tuple[Unit, ...]:
         units.append(Unit(s, e, kind))
     close()
     return tuple(units)
+
+
+STRUCTURE_CLASSES: Final = {"list_item": "list", "key_value": "list", "table_row": "list",
+                             "heading": "heading", "code": "code"}
+"""Line kinds that make up structure, grouped into the classes measurement compares."""
+
+
+def structure_classes(text: str, spans: Sequence[Span]) -> frozenset[str]:
+    """The structure classes (list, heading, code) present in ``text``, line by line.
+
+    ``spans`` needs only the code and ``key_value`` spans (``spans.find_structure``).
+    """
+    found: set[str] = set()
+    if any(s.kind == "code_block" for s in spans):
+        found.add("code")
+    kv_line_starts = {text.rfind("\n", 0, s.start) + 1 for s in spans if s.kind == "key_value"}
+    blocks = [s for s in spans if s.kind == "code_block"]
+    lines = _lines(text)
+    for index, (start, end) in enumerate(lines):
+        if any(b.start <= end and start < b.end for b in blocks):
+            continue
+        kind = _line_kind(text, lines, index, kv_line_starts)
+        if kind in STRUCTURE_CLASSES:
+            found.add(STRUCTURE_CLASSES[kind])
+    return frozenset(found)
 
 
 def join_units(text: str, units: Sequence[Unit | Piece]) -> tuple[str, list[tuple[int, int]]]:

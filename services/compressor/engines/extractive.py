@@ -116,8 +116,13 @@ def _fill(scored: Sequence[_Scored], kept: dict[int, str], budget: int) -> dict[
     used = sum(scored[i].tokens for i in kept)
     dropped: dict[int, str] = {}
     open_ = [i for i in range(len(scored)) if i not in kept and scored[i].kind != "heading"]
+    # Only pieces that fit what is left can be added; the others need no similarity at all.
+    fits = [i for i in open_ if used + scored[i].tokens <= budget]
     nearest = {i: max((dot(scored[i].vector, scored[k].vector) for k in kept), default=0.0)
-               for i in open_}
+               for i in fits}
+    open_ = fits if fits else []
+    unfit = [i for i in range(len(scored))
+             if i not in kept and i not in nearest and scored[i].kind != "heading"]
     while open_:
         best, best_value = -1, -math.inf
         for i in list(open_):
@@ -139,7 +144,7 @@ def _fill(scored: Sequence[_Scored], kept: dict[int, str], budget: int) -> dict[
             nearest[i] = max(nearest[i], dot(scored[i].vector, scored[best].vector))
     ranked = sorted(range(len(scored)), key=lambda i: (-scored[i].salience, i))
     rank_of = {index: position + 1 for position, index in enumerate(ranked)}
-    for i in open_:
+    for i in sorted([*open_, *unfit]):
         dropped[i] = (f"over the token budget (salience {scored[i].salience:.3f}, "
                       f"rank {rank_of[i]} of {len(scored)})")
     return dropped
