@@ -45,8 +45,8 @@ _LIST_ITEM: Final = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)]|[a-z][.)])[ \t]+
 _TABLE_ROW: Final = re.compile(r"^[ \t]*\|")
 _SENTENCE_END: Final = re.compile(r"[.!?][\"')\]]*(?=\s+[\"'(\[`*_]*[A-Z0-9])")
 _ABBREVIATIONS: Final = frozenset({
-    "e.g", "i.e", "mr", "mrs", "ms", "dr", "prof", "vs", "etc", "fig", "no", "cf", "al", "approx",
-    "inc", "ltd", "co", "jr", "sr", "st", "dept", "est", "vol", "p", "pp", "ch", "sec", "u.s",
+    "e.g", "i.e", "mr", "mrs", "dr", "prof", "vs", "etc", "fig", "no", "cf", "al", "approx",
+    "inc", "ltd", "co", "jr", "sr", "st", "dept", "est", "vol", "pp", "ch", "sec", "u.s",
 })
 _WORD: Final = re.compile(r"[A-Za-z][A-Za-z0-9_']*[A-Za-z0-9]|\d[\d.,]*\d|\d|[A-Za-z]")
 
@@ -108,7 +108,8 @@ def _is_abbreviation(text: str, dot: int) -> bool:
     while begin > 0 and (text[begin - 1].isalpha() or text[begin - 1] == "."):
         begin -= 1
     word = text[begin:dot].lower()
-    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+    # A single capital is an initial (J. Smith); a single small letter is a unit (30 s.).
+    return word in _ABBREVIATIONS or (len(word) == 1 and text[dot - 1].isupper())
 
 
 def _sentences(text: str, start: int, end: int, atoms: Sequence[Span]) -> list[Unit]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from services.compressor.spans import KIND_ORDER, Span, find_spans
@@ -31,7 +33,8 @@ def only(text: str, kind: str) -> list[str]:
         ("Mail bob.smith+x@corp.example.io now.", "email", ["bob.smith+x@corp.example.io"]),
         ("Edit /etc/mnemos/app.toml, ./run.sh, ~/notes/a.md and config.yaml.", "path",
          ["/etc/mnemos/app.toml", "./run.sh", "~/notes/a.md", "config.yaml"]),
-        ("Ship v1.2.3, 2.0.1-rc1, v2 and 1.0rc1.", "version", ["v1.2.3", "2.0.1-rc1", "v2", "1.0rc1"]),
+        ("Ship v1.2.3, 2.0.1-rc1, v2 and 1.0rc1.", "version",
+         ["v1.2.3", "2.0.1-rc1", "v2", "1.0rc1"]),
         ("Commit 3f469b3 fixed it; deadbeef is a word.", "hash", ["3f469b3"]),
         ("id 123e4567-e89b-12d3-a456-426614174000.", "uuid",
          ["123e4567-e89b-12d3-a456-426614174000"]),
@@ -111,7 +114,7 @@ def test_overlaps_within_a_layer_longest_wins_then_kind_order() -> None:
     assert kinds("v1.2.3") == [("version", "v1.2.3")]
     atoms = [s for s in find_spans("Pay $5,000 on 2026-01-02 at 10:00 UTC for 3 days")
              if s.kind not in {"negation", "key_value"}]
-    for a, b in zip(atoms, atoms[1:], strict=False):
+    for a, b in itertools.pairwise(atoms):
         assert a.end <= b.start  # no overlap among atoms
 
 

@@ -3,9 +3,10 @@
 1. Cut the input into units by offset (``text.segment``), and sentences and list items into
    clauses (``text.clauses``): the pieces that are kept or dropped.
 2. Pieces holding a protected span are kept first (so a figure, a date or a negation is never
-   dropped to save room), with fenced code and ``key: value`` lines.
+   dropped to save room), with fenced code, ``key: value`` lines and, given a query, the pieces
+   relevant to it.
 3. The remaining budget (``target_ratio`` of the input's tokens, minus what step 2 kept) is
-   filled by maximal marginal relevance: each round takes the unit with the best
+   filled by maximal marginal relevance: each round takes the piece with the best
    ``LAMBDA * salience - (1 - LAMBDA) * similarity to what is kept``, where salience is the
    TF-IDF cosine of the piece to the whole text (pieces as documents), plus the cosine to the query
    when there is one, plus a small lead bonus for the first piece. Pieces too similar to a kept
@@ -59,6 +60,10 @@ LEAD_BONUS: Final = 0.05
 QUERY_WEIGHT: Final = 1.0
 """Weight of the query cosine in salience, when a query is given."""
 
+QUERY_KEEP: Final = 0.2
+"""A piece whose TF-IDF cosine to the query reaches this is kept on purpose, like a piece
+holding a protected span: query-aware pruning must not drop what the task asks about."""
+
 _ALWAYS_KEEP: Final = frozenset({"code", "key_value"})
 
 
@@ -69,6 +74,7 @@ class _Scored(msgspec.Struct):
     vector: dict[str, float]
     salience: float
     protected: tuple[str, ...]
+    relevance: float
 
 
 def _protected_kinds(piece: Piece, spans: Sequence[Span]) -> tuple[str, ...]:
@@ -87,12 +93,12 @@ def _score(request: CompressionRequest, units: Sequence[Unit], pieces: Sequence[
     query = normalized(term_vector(content_terms(request.query), idf)) if request.query else {}
     scored: list[_Scored] = []
     for index, (piece, vector) in enumerate(zip(pieces, vectors, strict=True)):
-        salience = dot(vector, centroid) + (LEAD_BONUS if index == 0 else 0.0)
-        if query:
-            salience += QUERY_WEIGHT * dot(vector, query)
+        relevance = dot(vector, query) if query else 0.0
+        salience = (dot(vector, centroid) + (LEAD_BONUS if index == 0 else 0.0)
+                    + QUERY_WEIGHT * relevance)
         scored.append(_Scored(piece, units[piece.unit].kind,
                               tokens.count(text[piece.start:piece.end]), vector, salience,
-                              _protected_kinds(piece, request.spans)))
+                              _protected_kinds(piece, request.spans), relevance))
     return scored
 
 
@@ -104,6 +110,8 @@ def _mandatory(scored: Sequence[_Scored]) -> dict[int, str]:
             keep[index] = "holds protected spans: " + ", ".join(item.protected)
         elif item.kind in _ALWAYS_KEEP:
             keep[index] = f"{item.kind.replace('_', ' ')} kept whole"
+        elif item.relevance >= QUERY_KEEP:
+            keep[index] = f"relevant to the query (cosine {item.relevance:.2f})"
     return keep
 
 
