@@ -143,9 +143,22 @@ def _verified_ranges(text: str, candidate: Candidate) -> list[tuple[int, int]] |
 
 def _occurs(needle: str, haystack: str) -> bool:
     """``needle`` occurs in ``haystack`` not glued to a word character on either side."""
-    pattern = (r"(?<!\w)" if needle[:1].isalnum() else "") + re.escape(needle) + (
-        r"(?!\w)" if needle[-1:].isalnum() else "")
-    return re.search(pattern, haystack) is not None
+    if not needle:
+        return True
+    check_left, check_right = _is_word(needle[0]), _is_word(needle[-1])
+    at = haystack.find(needle)
+    while at >= 0:
+        end = at + len(needle)
+        left_ok = not check_left or at == 0 or not _is_word(haystack[at - 1])
+        right_ok = not check_right or end == len(haystack) or not _is_word(haystack[end])
+        if left_ok and right_ok:
+            return True
+        at = haystack.find(needle, at + 1)
+    return False
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
 
 
 def _span_results(spans: Sequence[Span], output: str,

@@ -9,6 +9,7 @@ cut into sentences; a sentence never ends inside a protected span (``3.14``, ``e
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -304,9 +305,11 @@ def trim_tail(text: str, start: int, end: int) -> int:
     return end
 
 
-def content_terms(text: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def content_terms(text: str) -> tuple[str, ...]:
     """Lowercased content words and numbers of ``text`` in order (stopwords and 1-2 letter
-    words dropped; a plural ``s`` and a possessive ``'s`` folded)."""
+    words dropped; a plural ``s`` and a possessive ``'s`` folded). Cached: measurement asks for
+    the terms of the same input once per candidate."""
     out: list[str] = []
     for word in _WORD.findall(text):
         lower = word.lower()
@@ -318,7 +321,7 @@ def content_terms(text: str) -> list[str]:
         if len(lower) > 4 and lower.endswith("s") and not lower.endswith("ss"):
             lower = lower[:-1]
         out.append(lower)
-    return out
+    return tuple(out)
 
 
 def term_vector(terms: Iterable[str], idf: Mapping[str, float]) -> dict[str, float]:

@@ -108,5 +108,5 @@ def test_validate_text_rejects_what_postgres_cannot_store() -> None:
 
 
 def test_content_terms_fold_and_filter() -> None:
-    assert content_terms("The customers' Customer's budgets and the budget of 2026") == [
-        "customer", "customer", "budget", "budget", "2026"]
+    assert content_terms("The customers' Customer's budgets and the budget of 2026") == (
+        "customer", "customer", "budget", "budget", "2026")

@@ -6,7 +6,8 @@ Each line is built only from pieces of the input (a key and a value, both input 
 
 Patterns, tried in this order on each unit of the input:
 
-- a ``key: value`` / ``key = value`` line or list item -> ``key: value``;
+- a ``key: value`` / ``key = value`` line or list item -> the same line, without bullet or
+  final period;
 - a unit opening with a date or time (a log or timeline entry) -> ``<date/time>: <rest>``;
 - a decision (``decided``, ``agreed``, ``approved``, ``chose``, ``resolved``) -> ``decision: ...``
   from the cue on;
@@ -78,15 +79,19 @@ class _Line:
     """A line under construction: its parts are (literal) or (input start, input end)."""
 
     def __init__(self, label: str | None, key: tuple[int, int] | None,
-                 value: tuple[int, int]) -> None:
-        self.label, self.key, self.value = label, key, value
+                 value: tuple[int, int], *, verbatim: bool = False) -> None:
+        self.label, self.key, self.value, self.verbatim = label, key, value, verbatim
 
     def render(self, text: str) -> str:
+        if self.verbatim and self.key:  # already a key-value line: its separator is kept
+            return text[self.key[0]:self.value[1]]
         key = text[self.key[0]:self.key[1]] if self.key else None
         head = f"{self.label} ({key})" if self.label and key else (self.label or key or "")
         return f"{head}: {text[self.value[0]:self.value[1]]}"
 
     def sources(self) -> tuple[tuple[int, int], ...]:
+        if self.verbatim and self.key:
+            return ((self.key[0], self.value[1]),)
         return ((self.key, self.value) if self.key else (self.value,))
 
 
@@ -97,7 +102,9 @@ def _kv(text: str, unit: Unit) -> _Line | None:
     if match is None or "\n" in match.group("key"):
         return None
     key = _trim(text, *match.span("key"))
-    return _Line(None, key, _trim(text, match.start("value"), unit.end))
+    # A key-value line is already compact: it is copied whole (bullet and final period aside),
+    # so the line, its separator and any code in it survive verbatim.
+    return _Line(None, key, _trim(text, match.start("value"), unit.end), verbatim=True)
 
 
 def _body(text: str, unit: Unit) -> tuple[int, int]:
