@@ -76,10 +76,14 @@ class ContextPiece(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class LeftOut(msgspec.Struct, frozen=True, kw_only=True):
-    """A memory that did not fit: the fewest tokens it needed and what was left."""
+    """A memory that did not fit: the fewest tokens it needed and what was left.
+
+    ``needed_tokens`` is None for memories ranked after the budget was spent to the last token:
+    they are not sized, so a long ranked list costs nothing once the context is full.
+    """
 
     memory_id: str
-    needed_tokens: int
+    needed_tokens: int | None
     available_tokens: int
 
 
@@ -102,41 +106,51 @@ Pruner = Callable[[MemoryCandidate, int], MemoryCompressedData | None]
 """Prune a memory's original to at most the given tokens; None when it cannot."""
 
 
-def _admissible(candidate: MemoryCandidate, purpose: str) -> list[CompressedForm]:
-    original_hash = hash_text(candidate.original)
+def _eligible(candidate: MemoryCandidate, purpose: str) -> list[CompressedForm]:
+    """Forms whose receipt names this memory version and the purpose (cheap checks only)."""
     return [
         form for form in candidate.forms
         if form.receipt.version_id == candidate.version_id
         and form.receipt.memory_id == candidate.memory_id
-        and form.receipt.input_hash == original_hash
-        and form.receipt.output_hash == hash_text(form.content)
         and form.receipt.is_safe_for(purpose)
     ]
 
 
-def _options(candidate: MemoryCandidate, purpose: str, allow_compressed: bool,
-             tokens: TokenCounter) -> list[ContextPiece]:
-    """Every admissible form as a piece, cheapest first (the original wins ties).
+def _take(candidate: MemoryCandidate, purpose: str, allow_compressed: bool, room: int,
+          tokens: TokenCounter) -> tuple[ContextPiece | None, int]:
+    """The cheapest admissible form that fits ``room`` (or None) and the cheapest size.
 
-    Token counts come from a verified receipt of the same tokenizer when there is one, so a
-    memory with receipts is not tokenized again.
+    Sizes come from the receipts when they were counted with the same tokenizer, so a ranked
+    list of memories with receipts is not tokenized again; the hashes that make a form
+    admissible (input and output blake3) are checked only for the form that is taken.
     """
-    admissible = _admissible(candidate, purpose) if allow_compressed else []
-    counted_original = next((f.receipt.original_tokens for f in admissible
-                             if f.receipt.tokenizer == tokens.name), None)
-    options = [ContextPiece(
-        memory_id=candidate.memory_id, version_id=candidate.version_id, form="original",
-        text=candidate.original,
-        tokens=counted_original if counted_original is not None
-        else tokens.count(candidate.original))]
-    if allow_compressed:
-        for form in admissible:
-            counted = (form.receipt.compressed_tokens if form.receipt.tokenizer == tokens.name
-                       else tokens.count(form.content))
-            options.append(ContextPiece(
-                memory_id=candidate.memory_id, version_id=candidate.version_id,
-                form="compressed", text=form.content, tokens=counted, receipt=form.receipt))
-    return sorted(options, key=lambda p: (p.tokens, p.form != "original"))
+    forms = _eligible(candidate, purpose) if allow_compressed else []
+    same = [f for f in forms if f.receipt.tokenizer == tokens.name]
+    original_size = same[0].receipt.original_tokens if same else tokens.count(candidate.original)
+    options: list[tuple[int, int, CompressedForm | None]] = [(original_size, 0, None)]
+    for index, form in enumerate(forms, start=1):
+        size = (form.receipt.compressed_tokens if form.receipt.tokenizer == tokens.name
+                else tokens.count(form.content))
+        options.append((size, index, form))
+    options.sort(key=lambda option: (option[0], option[1]))
+    original_hash: str | None = None
+    for size, _, option in options:
+        if size > room:
+            break
+        original_hash = original_hash or hash_text(candidate.original)
+        if option is None:
+            counted = size if same and same[0].receipt.input_hash == original_hash else (
+                tokens.count(candidate.original))
+            if counted <= room:
+                return ContextPiece(memory_id=candidate.memory_id,
+                                    version_id=candidate.version_id, form="original",
+                                    text=candidate.original, tokens=counted), options[0][0]
+        elif (option.receipt.input_hash == original_hash
+              and option.receipt.output_hash == hash_text(option.content)):
+            return ContextPiece(memory_id=candidate.memory_id, version_id=candidate.version_id,
+                                form="compressed", text=option.content, tokens=size,
+                                receipt=option.receipt), options[0][0]
+    return None, options[0][0]
 
 
 def _pruned(candidate: MemoryCandidate, room: int, purpose: str, prune: Pruner,
@@ -170,14 +184,16 @@ def assemble(candidates: Sequence[MemoryCandidate], *, purpose: str, budget: int
     for candidate in candidates:
         joint = separator if pieces else 0
         room = budget - used - joint
-        options = _options(candidate, purpose, allow_compressed, tokens)
-        piece = next((p for p in options if p.tokens <= room), None)
-        if piece is None and prune is not None and allow_compressed and room > 0:
+        if room <= 0:
+            left_out.append(LeftOut(memory_id=candidate.memory_id, needed_tokens=None,
+                                    available_tokens=0))
+            continue
+        piece, cheapest = _take(candidate, purpose, allow_compressed, room, tokens)
+        if piece is None and prune is not None and allow_compressed:
             piece = _pruned(candidate, room, purpose, prune, tokens)
         if piece is None:
-            left_out.append(LeftOut(memory_id=candidate.memory_id,
-                                    needed_tokens=options[0].tokens,
-                                    available_tokens=max(0, room)))
+            left_out.append(LeftOut(memory_id=candidate.memory_id, needed_tokens=cheapest,
+                                    available_tokens=room))
             continue
         pieces.append(piece)
         used += joint + piece.tokens

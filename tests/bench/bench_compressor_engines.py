@@ -4,18 +4,22 @@ Run: ``python -m tests.bench.bench_compressor_engines [--repeat N] [--similarity
 is ``tests/fixtures/compressor`` (hand-written texts plus package docs and stdlib docstrings,
 median ~1 KB). Each engine runs alone on precomputed requests (protected spans found once, as
 the compressor does); ``offline contest`` is the whole pure path per text: validation, spans,
-token count, both engines, measurement of each candidate, purpose rules and the receipt.
+token count, both engines, measurement of each candidate, purpose rules and the receipt. Last,
+the pure context assembly over 10,000 ranked memories (corpus texts with their receipts, shuffled
+per run) with a 2,000-token budget: the part of ``mnemos context`` that is not search.
 
 Rates are per second of this process's CPU time (single-threaded work on one core) and of wall
-time; on a shared machine the CPU figure is the stable one. Quality components are the
-compressor's own measurements of each engine's candidates. ``--similarity`` adds the MiniLM
-embedding similarity (one model run per candidate: much slower, reported separately).
+time; on a shared machine the CPU figure is the stable one. Rates in the table never include an
+embedder. Quality components are the compressor's own measurements of each engine's candidates;
+``--similarity`` adds the MiniLM embedding similarity to them and times one more pass of the
+offline contest with the embedder (one model run per candidate: much slower).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import time
@@ -23,8 +27,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+import msgspec
+
 from libs.embeddings import MiniLMOnnxEmbedder
-from services.compressor.compressor import Compressor, Subject
+from services.compressor.assembly import CompressedForm, MemoryCandidate, assemble
+from services.compressor.compressor import Compression, Compressor, Subject
 from services.compressor.engines import (
     Candidate,
     CompressionRequest,
@@ -95,6 +102,36 @@ def report_engine(name: str, requests: Sequence[CompressionRequest],
           f"  {components}")
 
 
+def bench_assembly(compressions: Sequence[tuple[str, Compression]], memories: int,
+                   budget: int, runs: int) -> None:
+    """p50/p95 of the pure assembly over ``memories`` ranked candidates, each with a receipt."""
+    base = [(text, c.data) for text, c in compressions if c.data is not None]
+    candidates = []
+    for index in range(memories):
+        text, data = base[index % len(base)]
+        memory_id, version_id = f"0190a0d2-7c4e-7b2a-9f3e-{index:012d}", f"{index:032x}"
+        receipt = msgspec.structs.replace(data.receipt, memory_id=memory_id,
+                                          version_id=version_id)
+        candidates.append(MemoryCandidate(memory_id=memory_id, version_id=version_id,
+                                          original=text,
+                                          forms=(CompressedForm(data.content, receipt),)))
+    rng = random.Random(7)
+    tokens = default_tokenizer()
+    samples: list[float] = []
+    pieces: list[int] = []
+    for _ in range(runs):
+        rng.shuffle(candidates)  # a different ranking each run
+        started = time.perf_counter()
+        context = assemble(candidates, purpose="summary", budget=budget, tokens=tokens)
+        samples.append((time.perf_counter() - started) * 1000)
+        pieces.append(len(context.pieces))
+        assert context.used_tokens <= budget  # a bench guard, not a test: stop on a broken run
+    samples.sort()
+    print(f"assembly (pure) over {memories} ranked memories, budget {budget}: "
+          f"p50 {samples[len(samples) // 2]:.1f} ms, p95 {samples[int(len(samples) * 0.95)]:.1f} "
+          f"ms, {statistics.median(pieces):.0f} pieces per context ({runs} runs)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Print one table row per engine and one for the whole offline contest."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -138,6 +175,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         if c.data is not None:
             engines_won[c.data.receipt.engine] = engines_won.get(c.data.receipt.engine, 0) + 1
     print(f"contest winners: {engines_won}")
+    bench_assembly(list(zip(texts, contest, strict=True)), 10_000, 2_000, 40)
+    if embed is not None:
+        with_similarity = Compressor(embed=embed, embed_name="minilm")
+        cpu, wall = timed(lambda: [with_similarity.offline(subject, t) for t in texts], 1)
+        print(f"offline contest measuring similarity too: {len(texts) / wall:.0f}/s wall, "
+              f"{len(texts) / cpu:.0f}/s CPU (one MiniLM run per candidate, 1 worker)")
     sys.stdout.flush()
 
 

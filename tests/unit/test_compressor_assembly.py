@@ -101,7 +101,8 @@ def test_left_out_for_lack_of_budget(ranked: list[MemoryCandidate]) -> None:
     assert context.left_out
     taken = {p.memory_id for p in context.pieces}
     for left in context.left_out:
-        assert left.memory_id not in taken and left.needed_tokens > left.available_tokens
+        assert left.memory_id not in taken
+        assert left.needed_tokens is None or left.needed_tokens > left.available_tokens
 
 
 def test_budget_zero_leaves_everything_out(ranked: list[MemoryCandidate]) -> None:
@@ -137,3 +138,10 @@ def test_never_over_budget(ranked: list[MemoryCandidate], budget: int, purpose: 
     context = assemble(ranked, purpose=purpose, budget=budget, tokens=TOKENS)
     assert TOKENS.count(context.render()) == context.used_tokens <= budget
     assert len(context.pieces) + len(context.left_out) == len(ranked)
+
+
+def test_memories_after_a_full_budget_are_not_sized(ranked: list[MemoryCandidate]) -> None:
+    first = TOKENS.count(ranked[0].forms[0].content)
+    context = assemble(ranked, purpose="summary", budget=first, tokens=TOKENS)
+    assert [p.memory_id for p in context.pieces] == [ranked[0].memory_id]
+    assert all(left.needed_tokens is None for left in context.left_out)

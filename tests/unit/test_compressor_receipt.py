@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
@@ -133,3 +136,39 @@ def test_huge_unicode_input_keeps_every_protected_span() -> None:
     assert all(p.survived for p in data.receipt.protected)
     assert data.receipt.compressed_tokens < data.receipt.original_tokens
     assert DECODER.decode(canonical_bytes(data)) == data
+
+
+def test_wire_decoding_is_strict() -> None:
+    data = Compressor().offline(SUBJECT, HAND["hand-standup"]).data
+    assert data is not None
+    wire = msgspec.json.decode(canonical_bytes(data))
+    for broken in (
+        {**wire, "surprise": 1},
+        {**wire, "receipt": {**wire["receipt"], "ratio": -0.5}},
+        {**wire, "receipt": {**wire["receipt"], "ratio": None}},  # what NaN would encode to
+        {**wire, "receipt": {**wire["receipt"], "trigger": "sometime"}},
+        {**wire, "receipt": {**wire["receipt"], "receipt_id": "XYZ"}},
+    ):
+        with pytest.raises(msgspec.ValidationError):
+            DECODER.decode(msgspec.json.encode(broken))
+
+
+def test_receipts_are_identical_across_processes_and_hash_seeds(tmp_path: Path) -> None:
+    code = (
+        "import json, sys\n"
+        "from libs.events.codec import canonical_bytes\n"
+        "from services.compressor.compressor import Compressor, Subject\n"
+        "texts = [json.loads(l)['text'] for l in open(sys.argv[1], encoding='utf-8')]\n"
+        "s = Subject(memory_id='m', version_id='a' * 32)\n"
+        "c = Compressor()\n"
+        "sys.stdout.buffer.write(b'\\n'.join(canonical_bytes(c.offline(s, t).data) "
+        "for t in texts))\n"
+    )
+    outputs = []
+    for seed in ("1", "4242"):
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(FIXTURES / "handmade.jsonl")],
+            env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, check=True,
+            cwd=Path(__file__).parents[2], timeout=120)
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == len(HAND) - 1
