@@ -37,7 +37,7 @@ import numpy.typing as npt
 from libs.events.compression import DECIMALS, QualityComponent
 from services.compressor.engines.base import Candidate
 from services.compressor.spans import Span, find_spans, find_structure
-from services.compressor.text import content_terms, structure_classes
+from services.compressor.text import content_terms, segment, structure_classes
 
 __all__ = [
     "LINE_SUPPORT",
@@ -100,6 +100,9 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True):
     lost_structure: tuple[str, ...]
     components: tuple[QualityComponent, ...]
     score: float
+    absent: tuple[tuple[int, int, str], ...] = ()
+    """For rewritten output: input units whose content the output does not hold (measured),
+    as (start, end, why); what a rewrite removed, whatever the engine says."""
 
     def value(self, name: str) -> float | None:
         """The value of component ``name`` (None when not measured)."""
@@ -244,6 +247,23 @@ def _structure(text: str, in_spans: Sequence[Span], output: str) -> tuple[Qualit
                             method=method), lost
 
 
+def _absent_units(text: str, spans: Sequence[Span],
+                  output: str) -> tuple[tuple[int, int, str], ...]:
+    """Units of ``text`` with under :data:`LINE_SUPPORT` of their content words in ``output``."""
+    present = set(content_terms(output))
+    absent: list[tuple[int, int, str]] = []
+    for unit in segment(text, spans):
+        terms = set(content_terms(text[unit.start:unit.end]))
+        if not terms:
+            continue
+        found = len(terms & present)
+        if found / len(terms) < LINE_SUPPORT:
+            absent.append((unit.start, unit.end,
+                           f"not in the output (measured: {found} of {len(terms)} content "
+                           "words present)"))
+    return tuple(absent)
+
+
 def _similarity(text: str, output: str, embed: Embed | None,
                 embed_name: str) -> QualityComponent:
     if embed is None:
@@ -297,4 +317,5 @@ def measure(text: str, spans: Sequence[Span], candidate: Candidate, *,
     return Measurement(
         spans=results, verified_extractive=ranges is not None, unsupported=tuple(unsupported),
         lost_structure=lost_structure, components=components, score=_score(components),
+        absent=() if ranges is not None else _absent_units(text, spans, output),
     )

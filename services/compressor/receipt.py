@@ -80,9 +80,14 @@ def receipt_id(*, memory_id: str, version_id: str, input_hash: str,
 
 def _parts(winner: Contestant) -> tuple[tuple[SpanNote, ...], tuple[SpanNote, ...],
                                         tuple[OutputSource, ...]]:
-    assert winner.candidate is not None
+    """Removed, preserved and output sources; a rewrite that names no removal gets the
+    measured one (input units whose content is not in the output)."""
+    assert winner.candidate is not None and winner.measurement is not None
     candidate = winner.candidate
     removed = tuple(SpanNote(start=n.start, end=n.end, reason=n.reason) for n in candidate.removed)
+    if not removed:
+        removed = tuple(SpanNote(start=start, end=end, reason=why)
+                        for start, end, why in winner.measurement.absent)
     preserved = tuple(SpanNote(start=n.start, end=n.end, reason=n.reason)
                       for n in candidate.preserved)
     sources = tuple(OutputSource(out_start=s.out_start, out_end=s.out_end, sources=s.sources)

@@ -153,3 +153,16 @@ async def test_a_slow_llm_never_delays_the_offline_receipt() -> None:
     assert offline.content == out.data.content  # same winner, same compressed form
     assert offline.receipt.receipt_id != out.data.receipt.receipt_id  # different engine sets
     assert [e.engine for e in offline.receipt.contest] == ["extractive", "facts"]
+
+
+async def test_an_llm_winner_gets_measured_removals() -> None:
+    text = ("Quick recap from the call: after a lot of back and forth, and some detours about "
+            "the office plants and the holiday rota, everyone was happy with the plan as it "
+            "stands. The budget is $5,000.")
+    reply = "<compressed>Everyone was happy with the plan. The budget is $5,000.</compressed>"
+    compressor = Compressor(llm_engines=(LlmEngine(FakeChat(reply), "fake-1", 1.0),))
+    out = await compressor.run(SUBJECT, text)
+    assert out.data is not None and out.data.receipt.engine == "llm"
+    removed = out.data.receipt.removed
+    assert removed and all("measured" in note.reason for note in removed)
+    assert any("office plants" in text[note.start:note.end] for note in removed)
