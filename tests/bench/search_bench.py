@@ -21,8 +21,8 @@ from pgvector.psycopg import register_vector_async
 from libs.embeddings import MiniLMOnnxEmbedder
 from libs.events import Filters
 from libs.readmodel import memories as queries
+from libs.readmodel.search import candidate_count, fuse_concurrently
 from libs.runtime.database import connect_async
-from services.command.application.queries import candidate_count, fuse_concurrently
 from tests.bench.corpus import memory_texts, query_for
 from tests.bench.harness import BenchSystem, percentile, progress, report_line
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from libs.events import InvalidInput
-from services.command.application.queries import fuse_concurrently
+from libs.readmodel.search import fuse_concurrently
 
 
 async def test_sides_run_at_once_and_fuse() -> None:
