@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-from typing import Any
 
 import typer
 
 from libs.events.errors import MnemosError
 from libs.runtime.config import client_config, load_config
 from libs.runtime.logging import configure_logging
-from mnemos.client import describe_error
+from mnemos.console import emit, fail, local_client
+from mnemos.identities import identities_app
+from mnemos.keys import keys_app
 from mnemos.serve import SERVICES, run_service
 from services.auditor.cli import app as audit_app
 from services.projector.cli import replay_command
@@ -21,6 +21,8 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+app.add_typer(identities_app, name="identities")
 app.command("replay")(replay_command)
 
 NS_OPTION = typer.Option("default", "--ns", help="Namespace (tenant): 1-64 characters of "
@@ -34,21 +36,6 @@ def _root() -> None:
     configure_logging(config.log_format, config.log_level)
 
 
-def _emit(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
-
-
-def _client() -> Any:
-    from mnemos.client import GatewayClient, gateway_url
-
-    return GatewayClient(gateway_url(load_config()))
-
-
-def _fail(exc: MnemosError) -> None:
-    sys.stderr.write(describe_error(exc) + "\n")
-    raise typer.Exit(2)
-
-
 @app.command()
 def up(demo: bool = typer.Option(False, "--demo", help="After start, write and search a few "
                                  "memories to show the system working.")) -> None:
@@ -58,7 +45,7 @@ def up(demo: bool = typer.Option(False, "--demo", help="After start, write and s
     try:
         run_up(load_config(), demo)
     except MnemosError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command()
@@ -79,9 +66,9 @@ def remember(
 ) -> None:
     """Store a memory; prints its id and stream sequence."""
     try:
-        _emit(_client().remember(ns, content, kind=kind, tags=tag, source=source))
+        emit(local_client().remember(ns, content, kind=kind, tags=tag, source=source))
     except MnemosError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command()
@@ -93,27 +80,27 @@ def recall(
 ) -> None:
     """Search memories (hybrid: vectors + full text, fused)."""
     try:
-        _emit(_client().search(ns, query, k=k, mode=mode))
+        emit(local_client().search(ns, query, k=k, mode=mode))
     except MnemosError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command()
 def get(memory_id: str, ns: str = NS_OPTION) -> None:
     """Show one memory with its provenance."""
     try:
-        _emit(_client().get(ns, memory_id))
+        emit(local_client().get(ns, memory_id))
     except MnemosError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command()
 def history(memory_id: str, ns: str = NS_OPTION) -> None:
     """Show a memory's versions and events."""
     try:
-        _emit(_client().history(ns, memory_id))
+        emit(local_client().history(ns, memory_id))
     except MnemosError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command()

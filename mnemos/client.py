@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-from libs.events.errors import MnemosError, Unavailable, error_from_code
+from libs.events.errors import InvalidInput, MnemosError, Unavailable, error_from_code
+from libs.events.security import Grant
 from libs.runtime.config import Config
 from libs.runtime.instance import read_runtime
 
@@ -28,9 +29,13 @@ def gateway_url(config: Config) -> str:
 class GatewayClient:
     """Typed calls to the HTTP API; errors come back as :class:`MnemosError` subclasses."""
 
-    def __init__(self, base_url: str, principal: str = "cli", timeout_s: float = 30.0) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout_s,
-                                  headers={"X-Mnemos-Principal": principal})
+    def __init__(self, base_url: str, principal: str = "cli", timeout_s: float = 30.0,
+                 credential: str | None = None) -> None:
+        # With a credential the gateway knows who we are; without one (anonymous mode) the
+        # principal is only asserted.
+        headers = ({"Authorization": f"Bearer {credential}"} if credential
+                   else {"X-Mnemos-Principal": principal})
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, headers=headers)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -70,12 +75,41 @@ class GatewayClient:
         result: dict[str, Any] = self._call("GET", f"/v1/{ns}/search", params=params)
         return result
 
+    def create_key(self, principal: str, grants: list[str], kind: str = "agent",
+                   expires_at: str | None = None) -> dict[str, Any]:
+        """Issue an API key (admin on ``system``); the reply holds the secret, shown once."""
+        body: dict[str, Any] = {"principal": principal, "kind": kind,
+                                "grants": [_grant_body(g) for g in grants]}
+        if expires_at is not None:
+            body["expires_at"] = expires_at
+        result: dict[str, Any] = self._call("POST", "/v1/keys", json=body)
+        return result
+
+    def list_keys(self) -> dict[str, Any]:
+        """Every key, without secrets."""
+        result: dict[str, Any] = self._call("GET", "/v1/keys")
+        return result
+
+    def revoke_key(self, key_id: str, reason: str) -> dict[str, Any]:
+        """Revoke a key on every gateway."""
+        result: dict[str, Any] = self._call("POST", f"/v1/keys/{key_id}/revoke",
+                                            json={"reason": reason})
+        return result
+
     def ready(self) -> bool:
         """Whether the gateway reports ready."""
         try:
             return self._http.get("/readyz").status_code == 200
         except httpx.HTTPError:
             return False
+
+
+def _grant_body(text: str) -> dict[str, str]:
+    try:
+        grant = Grant.parse(text)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), grant=text) from None
+    return {"scope": grant.scope.value, "namespace": grant.namespace}
 
 
 def describe_error(exc: MnemosError) -> str:

@@ -34,11 +34,11 @@ def demo_command_id(content: str) -> str:
     return str(uuid.UUID(int=value | (rand & ((1 << 62) - 1))))
 
 
-def run_demo(http_url: str, ns: str = "demo") -> None:
+def run_demo(http_url: str, ns: str = "demo", credential: str | None = None) -> None:
     """Remember three facts, read one back with its provenance, and search in plain words.
 
     Idempotent: every start of ``./scripts/up`` runs it, and the memories are written once."""
-    client = GatewayClient(http_url, principal="demo")
+    client = GatewayClient(http_url, principal="demo", credential=credential)
     last_seq = 0
     _say(f"Demo in namespace '{ns}':")
     first_id = ""

@@ -14,7 +14,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from libs.runtime.config import Config
+from libs.runtime.config import Config, with_identity
 from libs.runtime.logging import configure_logging, get_logger
 
 __all__ = ["SERVICES", "run_service"]
@@ -73,7 +73,11 @@ async def _serve(name: str, config: Config) -> None:
     log.info("service_stopped", service=name)
 
 
+IDENTITIES: Final = {"command": "gateway"}
+"""Broker identity of each service whose identity is not its name."""
+
+
 def run_service(name: str, config: Config) -> None:
-    """Configure logging and run service ``name`` to completion."""
+    """Configure logging and run service ``name`` (as its own broker identity) to completion."""
     configure_logging(config.log_format, config.log_level, service=name)
-    asyncio.run(_serve(name, config))
+    asyncio.run(_serve(name, with_identity(config, IDENTITIES.get(name, name))))

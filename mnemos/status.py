@@ -12,7 +12,7 @@ from nats.js.errors import NotFoundError
 from libs.events.stream import EVENTS_STREAM
 from libs.runtime.config import Config
 from libs.runtime.instance import read_runtime
-from libs.runtime.nats_client import connect_nats
+from libs.runtime.nats_client import connect_nats, nats_credentials
 
 __all__ = ["Status", "collect_status"]
 
@@ -41,7 +41,7 @@ async def collect_status(config: Config) -> Status:
     nats_url = config.nats_url or (running.nats_url if running else None)
     database_url = config.database_url or (running.database_url if running else None)
     if nats_url:
-        await _nats_status(nats_url, status)
+        await _nats_status(nats_url, status, config)
     else:
         status.errors.append("no NATS URL: start `mnemos up` or set MNEMOS_NATS_URL")
     if database_url:
@@ -49,9 +49,9 @@ async def collect_status(config: Config) -> Status:
     return status
 
 
-async def _nats_status(url: str, status: Status) -> None:
+async def _nats_status(url: str, status: Status, config: Config) -> None:
     try:
-        nc = await connect_nats(url, "mnemos-status")
+        nc = await connect_nats(url, "mnemos-status", nats_credentials(config))
     except Exception as exc:
         status.errors.append(f"NATS unreachable at {url}: {exc}")
         return

@@ -20,10 +20,14 @@ from pathlib import Path
 
 import httpx
 
-from libs.runtime.config import Config
+from libs.auth.key_store import API_KEY_FOLD
+from libs.auth.local_admin import ensure_admin_key, local_key
+from libs.eventstore import JetStreamEventStore
+from libs.runtime.config import Config, with_identity
 from libs.runtime.instance import InstanceLock, RuntimeInfo
 from libs.runtime.logging import configure_logging, get_logger
-from libs.runtime.nats_client import connect_nats, ensure_streams
+from libs.runtime.nats_auth import BrokerIdentities
+from libs.runtime.nats_client import connect_nats, ensure_streams, nats_credentials
 from libs.runtime.nats_server import NatsServer
 from libs.runtime.postgres_server import PostgresServer
 from mnemos.serve import SERVICES
@@ -45,11 +49,13 @@ class Endpoints:
     database_url: str
     http_url: str
     home: Path
+    nats_pid: int | None = None
 
     def runtime_info(self) -> RuntimeInfo:
         """What the runtime file records for the client commands (``mnemos status`` …)."""
         return RuntimeInfo(nats_url=self.nats_url, database_url=self.database_url,
-                           http_url=self.http_url, home=str(self.home), pid=os.getpid())
+                           http_url=self.http_url, home=str(self.home), pid=os.getpid(),
+                           nats_pid=self.nats_pid)
 
 
 @dataclass
@@ -78,8 +84,15 @@ class System:
         self.home.mkdir(parents=True, exist_ok=True)
         nats_url = self.config.nats_url
         if nats_url is None:
+            # Secure by default: every service, the CLI and `mnemos up` itself get a broker
+            # identity (nkeys, least privilege); nobody else can connect.
+            identities = BrokerIdentities(self.home)
+            if self.config.auth == "on":
+                identities.ensure_services()
             self.nats = NatsServer(self.home / "nats", self.config.nats_port,
-                                   self.config.nats_sync_interval)
+                                   self.config.nats_sync_interval,
+                                   authorization=identities.config
+                                   if self.config.auth == "on" else None)
             self.nats.start()
             nats_url = self.nats.url
         database_url = self.config.database_url
@@ -90,7 +103,8 @@ class System:
         http_url = f"http://{self.config.http_host}:{self.config.http_port}"
         self.env = {**os.environ, "MNEMOS_NATS_URL": nats_url,
                     "MNEMOS_DATABASE_URL": database_url, "MNEMOS_HOME": str(self.home)}
-        return Endpoints(nats_url, database_url, http_url, self.home)
+        nats_pid = self.nats.process.pid if self.nats and self.nats.process else None
+        return Endpoints(nats_url, database_url, http_url, self.home, nats_pid)
 
     def spawn(self, name: str) -> None:
         """Start service ``name`` as a child process."""
@@ -130,10 +144,25 @@ class System:
             self.nats.stop()
 
 
-async def _declare_streams(config: Config, nats_url: str) -> None:
-    nc = await connect_nats(nats_url, "mnemos-up")
+async def _prepare_broker(config: Config, nats_url: str) -> Path | None:
+    """Declare the streams; with authentication on, issue the local admin key on first start
+    (as the gateway, the one identity that appends key events). Its file path, or None."""
+    nc = await connect_nats(nats_url, "mnemos-up", nats_credentials(
+        with_identity(config, "operator")))
     try:
         await ensure_streams(nc.jetstream(), config)
+    finally:
+        await nc.drain()
+    if config.auth != "on":
+        return None
+    nc = await connect_nats(nats_url, "mnemos-up-keys", nats_credentials(
+        with_identity(config, "gateway")))
+    try:
+        path, created = await ensure_admin_key(
+            config.home.expanduser(), JetStreamEventStore(nc.jetstream(), API_KEY_FOLD))
+        if created:
+            log.info("admin_key_created", path=str(path))
+        return path
     finally:
         await nc.drain()
 
@@ -167,16 +196,16 @@ def run_up(config: Config, demo: bool) -> None:
     lock.acquire()  # before anything else: a second `mnemos up` on this home stops here
     try:
         endpoints = system.start_servers()
-        asyncio.run(_declare_streams(config, endpoints.nats_url))
+        admin_key = asyncio.run(_prepare_broker(config, endpoints.nats_url))
         for name in SERVICES:
             system.spawn(name)
         wait_ready(endpoints.http_url)
         lock.publish(endpoints.runtime_info())
-        _print_banner(endpoints)
+        _print_banner(endpoints, admin_key)
         if demo:
             from mnemos.demo import run_demo
 
-            run_demo(endpoints.http_url)
+            run_demo(endpoints.http_url, credential=local_key(system.home))
         while not stopping:
             system.supervise_once()
             time.sleep(0.5)
@@ -186,10 +215,17 @@ def run_up(config: Config, demo: bool) -> None:
         lock.release()
 
 
-def _print_banner(endpoints: Endpoints) -> None:
+def _print_banner(endpoints: Endpoints, admin_key: Path | None) -> None:
+    security = (
+        [f"  Auth         on: API keys and broker identities; local admin key {admin_key}",
+         "               (0600; the CLI and local clients use it by themselves)"]
+        if admin_key is not None else
+        ["  Auth         OFF: ANYONE WHO REACHES THESE PORTS CAN READ AND WRITE EVERY "
+         "NAMESPACE", "               (MNEMOS_AUTH=off was set explicitly)"])
     lines = [
         "",
         "Mnemos is up.",
+        *security,
         f"  HTTP API     {endpoints.http_url}   (OpenAPI: {endpoints.http_url}/docs)",
         f"  NATS         {endpoints.nats_url}   (commands: mnemos.cmd.<ns>.<command>)",
         f"  Postgres     {endpoints.database_url}",

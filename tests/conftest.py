@@ -75,9 +75,10 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 @pytest.fixture
 def config(tmp_path: Path, nats_server: NatsServer, database_url: str) -> Config:
     """Configuration pointing at this test's servers."""
+    # Anonymous mode (the principal is asserted): the security tests turn authentication on.
     return load_config(
         home=tmp_path / "home", nats_url=nats_server.url, database_url=database_url,
-        http_port=free_port(),
+        http_port=free_port(), auth="off",
     )
 
 

@@ -160,10 +160,9 @@ def _strings(value: Any) -> list[str]:
 
 
 def _grant_of(text: str) -> Grant | None:
-    scope, _, pattern = text.partition(":")
     try:
-        return msgspec.convert({"scope": scope, "namespace": pattern}, Grant)
-    except msgspec.ValidationError:
+        return Grant.parse(text)
+    except ValueError:
         return None
 
 

@@ -125,13 +125,14 @@ async def _quietly(action: Awaitable[Any]) -> None:
         await action
 
 
-async def connect_tool(url: str, name: str) -> Client:
+async def connect_tool(url: str, name: str, identity: dict[str, str] | None = None) -> Client:
     """A short-lived connection for one verification, proof or status call.
 
     Unlike the services' ``connect_nats`` (reconnect forever, log every disconnect), a tool
     fails fast when NATS is down and closes without warnings.
     """
     return await nats.connect(url, name=name, connect_timeout=5, max_reconnect_attempts=3,
+                              **(identity or {}),
                               reconnect_time_wait=0.5, error_cb=_ignore_error)
 
 

@@ -11,10 +11,12 @@ from typing import Any, ClassVar
 __all__ = [
     "Conflict",
     "DeadLettered",
+    "Forbidden",
     "InvalidInput",
     "MnemosError",
     "NotFound",
     "PayloadTooLarge",
+    "Unauthenticated",
     "Unavailable",
     "UnknownCommand",
     "error_from_code",
@@ -49,6 +51,22 @@ class UnknownCommand(InvalidInput):
 
     code = "unknown_command"
     http_status = 404
+
+
+class Unauthenticated(MnemosError):
+    """No valid credential was presented (HTTP 401, NATS error ``unauthenticated``): missing,
+    malformed, unknown, wrong secret, expired, revoked or a bad token; the message never says
+    which beyond a coarse ``reason``."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class Forbidden(MnemosError):
+    """The credential is valid but does not grant this scope on this namespace (HTTP 403)."""
+
+    code = "forbidden"
+    http_status = 403
 
 
 class NotFound(MnemosError):
@@ -97,6 +115,8 @@ _BY_CODE: dict[str, type[MnemosError]] = {
         NotFound,
         Conflict,
         DeadLettered,
+        Unauthenticated,
+        Forbidden,
         PayloadTooLarge,
         Unavailable,
     )

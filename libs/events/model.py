@@ -16,9 +16,13 @@ from typing import ClassVar, Final
 
 import msgspec
 
+from libs.events.security import ApiKeyIssuedData, ApiKeyRevokedData
+
 __all__ = [
     "AGGREGATE_MEMORY",
     "Actor",
+    "ApiKeyIssued",
+    "ApiKeyRevoked",
     "AuditCheckpointSigned",
     "AuditCheckpointSignedData",
     "Event",
@@ -286,6 +290,21 @@ class MemoryReverted(EventBase, frozen=True, tag="MemoryReverted"):
     data: MemoryRevertedData
 
 
+# --- API keys (libs/events/security.py holds their payloads) ----------------------------
+
+
+class ApiKeyIssued(EventBase, frozen=True, tag="ApiKeyIssued"):
+    """An API key was created (namespace ``system``, aggregate ``apikey``, id = key id)."""
+
+    data: ApiKeyIssuedData
+
+
+class ApiKeyRevoked(EventBase, frozen=True, tag="ApiKeyRevoked"):
+    """An API key stops authenticating anyone; its issuance stays on the chain."""
+
+    data: ApiKeyRevokedData
+
+
 Event = (
     MemoryCreated
     | MemoryRevised
@@ -298,6 +317,9 @@ Event = (
     | MemoryMerged
     | MemoryReverted
     | AuditCheckpointSigned
+    # security
+    | ApiKeyIssued
+    | ApiKeyRevoked
 )
 """Every event type Mnemos appends to its stream."""
 

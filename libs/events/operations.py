@@ -35,7 +35,15 @@ from libs.events.queries import (
     ListMemories,
     Search,
 )
-from libs.events.security import Scope
+from libs.events.security import (
+    CreateKey,
+    KeyCreated,
+    KeyList,
+    KeyRevoked,
+    ListKeys,
+    RevokeKey,
+    Scope,
+)
 from libs.events.views import (
     AncestorView,
     BranchesView,
@@ -169,6 +177,17 @@ _ROWS: Final[tuple[Operation, ...]] = (
     _query("common_ancestor", GetCommonAncestor, AncestorView,
            "The merge base of two refs and all their lowest common ancestors.",
            Route("GET", f"{_MEMORY}/common_ancestor")),
+    Operation(name="create_key", kind="command", request=CreateKey, reply=KeyCreated,
+              summary="Issue an API key with scopes on namespaces; the key is shown once.",
+              routes=(Route("POST", "/v1/keys", 201),), scope=Scope.ADMIN, namespace="system",
+              idempotent=False),
+    Operation(name="revoke_key", kind="command", request=RevokeKey, reply=KeyRevoked,
+              summary="Revoke an API key (effective on every gateway within seconds).",
+              routes=(Route("POST", "/v1/keys/{key_id}/revoke"),), scope=Scope.ADMIN,
+              namespace="system", destructive=True),
+    Operation(name="list_keys", kind="query", request=ListKeys, reply=KeyList,
+              summary="Every API key, without secrets.", routes=(Route("GET", "/v1/keys"),),
+              scope=Scope.ADMIN, namespace="system", read_only=True),
     Operation(name="audit_status", kind="query", request=AuditStatusRequest, reply=AuditStatus,
               summary="Chain head, lag behind the stream, latest checkpoint, last verification.",
               routes=(Route("GET", "/v1/audit/status"),), scope=Scope.AUDIT, owner="auditor",

@@ -15,6 +15,7 @@ from libs.events.errors import MnemosError, error_from_code
 
 __all__ = [
     "CALLER_HEADER",
+    "CREDENTIAL_HEADER",
     "HTTP_PRINCIPAL_HEADER",
     "NAMESPACE_HEADER",
     "NATS_PRINCIPAL_HEADER",
@@ -37,6 +38,8 @@ CALLER_HEADER: Final = "Mnemos-Caller"
 """The authenticated principal (canonical JSON) of a forwarded request; set by the gateway."""
 STREAM_HEADER: Final = "Mnemos-Stream"
 """Set to ``progress`` on intermediate messages of a streamed reply (the final one has none)."""
+CREDENTIAL_HEADER: Final = "Authorization"
+"""The credential of a request, on HTTP and on NATS alike: ``Bearer <API key or OIDC token>``."""
 
 
 class ErrorBody(msgspec.Struct, frozen=True):

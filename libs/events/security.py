@@ -20,20 +20,23 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from libs.events.model import EventBase
-
 __all__ = [
     "AGGREGATE_API_KEY",
     "HASH_ALG_BLAKE3_V1",
-    "ApiKeyIssued",
     "ApiKeyIssuedData",
-    "ApiKeyRevoked",
     "ApiKeyRevokedData",
+    "CreateKey",
     "Grant",
+    "KeyCreated",
     "KeyId",
+    "KeyList",
+    "KeyRevoked",
+    "KeyView",
+    "ListKeys",
     "NamespacePattern",
     "PrincipalKind",
     "PrincipalName",
+    "RevokeKey",
     "Scope",
 ]
 
@@ -85,6 +88,17 @@ class Grant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     def __str__(self) -> str:
         return f"{self.scope.value}:{self.namespace}"
 
+    @classmethod
+    def parse(cls, text: str) -> Grant:
+        """``"<scope>:<namespace pattern>"`` (``write:team-a``, ``read:team-*``) as a grant;
+        :class:`ValueError` naming the accepted forms otherwise."""
+        scope, _, pattern = text.partition(":")
+        try:
+            return msgspec.convert({"scope": scope, "namespace": pattern}, cls)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"not a grant {text!r} (want <scope>:<namespace>, scope one of "
+                             f"{', '.join(s.value for s in Scope)}): {exc}") from None
+
 
 class ApiKeyIssuedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Payload of :class:`ApiKeyIssued`: everything needed to verify the key later, no secret.
@@ -106,12 +120,6 @@ class ApiKeyIssuedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     at: datetime
 
 
-class ApiKeyIssued(EventBase, frozen=True, tag="ApiKeyIssued"):
-    """An API key was created (namespace ``system``, aggregate ``apikey``, id = key id)."""
-
-    data: ApiKeyIssuedData
-
-
 class ApiKeyRevokedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Payload of :class:`ApiKeyRevoked`: which key, why, and who revoked it."""
 
@@ -120,7 +128,59 @@ class ApiKeyRevokedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     by: PrincipalName
 
 
-class ApiKeyRevoked(EventBase, frozen=True, tag="ApiKeyRevoked"):
-    """An API key stops authenticating anyone; its issuance stays on the chain."""
+# --- key management (operations create_key, revoke_key, list_keys; namespace ``system``) ------
 
-    data: ApiKeyRevokedData
+
+class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``create_key``: a new API key for ``principal`` with ``grants`` (shown once)."""
+
+    principal: PrincipalName
+    kind: PrincipalKind = "agent"
+    grants: tuple[Grant, ...] = msgspec.field(default_factory=tuple)
+    expires_at: datetime | None = None
+
+
+class RevokeKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``revoke_key``: the key stops authenticating anyone, on every gateway within seconds."""
+
+    key_id: KeyId
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+class ListKeys(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``list_keys``: every key, without secrets."""
+
+
+class KeyView(msgspec.Struct, frozen=True, kw_only=True):
+    """A key as an operator sees it: never its secret."""
+
+    key_id: str
+    prefix: str
+    principal: str
+    kind: PrincipalKind
+    grants: tuple[Grant, ...]
+    expires_at: datetime | None
+    issued_by: str
+    issued_at: datetime
+    revoked: bool
+
+
+class KeyCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """``create_key``: the key itself (shown this once; only its hash is kept) and its record."""
+
+    key: str
+    view: KeyView
+    seq: int
+
+
+class KeyRevoked(msgspec.Struct, frozen=True, kw_only=True):
+    """``revoke_key``: which key, and the sequence of its revocation event."""
+
+    key_id: str
+    seq: int
+
+
+class KeyList(msgspec.Struct, frozen=True, kw_only=True):
+    """``list_keys``: keys by id."""
+
+    keys: list[KeyView]

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from libs.events.errors import InvalidInput
 from libs.events.stream import DEFAULT_DUPLICATE_WINDOW_S
 
-__all__ = ["Config", "client_config", "load_config"]
+__all__ = ["Config", "client_config", "load_config", "with_identity"]
 
 
 class Config(BaseModel, frozen=True):
@@ -28,6 +28,11 @@ class Config(BaseModel, frozen=True):
         default=None, description="External NATS URL; unset = start the embedded nats-server."
     )
     nats_port: int = Field(default=4222, description="Port of the embedded nats-server.")
+    nats_identity: str | None = Field(
+        default=None,
+        description="Broker identity this process connects as (its nkey seed is "
+        "MNEMOS_HOME/secrets/nats/<identity>.nk); each service and the CLI default to their own.",
+    )
     nats_sync_interval: str = Field(
         default="always",
         description="Embedded nats-server fsync policy: 'always' (fsync every write; no "
@@ -93,6 +98,33 @@ class Config(BaseModel, frozen=True):
         default=60.0, gt=0,
         description="… or this many seconds after the last checkpoint, if new events arrived.",
     )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="The auditor's Ed25519 signing key (PEM, must be 0600; created on first "
+        "start); unset = MNEMOS_HOME/audit/auditor-ed25519.key. Its public key is written next "
+        "to it as <name>.pub. Never stored in the database.",
+    )
+    auth: Literal["on", "off"] = Field(
+        default="on",
+        description="Authentication and authorization of every request (API keys, OIDC bearer "
+        "tokens) and broker identities under `mnemos up`; 'off' is anonymous access (the "
+        "principal is whatever the caller asserts), printed loudly at start.",
+    )
+    oidc_issuer: str | None = Field(
+        default=None, description="OIDC issuer whose bearer tokens are accepted (unset: none).")
+    oidc_audience: str | None = Field(
+        default=None, description="Audience (`aud`) the OIDC tokens must carry.")
+    oidc_jwks_url: str | None = Field(
+        default=None, description="JWKS URL of the issuer (default: its discovery document).")
+    oidc_principal_claim: str = Field(
+        default="sub", description="Claim naming the principal of an OIDC token.")
+    oidc_grants_claim: str = Field(
+        default="mnemos_grants",
+        description="Claim listing the token's grants as 'scope:namespace' strings.")
+    key_cache_s: float = Field(
+        default=5.0, gt=0, le=300,
+        description="How long a gateway reuses a looked-up API key: the bound on how late a "
+        "revocation takes effect on an instance that misses the revocation event.")
     log_format: Literal["console", "json"] = Field(default="console", description="Log renderer.")
     log_level: str = Field(default="info", description="Minimum log level.")
 
@@ -111,6 +143,12 @@ def load_config(**overrides: object) -> Config:
         raise InvalidInput(f"invalid configuration: {exc}") from None
 
 
+def with_identity(config: Config, identity: str) -> Config:
+    """``config`` connecting to the broker as ``identity`` unless one is configured."""
+    return config if config.nats_identity else config.model_copy(
+        update={"nats_identity": identity})
+
+
 def client_config(**overrides: object) -> Config:
     """The configuration of an operator command or local client: :func:`load_config`, with the
     NATS and database URLs of the ``mnemos up`` running on the home filled in where they are not
@@ -118,7 +156,7 @@ def client_config(**overrides: object) -> Config:
     """
     from libs.runtime.instance import read_runtime
 
-    config = load_config(**overrides)
+    config = with_identity(load_config(**overrides), "operator")
     running = read_runtime(config.home)
     if running is None:
         return config

@@ -35,6 +35,8 @@ class RuntimeInfo(msgspec.Struct, frozen=True, kw_only=True):
     http_url: str
     home: str
     pid: int
+    nats_pid: int | None = None
+    """The embedded nats-server (told to reload when broker identities change)."""
 
 
 def read_runtime(home: Path) -> RuntimeInfo | None:

@@ -160,15 +160,18 @@ def _service_publish(name: str) -> list[str]:
     base = [f"{_API}.INFO", f"{_API}.STREAM.NAMES", *_reads(EVENTS_STREAM),
             f"mnemos.dlq.{name}.>"]
     own: dict[str, list[str]] = {
-        "gateway": ["mnemos.evt.>", f"{_API}.STREAM.CREATE.{EVENTS_STREAM}",
+        # The gateway appends every command's events and forwards the operations other
+        # services own (mnemos.svc.<service>.<operation>).
+        "gateway": ["mnemos.evt.>", "mnemos.svc.>", f"{_API}.STREAM.CREATE.{EVENTS_STREAM}",
                     f"{_API}.STREAM.UPDATE.{EVENTS_STREAM}", *_reads(DEADLETTER_STREAM),
                     f"{_API}.STREAM.CREATE.{DEADLETTER_STREAM}",
-                    f"{_API}.STREAM.UPDATE.{DEADLETTER_STREAM}",
-                    *_consumer(EVENTS_STREAM, "*")],  # audit verification readers
+                    f"{_API}.STREAM.UPDATE.{DEADLETTER_STREAM}"],
         "projector": _consumer(EVENTS_STREAM, "projector"),
         "auditor": ["mnemos.evt.system.audit.>", *_consumer(EVENTS_STREAM, "*")],
-        "compressor": ["mnemos.evt.*.memory.*", *_consumer(EVENTS_STREAM, "compressor")],
-        "registry_sync": ["mnemos.evt.system.registry.>", "mnemos.evt.*.consultation.*",
+        "compressor": ["mnemos.evt.*.compression.*",
+                       *_consumer(EVENTS_STREAM, "compressor")],
+        "registry_sync": ["mnemos.evt.system.model.>", "mnemos.evt.system.registry.>",
+                          "mnemos.evt.*.consultation.*", "mnemos.svc.compressor.>",
                           *_consumer(EVENTS_STREAM, "registry_sync")],
     }
     return base + own[name]
@@ -179,10 +182,16 @@ def _service(name: str) -> Permissions:
     deny = list(_FORBIDDEN_TO_ALL)
     if name == "gateway":
         # Queue-group-bound: a gateway instance shares requests, it cannot shadow-read them.
-        subscribe += ["mnemos.cmd.> mnemos-command", "mnemos.qry.> mnemos-query"]
+        # Key events: revocations take effect at once on every instance.
+        subscribe += ["mnemos.cmd.> mnemos-command", "mnemos.qry.> mnemos-query",
+                      "mnemos.evt.system.apikey.>"]
         deny.append("mnemos.evt.system.audit.>")
+    else:
+        # The operations this service owns, forwarded by the gateway (queue group: instances
+        # share them).
+        subscribe.append(f"mnemos.svc.{name}.> mnemos-svc-{name}")
     return Permissions(publish=tuple(_service_publish(name)), publish_deny=tuple(deny),
-                       subscribe=tuple(subscribe), allow_responses=name == "gateway")
+                       subscribe=tuple(subscribe), allow_responses=True)
 
 
 def _operator() -> Permissions:

@@ -2,22 +2,62 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 
-from libs.events.stream import deadletter_stream_config, events_stream_config
+from libs.events.errors import Unavailable
+from libs.events.stream import EVENTS_STREAM, deadletter_stream_config, events_stream_config
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
+from libs.runtime.nats_auth import BrokerIdentities
 
-__all__ = ["connect_nats", "ensure_streams"]
+__all__ = [
+    "await_streams",
+    "connect_nats",
+    "credentials",
+    "ensure_streams",
+    "nats_credentials",
+]
 
 log = get_logger(__name__)
 
 
-async def connect_nats(url: str, name: str) -> Client:
-    """Connect with reconnects forever: a restarted broker is waited for, not fatal."""
+def credentials(home: Path, identity: str) -> dict[str, str]:
+    """``nats.connect`` options of broker identity ``identity`` if ``mnemos up`` (or an
+    operator) provisioned its seed under ``home``; none for an open broker."""
+    identities = BrokerIdentities(home.expanduser())
+    if not identities.seed_path(identity).exists():
+        return {}
+    return identities.connect_options(identity)
+
+
+def nats_credentials(config: Config) -> dict[str, str]:
+    """The broker credentials of ``config``'s identity (none when it has none)."""
+    return credentials(config.home, config.nats_identity) if config.nats_identity else {}
+
+
+async def await_streams(js: JetStreamContext, config: Config) -> bool:
+    """True once the event stream exists; :class:`Unavailable` while it does not, for
+    :func:`retry_until_ready`. On a secured broker only the operator (``mnemos up``) and the
+    gateway may declare streams, so a service with a broker identity waits for them; without
+    one the broker is open to everyone and the service declares them itself."""
+    if not config.nats_identity:
+        await ensure_streams(js, config)
+        return True
+    try:
+        await js.stream_info(EVENTS_STREAM)
+    except NotFoundError:
+        raise Unavailable(f"stream {EVENTS_STREAM} does not exist yet") from None
+    return True
+
+
+async def connect_nats(url: str, name: str, identity: dict[str, str] | None = None) -> Client:
+    """Connect with reconnects forever: a restarted broker is waited for, not fatal.
+    ``identity``: the broker credentials (see :func:`credentials`)."""
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc), client=name)
 
@@ -34,6 +74,7 @@ async def connect_nats(url: str, name: str) -> Client:
     client = await nats.connect(
         url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
         error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
+        **(identity or {}),
     )
     return client
 

@@ -6,6 +6,7 @@ Used by ``mnemos up`` for the embedded setup and by the test fixtures. Always bi
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from libs.runtime.child_process import ChildServer
 from libs.runtime.logging import get_logger
+from libs.runtime.nats_auth import reload_server
 
 __all__ = ["NatsServer", "free_port", "nats_server_binary"]
 
@@ -55,13 +57,16 @@ class NatsServer(ChildServer):
 
     def __init__(
         self, store_dir: Path, port: int = 4222, sync_interval: str = "always",
-        monitor_port: int | None = None,
+        monitor_port: int | None = None, authorization: Path | None = None,
     ) -> None:
         super().__init__()
         self.store_dir = store_dir
         self.port = port
         self.sync_interval = sync_interval
         self.monitor_port = monitor_port
+        self.authorization = authorization
+        """A rendered ``authorization`` block (:mod:`libs.runtime.nats_auth`) to include: then
+        only the identities it names can connect."""
 
     @property
     def url(self) -> str:
@@ -83,8 +88,17 @@ class NatsServer(ChildServer):
         ]
         if self.monitor_port:
             lines.append(f"http: 127.0.0.1:{self.monitor_port}")
+        if self.authorization is not None:
+            # nats-server resolves an include against the including file's folder.
+            lines.append(f'include "{os.path.relpath(self.authorization, conf.parent)}"')
         conf.write_text("\n".join(lines) + "\n")
+        conf.chmod(0o600)
         return conf
+
+    def reload(self) -> None:
+        """Make the running server read its configuration again (new identities apply)."""
+        if self.process is not None and self.process.poll() is None:
+            reload_server(self.process.pid)
 
     def start(self, timeout_s: float = 15.0) -> None:
         """Start the server and wait until it accepts connections."""

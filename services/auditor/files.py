@@ -1,7 +1,9 @@
-"""The auditor's files under ``<home>/audit/``: its Ed25519 key pair and checkpoint files.
+"""The auditor's files: its Ed25519 key pair and, under ``<home>/audit/``, checkpoint files.
 
-- ``auditor-ed25519.key``: private key, PKCS#8 PEM, mode 0600, created on first start;
-- ``auditor-ed25519.pub``: its public key, 64 hex digits (give this to whoever checks proofs);
+- the signing key, ``MNEMOS_AUDIT_KEY_FILE`` (default ``<home>/audit/auditor-ed25519.key``):
+  private key, PKCS#8 PEM, mode 0600 in a 0700 directory, created on first start, never in the
+  database;
+- next to it, ``<name>.pub``: its public key, 64 hex digits (give this to whoever checks proofs);
 - ``checkpoints/checkpoint-<seq>.json`` and ``checkpoints/latest.json``: signed checkpoints
   for an operator to ship elsewhere (the newest :data:`KEEP_FILES` are kept; every checkpoint
   also stays in Postgres and in the stream).
@@ -31,6 +33,7 @@ __all__ = [
     "load_or_create_key",
     "read_checkpoint_file",
     "read_public_key",
+    "signing_key_path",
     "write_checkpoint_file",
 ]
 
@@ -46,24 +49,35 @@ def audit_dir(config: Config) -> Path:
     return config.home.expanduser() / "audit"
 
 
+def signing_key_path(config: Config) -> Path:
+    """Where the auditor's private key lives."""
+    if config.audit_key_file is not None:
+        return config.audit_key_file.expanduser()
+    return audit_dir(config) / PRIVATE_KEY_FILE
+
+
+def _public_key_path(private: Path) -> Path:
+    return private.with_name(f"{private.stem}.pub")
+
+
 def checkpoint_dir(config: Config) -> Path:
     """``<home>/audit/checkpoints``."""
     return audit_dir(config) / "checkpoints"
 
 
-def load_or_create_key(directory: Path) -> Ed25519PrivateKey:
-    """Load the auditor's private key from ``directory``, creating it (0600) on first use.
+def load_or_create_key(path: Path) -> Ed25519PrivateKey:
+    """Load the auditor's private key from ``path``, creating it (0600) on first use.
 
     The key is written to a private temporary file and hard-linked into place, so two
     instances sharing a home agree on one key and never read a half-written file.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / PRIVATE_KEY_FILE
+    directory = path.parent
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not path.exists():
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-        tmp = directory / f".{PRIVATE_KEY_FILE}.{os.getpid()}"
+        tmp = directory / f".{path.name}.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
@@ -72,16 +86,18 @@ def load_or_create_key(directory: Path) -> Ed25519PrivateKey:
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
         tmp.unlink()
+    if path.stat().st_mode & 0o077:
+        raise InvalidInput(f"{path} is readable by others; chmod 600 it", path=str(path))
     loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(loaded, Ed25519PrivateKey):
         raise InvalidInput(f"{path} is not an Ed25519 private key")
-    _write_atomic(directory / PUBLIC_KEY_FILE, (public_key_hex(loaded) + "\n").encode())
+    _write_atomic(_public_key_path(path), (public_key_hex(loaded) + "\n").encode())
     return loaded
 
 
-def read_public_key(directory: Path) -> str | None:
+def read_public_key(config: Config) -> str | None:
     """The local auditor's public key (hex), if one was created here."""
-    path = directory / PUBLIC_KEY_FILE
+    path = _public_key_path(signing_key_path(config))
     return path.read_text().strip() if path.exists() else None
 
 

@@ -13,9 +13,9 @@ from libs.events import Unavailable
 from libs.runtime.bus import OperationServer
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
-from libs.runtime.nats_client import connect_nats, ensure_streams
+from libs.runtime.nats_client import await_streams, connect_nats, nats_credentials
 from libs.runtime.startup import retry_until_ready
-from services.auditor.files import audit_dir, load_or_create_key
+from services.auditor.files import load_or_create_key, signing_key_path
 from services.auditor.operations import AUDITOR_OPERATIONS, auditor_handlers
 from services.auditor.store import migrate
 from services.auditor.writer import auditor_runtime
@@ -36,13 +36,17 @@ async def run(config: Config, stop: asyncio.Event) -> None:
 
     if await retry_until_ready("postgres (audit migrations)", migrated, stop) is None:
         return
-    key = await asyncio.to_thread(load_or_create_key, audit_dir(config))
-    nc = await retry_until_ready("nats", lambda: connect_nats(nats_url, "auditor"), stop)
+    key = await asyncio.to_thread(load_or_create_key, signing_key_path(config))
+    nc = await retry_until_ready("nats", lambda: connect_nats(nats_url, "auditor",
+                                                            nats_credentials(config)), stop)
     if nc is None:
         return
     server = OperationServer(nc, "auditor", AUDITOR_OPERATIONS, auditor_handlers(config))
     try:
-        await ensure_streams(nc.jetstream(), config)
+        streams = await retry_until_ready(
+            "the event stream", lambda: await_streams(nc.jetstream(), config), stop)
+        if streams is None:
+            return
         await server.start()
         head = await auditor_runtime(config, nc, key).run(stop)
         log.info("auditor_stopped", head=head)

@@ -19,6 +19,7 @@ from nats.aio.client import Client
 from libs.consumer.stream import connect_tool, get_message
 from libs.events import NotFound, Unavailable
 from libs.runtime.config import Config
+from libs.runtime.nats_client import nats_credentials
 from services.auditor.chain import GENESIS_LINK, ChainMismatch, event_digest
 from services.auditor.store import ChainStore, CheckpointRecord, Conn, connect, iter_rows
 
@@ -94,7 +95,7 @@ async def write_proof(config: Config, event_id: str, out: TextIO, latest: bool =
     """Connect to ``config``'s system and write the proof of ``event_id`` to ``out``."""
     if config.database_url is None or config.nats_url is None:
         raise Unavailable("proofs need MNEMOS_DATABASE_URL and MNEMOS_NATS_URL")
-    nc = await connect_tool(config.nats_url, "audit-prove")
+    nc = await connect_tool(config.nats_url, "audit-prove", nats_credentials(config))
     try:
         conn = await connect(config.database_url, config.db_schema)
         try:

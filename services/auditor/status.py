@@ -8,7 +8,8 @@ from libs.consumer import advisory_key
 from libs.consumer.stream import connect_tool, stream_bounds
 from libs.events import Unavailable
 from libs.runtime.config import Config
-from services.auditor.files import audit_dir, checkpoint_dir, read_public_key
+from libs.runtime.nats_client import nats_credentials
+from services.auditor.files import checkpoint_dir, read_public_key
 from services.auditor.store import ChainStore, Conn, connect
 
 __all__ = ["audit_status", "collect"]
@@ -50,7 +51,7 @@ async def audit_status(config: Config) -> dict[str, Any]:
     """Connect to ``config``'s system and describe the audit chain."""
     if config.database_url is None or config.nats_url is None:
         raise Unavailable("status needs MNEMOS_DATABASE_URL and MNEMOS_NATS_URL")
-    nc = await connect_tool(config.nats_url, "audit-status")
+    nc = await connect_tool(config.nats_url, "audit-status", nats_credentials(config))
     try:
         _, stream_last = await stream_bounds(nc.jetstream())
     finally:
@@ -60,6 +61,6 @@ async def audit_status(config: Config) -> dict[str, Any]:
         status = await collect(conn, stream_last, config.db_schema)
     finally:
         await conn.close()
-    status["public_key"] = read_public_key(audit_dir(config))
+    status["public_key"] = read_public_key(config)
     status["checkpoint_dir"] = str(checkpoint_dir(config))
     return status

@@ -44,9 +44,10 @@ from libs.readmodel.verification import (
     read_model_tables,
 )
 from libs.runtime.config import Config
+from libs.runtime.nats_client import nats_credentials
 from services.auditor.chain import GENESIS_LINK, StoredRow, diagnose
 from services.auditor.checkpoint import Checkpoint, verify_checkpoint
-from services.auditor.files import audit_dir, read_checkpoint_file, read_public_key
+from services.auditor.files import read_checkpoint_file, read_public_key
 from services.auditor.readmodel import (
     compare_event_row,
     compare_version_row,
@@ -433,8 +434,8 @@ async def verify(config: Config, *, full: bool = False, checkpoint_file: Path | 
 
         raise Unavailable("verification needs MNEMOS_DATABASE_URL and MNEMOS_NATS_URL")
     checkpoint = read_checkpoint_file(checkpoint_file) if checkpoint_file else None
-    trusted = read_public_key(audit_dir(config))
-    nc = await connect_tool(config.nats_url, "audit-verify")
+    trusted = read_public_key(config)
+    nc = await connect_tool(config.nats_url, "audit-verify", nats_credentials(config))
     try:
         conn = await connect(config.database_url, config.db_schema)
         try:

@@ -9,28 +9,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import uvicorn
 
+from libs.auth import (
+    Authenticator,
+    AuthenticatorSettings,
+    ClaimMapping,
+    OidcSettings,
+    OidcValidator,
+)
+from libs.auth.key_store import StreamKeyLookup
 from libs.embeddings import build_embedder
 from libs.events import InvalidInput
 from libs.eventstore import EventStore
 from libs.readmodel.pool import ReadModels
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
-from libs.runtime.nats_client import connect_nats, ensure_streams
+from libs.runtime.nats_client import connect_nats, ensure_streams, nats_credentials
 from services.command.application.commands import CommandService, memory_store
 from services.command.application.forward import Forwarder
 from services.command.application.gateway import Gateway, bind_handlers
 from services.command.application.history import HistoryService
-from services.command.application.principals import AssertedPrincipals
+from services.command.application.keys import KeyService
+from services.command.application.principals import (
+    AssertedPrincipals,
+    PrincipalResolver,
+    SecuredPrincipals,
+)
 from services.command.application.queries import QueryService
 from services.command.domain.memory import MemoryState
 from services.command.entrypoints.http import create_app
 from services.command.entrypoints.nats import NatsEntrypoint
 
-__all__ = ["run"]
+__all__ = ["bootstrap", "principals_of", "run"]
+
+KEY_EVENTS: Final = "mnemos.evt.system.apikey.>"
 
 log = get_logger(__name__)
 
@@ -63,15 +78,45 @@ def bootstrap(config: Config, nc: Any, store: EventStore[MemoryState], read_mode
     queries = QueryService(read_models, lambda: build_embedder(config),
                            ef_search=config.hnsw_ef_search)
     forward = Forwarder(nc)
-    handlers = bind_handlers(commands, queries, HistoryService(read_models), forward)
+    handlers = bind_handlers(commands, queries, HistoryService(read_models),
+                             KeyService(nc.jetstream()), forward)
     return Gateway(handlers, forward)
+
+
+def principals_of(config: Config, nc: Any) -> tuple[PrincipalResolver, Authenticator | None]:
+    """Who callers are: from their credentials (the default), or asserted (``auth=off``)."""
+    if config.auth == "off":
+        log.warning("authentication_off", detail="anonymous access: every caller may read and "
+                    "write every namespace and names its own principal (MNEMOS_AUTH=off)")
+        return AssertedPrincipals(), None
+    oidc = None
+    if config.oidc_issuer and config.oidc_audience:
+        oidc = OidcValidator(OidcSettings(
+            issuer=config.oidc_issuer, audience=config.oidc_audience,
+            jwks_url=config.oidc_jwks_url,
+            claims=ClaimMapping(principal_claim=config.oidc_principal_claim,
+                                grants_claim=config.oidc_grants_claim)))
+    authenticator = Authenticator(StreamKeyLookup(nc.jetstream()), oidc,
+                                  AuthenticatorSettings(key_ttl_s=config.key_cache_s))
+    return SecuredPrincipals(authenticator), authenticator
+
+
+async def watch_keys(nc: Any, authenticator: Authenticator | None) -> Any:
+    """Forget a key's cached record the moment its issue or revocation is appended."""
+    if authenticator is None:
+        return None
+
+    async def on_key_event(msg: Any) -> None:
+        authenticator.invalidate(msg.subject.rsplit(".", 1)[-1])
+
+    return await nc.subscribe(KEY_EVENTS, cb=on_key_event)
 
 
 async def run(config: Config, stop: asyncio.Event) -> None:
     """Run the gateway until ``stop`` is set, then drain in-flight requests and return."""
     if not config.database_url:
         raise InvalidInput("the gateway needs MNEMOS_DATABASE_URL (the read models' Postgres)")
-    nc = await connect_nats(nats_url(config), "mnemos-command")
+    nc = await connect_nats(nats_url(config), "mnemos-command", nats_credentials(config))
     js = nc.jetstream()
     store = memory_store(js)
     read_models = ReadModels(config, stream_last_seq=store.last_seq)
@@ -79,7 +124,8 @@ async def run(config: Config, stop: asyncio.Event) -> None:
     try:
         await ensure_streams(js, config)
         gateway = bootstrap(config, nc, store, read_models)
-        principals = AssertedPrincipals()
+        principals, authenticator = principals_of(config, nc)
+        await watch_keys(nc, authenticator)
         entrypoint = NatsEntrypoint(nc, gateway, principals, config.max_request_bytes)
         await entrypoint.start()
 

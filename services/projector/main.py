@@ -14,7 +14,7 @@ from libs.events import InvalidInput
 from libs.readmodel.schema import prepare_schema
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
-from libs.runtime.nats_client import connect_nats, ensure_streams
+from libs.runtime.nats_client import await_streams, connect_nats, nats_credentials
 from libs.runtime.startup import retry_until_ready
 from services.projector.handler import CONSUMER_NAME, ProjectorSettings, projector_runtime
 
@@ -52,12 +52,15 @@ async def run(config: Config, stop: asyncio.Event, *, consumer: str = CONSUMER_N
 
     if await retry_until_ready("postgres (read-model migrations)", migrate, stop) is None:
         return
-    nc = await retry_until_ready("nats", lambda: connect_nats(nats_url_of(config),
-                                                              f"mnemos-{consumer}"), stop)
+    nc = await retry_until_ready("nats", lambda: connect_nats(
+        nats_url_of(config), f"mnemos-{consumer}", nats_credentials(config)), stop)
     if nc is None:
         return
     try:
-        await ensure_streams(nc.jetstream(), config)
+        streams = await retry_until_ready(
+            "the event stream", lambda: await_streams(nc.jetstream(), config), stop)
+        if streams is None:
+            return
         settings = ProjectorSettings(database_url=database_url, schema=config.db_schema,
                                      consumer=consumer)
         checkpoint = await projector_runtime(settings, nc, embedder).run(stop)

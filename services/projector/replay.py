@@ -37,7 +37,7 @@ from libs.readmodel.schema import (
 from libs.runtime.config import Config
 from libs.runtime.database import connect_async
 from libs.runtime.logging import get_logger
-from libs.runtime.nats_client import connect_nats, ensure_streams
+from libs.runtime.nats_client import connect_nats, ensure_streams, nats_credentials
 from services.projector.handler import ProjectorSettings, projector_runtime
 from services.projector.main import database_url_of, nats_url_of
 
@@ -104,7 +104,8 @@ async def replay(config: Config, swap: bool, force: bool = False, *,
         if not row or not row[0]:
             raise Conflict(f"another replay of schema {live!r} is running")
         await _fresh_schema(guard, live, rebuild, embedder.dim, url)
-        nc = await connect_nats(nats_url_of(config), "mnemos-replay")
+        nc = await connect_nats(nats_url_of(config), "mnemos-replay",
+                                  nats_credentials(config))
         try:
             js = nc.jetstream()
             await ensure_streams(js, config)

@@ -24,8 +24,8 @@ from libs.auth.authenticate import Authenticator
 from libs.auth.authorize import authorize
 from libs.auth.keys import StoredApiKey, generate_key
 from libs.auth.oidc import JwksCache, OidcSettings, OidcValidator
-from libs.auth.testing import local_issuer, new_signing_key
 from libs.events.security import Grant, Scope
+from tests.support.oidc_issuer import local_issuer, new_signing_key
 
 BATCH: Final = 2_000
 ROUNDS: Final = 15

@@ -23,6 +23,7 @@ import psycopg
 from nats.js.api import StorageType, StreamConfig
 
 from libs.embeddings import MiniLMOnnxEmbedder
+from tests.bench.auth_cost import measure_auth_cost
 from tests.bench.corpus import memory_texts
 from tests.bench.harness import (
     BenchSystem,
@@ -235,6 +236,14 @@ async def main_async(args: argparse.Namespace) -> None:
         for size in args.search_sizes:
             await run_search_bench(system, NS, size, send_commands, wait_projected, args.inflight)
 
+        if args.auth_turns:
+            system.stop_service("command")
+            system.services["projector"].send_signal(signal.SIGSTOP)
+            await measure_auth_cost(system, "bench-auth", raw_rate, serial=args.auth_serial,
+                                    concurrent=args.commands, inflight=args.inflight,
+                                    turns=args.auth_turns)
+            system.services["projector"].send_signal(signal.SIGCONT)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -246,6 +255,10 @@ def main() -> None:
     parser.add_argument("--search-sizes", type=lambda s: [int(x) for x in s.split(",") if x],
                         default=[10_000, 100_000])
     parser.add_argument("--sync", default="always")
+    parser.add_argument("--auth-turns", type=int, default=2,
+                        help="Unsecured/secured gateway pairs for the auth cost (0 = skip).")
+    parser.add_argument("--auth-serial", type=int, default=1000,
+                        help="Commands sent one at a time per turn for the auth cost.")
     asyncio.run(main_async(parser.parse_args()))
 
 

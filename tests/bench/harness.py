@@ -61,14 +61,24 @@ class BenchSystem:
     def env(self) -> dict[str, str]:
         return {**os.environ, "MNEMOS_NATS_URL": self.nats.url,
                 "MNEMOS_DATABASE_URL": self.postgres.url, "MNEMOS_HOME": str(self.workdir),
-                "MNEMOS_HTTP_PORT": str(self.config.http_port), "MNEMOS_LOG_LEVEL": "warning"}
+                "MNEMOS_HTTP_PORT": str(self.config.http_port), "MNEMOS_LOG_LEVEL": "warning",
+                "MNEMOS_AUTH": self.config.auth}
 
-    def start_service(self, name: str) -> None:
+    def start_service(self, name: str, **env: str) -> None:
+        """Start ``mnemos serve name``; ``env`` overrides settings (``MNEMOS_AUTH="on"``)."""
         log = (self.workdir / f"{name}.log").open("ab")
         self.services[name] = subprocess.Popen(
-            [sys.executable, "-m", "mnemos", "serve", name], env=self.env,
+            [sys.executable, "-m", "mnemos", "serve", name], env={**self.env, **env},
             stdout=log, stderr=subprocess.STDOUT,
         )
+
+    def stop_service(self, name: str) -> None:
+        process = self.services.pop(name)
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
     def wait_gateway(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -108,7 +118,7 @@ def running_system(sync_interval: str = "always") -> Iterator[BenchSystem]:
         nats.start()
         postgres.start()
         config = load_config(nats_url=nats.url, database_url=postgres.url, home=workdir,
-                             http_port=free_port())
+                             http_port=free_port(), auth="off")
         system = BenchSystem(config, nats, postgres, workdir)
         try:
             yield system

@@ -40,7 +40,7 @@ def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
 def recovery_config(tmp_path: Path, nats_server: NatsServer, own_postgres: PostgresServer
                     ) -> Config:
     config = load_config(home=tmp_path / "home", nats_url=nats_server.url,
-                         database_url=own_postgres.url, http_port=free_port())
+                         database_url=own_postgres.url, http_port=free_port(), auth="off")
     # A 1 s duplicate window (Config refuses < 120 s; model_copy does not validate), so the
     # test can wait past it.
     return config.model_copy(update={"duplicate_window_s": 1.0})

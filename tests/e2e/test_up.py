@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
 from libs.runtime.nats_server import free_port
@@ -66,6 +68,73 @@ def _second_up_refuses(home: Path, env: dict[str, str], base: str,
     assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
 
 
+def runtime_nats_url(home: Path) -> object:
+    return json.loads((home / "runtime.json").read_text())["nats_url"]
+
+
+def _an_agent_identity_from_the_cli(env: dict[str, str], nats_url: str, key: str) -> None:
+    """``mnemos identities add`` gives an agent a broker identity at once (the running broker
+    reloads): with it and an API key the agent's commands work; without one it cannot connect."""
+    added = _cli(env, "identities", "add", "planner-agent", "--ns", "ops")
+    assert added["broker_reloaded"] is True
+    seed = Path(str(added["seed_file"]))
+    assert seed.stat().st_mode & 0o777 == 0o600
+
+    async def as_agent() -> dict[str, object]:
+        nc = await nats.connect(nats_url, nkeys_seed=str(seed),
+                                inbox_prefix=str(added["inbox_prefix"]), max_reconnect_attempts=0)
+        try:
+            reply = await nc.request("mnemos.cmd.ops.remember", b'{"content": "From NATS"}',
+                                     headers={"Authorization": f"Bearer {key}"}, timeout=30)
+            answer: dict[str, object] = json.loads(reply.data)
+            return answer
+        finally:
+            await nc.close()
+
+    async def anonymous() -> None:
+        await nats.connect(nats_url, max_reconnect_attempts=0, allow_reconnect=False,
+                           connect_timeout=5)
+
+    assert asyncio.run(as_agent())["ok"] is True
+    with pytest.raises(Exception, match=r"(?i)authoriz"):
+        asyncio.run(anonymous())
+    listed = _cli(env, "identities", "list")["identities"]
+    assert isinstance(listed, list) and any(i["name"] == "planner-agent" for i in listed)
+
+
+def _keys_are_managed_from_the_cli(env: dict[str, str], base: str) -> str:
+    """``mnemos keys create|list|revoke`` (issue 14): the secret is shown once, the key works for
+    its namespace only, and a revoked key is refused within seconds."""
+    created = _cli(env, "keys", "create", "planner", "--grant", "write:ops", "--expires", "30d")
+    secret, view = str(created["key"]), created["view"]
+    assert isinstance(view, dict) and secret.startswith(str(view["prefix"]))
+    agent = {"Authorization": f"Bearer {secret}"}
+    body = {"content": "Planner notes"}
+    assert httpx.post(f"{base}/v1/ops/memories", json=body, headers=agent,
+                      timeout=30).status_code == 201
+    assert httpx.post(f"{base}/v1/finance/memories", json=body, headers=agent,
+                      timeout=30).status_code == 403
+    listed = _cli(env, "keys", "list")["keys"]
+    assert isinstance(listed, list)
+    mine = next(k for k in listed if k["key_id"] == view["key_id"])
+    assert mine["principal"] == "planner" and not mine["revoked"] and "key" not in mine
+    assert secret not in json.dumps(listed)
+    _cli(env, "keys", "revoke", str(view["key_id"]), "--reason", "rotated")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if httpx.get(f"{base}/v1/ops/memories", headers=agent, timeout=30).status_code == 401:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("a revoked key still authenticates after 10 s")
+    bad = subprocess.run([sys.executable, "-m", "mnemos", "keys", "create", "x", "--grant",
+                          "rule:ops"], env=env, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert bad.returncode == 2 and "not a grant" in bad.stderr
+    still = _cli(env, "keys", "create", "planner", "--grant", "write:ops")
+    return str(still["key"])
+
+
 @pytest.mark.timeout(400)
 def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -83,8 +152,14 @@ def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) 
         assert runtime["http_url"] == base
         created = _cli(env, "remember", "The deploy window is Tuesday 10:00", "--ns", "ops",
                        "--tag", "process")
-        found = httpx.get(f"{base}/v1/ops/search",
-                          params={"q": "when can we deploy", "after_seq": str(created["seq"])},
+        # Secure by default: a local admin key (0600) that the CLI found by itself; without a
+        # credential the gateway refuses.
+        key_file = home / "secrets" / "admin.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        auth = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+        params = {"q": "when can we deploy", "after_seq": str(created["seq"])}
+        assert httpx.get(f"{base}/v1/ops/search", params=params, timeout=30).status_code == 401
+        found = httpx.get(f"{base}/v1/ops/search", params=params, headers=auth,
                           timeout=30).json()
         assert found["hits"][0]["memory"]["memory_id"] == created["memory_id"]
         _second_up_refuses(home, env, base, runtime)
@@ -105,5 +180,7 @@ def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) 
         assert memory["content"] == "The deploy window is Tuesday 10:00"
         status = _cli(env, "status")
         assert status["stream"]["last_seq"] >= 1  # type: ignore[index]
+        secret = _keys_are_managed_from_the_cli(env, base)
+        _an_agent_identity_from_the_cli(env, str(runtime_nats_url(home)), secret)
     finally:
         assert _stop(process) == 0

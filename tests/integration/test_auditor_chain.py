@@ -17,7 +17,7 @@ from libs.runtime.config import Config
 from libs.runtime.nats_server import NatsServer
 from services.auditor.chain import GENESIS_LINK, next_link
 from services.auditor.checkpoint import Checkpoint, verify_checkpoint
-from services.auditor.files import PRIVATE_KEY_FILE, audit_dir, checkpoint_dir, read_public_key
+from services.auditor.files import checkpoint_dir, read_public_key, signing_key_path
 from services.auditor.main import run
 from services.auditor.streamio import CHECKPOINT_SUBJECT
 from services.auditor.verify import verify
@@ -119,9 +119,9 @@ async def test_checkpoints_every_n_events_are_signed_filed_and_announced(
     assert len(rows) >= 3
     assert all(b[0] - a[0] >= 40 for a, b in itertools.pairwise(rows))
     assert all(r[2] is not None for r in rows)
-    key_path = audit_dir(config) / PRIVATE_KEY_FILE
+    key_path = signing_key_path(config)
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
-    public = read_public_key(audit_dir(config))
+    public = read_public_key(config)
     latest = Checkpoint(**json.loads((checkpoint_dir(config) / "latest.json").read_text()))
     assert latest.seq == rows[-1][0] and latest.link == bytes(rows[-1][1]).hex()
     assert verify_checkpoint(latest, trusted_key_hex=public)

@@ -11,7 +11,7 @@ import pytest
 from libs.events import EVENTS_STREAM, BreakKind
 from libs.runtime.config import Config
 from libs.runtime.nats_client import ensure_streams
-from services.auditor.files import audit_dir, checkpoint_dir, read_public_key
+from services.auditor.files import checkpoint_dir, read_public_key
 from services.auditor.store import audit_schema
 from tests.support.auditor import (
     audit_cli,
@@ -37,7 +37,7 @@ async def test_prove_prints_a_proof_an_outsider_can_check(config: Config, nats_j
     published += await publish_events(nats_js, 30)
     await _link_all(config, nats_js)
     seq, event = published[9]
-    trusted = read_public_key(audit_dir(config))
+    trusted = read_public_key(config)
     assert trusted is not None
 
     done = audit_cli(config, "prove", event.id)

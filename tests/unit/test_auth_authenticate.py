@@ -14,9 +14,9 @@ from libs.auth.authorize import Principal
 from libs.auth.errors import Unauthenticated
 from libs.auth.keys import IssuedKey, StoredApiKey, generate_key, parse_key
 from libs.auth.oidc import JwksCache, OidcSettings, OidcValidator
-from libs.auth.testing import LocalIssuer, local_issuer, new_signing_key
 from libs.events.errors import Unavailable
 from libs.events.security import Grant, Scope
+from tests.support.oidc_issuer import LocalIssuer, local_issuer, new_signing_key
 
 
 class Clock:

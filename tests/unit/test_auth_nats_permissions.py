@@ -147,11 +147,16 @@ def test_only_the_gateway_answers_requests_and_only_in_queue_groups(
     for name, identity in by_name.items():
         perms = permissions_for(identity)
         takes = [s for s in perms.subscribe if s.startswith(("mnemos.cmd", "mnemos.qry"))]
+        internal = [s for s in perms.subscribe if s.startswith("mnemos.svc")]
         if name == "gateway":
             assert takes == ["mnemos.cmd.> mnemos-command", "mnemos.qry.> mnemos-query"]
-            assert perms.allow_responses
+            assert internal == [] and perms.allow_responses
+        elif identity.kind == "service":
+            # A service answers only the operations forwarded to it, in its queue group.
+            assert takes == [] and perms.allow_responses
+            assert internal == [f"mnemos.svc.{name}.> mnemos-svc-{name}"]
         else:
-            assert takes == [] and not perms.allow_responses
+            assert takes == [] and internal == [] and not perms.allow_responses
 
 
 def test_rendering_quotes_every_subject(ids: BrokerIdentities) -> None:

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import serialization
 
 from libs.auth.errors import Unauthenticated
 from libs.auth.oidc import ClaimMapping, JwksCache, OidcSettings, OidcValidator, looks_like_jwt
-from libs.auth.testing import LocalIssuer, SigningKey, local_issuer, new_signing_key
 from libs.events.errors import InvalidInput, Unavailable
 from libs.events.security import Scope
+from tests.support.oidc_issuer import LocalIssuer, SigningKey, local_issuer, new_signing_key
 
 
 class Clock:

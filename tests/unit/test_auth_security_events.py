@@ -8,12 +8,10 @@ import msgspec
 import pytest
 
 from libs.auth.keys import generate_key, parse_key
-from libs.events.model import Actor
+from libs.events.model import Actor, ApiKeyIssued, ApiKeyRevoked
 from libs.events.security import (
     AGGREGATE_API_KEY,
-    ApiKeyIssued,
     ApiKeyIssuedData,
-    ApiKeyRevoked,
     ApiKeyRevokedData,
     Grant,
     Scope,

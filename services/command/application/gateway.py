@@ -27,6 +27,7 @@ from libs.events import (
 from services.command.application.commands import CommandService
 from services.command.application.forward import Forwarder, Handler
 from services.command.application.history import HistoryService
+from services.command.application.keys import KeyService
 from services.command.application.queries import QueryService
 
 __all__ = ["Gateway", "Handler", "bind_handlers"]
@@ -35,7 +36,7 @@ _COMMAND_NAMES: Final = {cls: name for name, cls in COMMANDS.items()}
 
 
 def bind_handlers(commands: CommandService, queries: QueryService, history: HistoryService,
-                  forward: Forwarder) -> Mapping[str, Handler]:
+                  keys: KeyService, forward: Forwarder) -> Mapping[str, Handler]:
     """The handler of every operation, by name (the one registry of the gateway)."""
 
     async def command(principal: Principal, ns: str, request: CommandBase) -> Any:
@@ -54,6 +55,7 @@ def bind_handlers(commands: CommandService, queries: QueryService, history: Hist
         "log": local(history.log), "branches": local(history.branches),
         "version": local(history.version), "diff": local(history.diff),
         "common_ancestor": local(history.common_ancestor),
+        "create_key": keys.create, "revoke_key": keys.revoke, "list_keys": keys.list,
     })
     for op in OPERATIONS.values():
         if op.owner != "gateway":

@@ -9,10 +9,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Protocol
 
-from libs.auth import Principal
-from libs.events import HTTP_PRINCIPAL_HEADER, NATS_PRINCIPAL_HEADER, InvalidInput, Operation
+from libs.auth import Authenticator, Principal, authorize
+from libs.events import (
+    CREDENTIAL_HEADER,
+    HTTP_PRINCIPAL_HEADER,
+    NATS_PRINCIPAL_HEADER,
+    InvalidInput,
+    Operation,
+    Scope,
+    validate_namespace,
+)
 
-__all__ = ["ANONYMOUS", "AssertedPrincipals", "PrincipalResolver", "validate_principal"]
+__all__ = [
+    "ANONYMOUS",
+    "AssertedPrincipals",
+    "PrincipalResolver",
+    "SecuredPrincipals",
+    "validate_principal",
+]
+
+"""Where the credential travels, on HTTP and NATS alike: ``Bearer <API key or OIDC token>``."""
 
 ANONYMOUS: Final = "anonymous"
 """Principal recorded when the caller names none."""
@@ -58,3 +74,26 @@ class AssertedPrincipals:
     async def from_nats(self, headers: Mapping[str, str], op: Operation, ns: str | None
                         ) -> Principal:
         return self._asserted(headers.get(NATS_PRINCIPAL_HEADER))
+
+
+class SecuredPrincipals:
+    """The principal from the credential, never from a header the caller asserts; then one
+    authorization decision per operation: its scope on its namespace."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    async def _resolve(self, headers: Mapping[str, str], op: Operation, ns: str | None
+                       ) -> Principal:
+        raw = headers.get(CREDENTIAL_HEADER) or headers.get(CREDENTIAL_HEADER.lower())
+        principal = await self._authenticator.authenticate(raw)
+        authorize(principal, Scope(op.scope), op.namespace or validate_namespace(ns))
+        return principal
+
+    async def from_http(self, headers: Mapping[str, str], op: Operation, ns: str | None
+                        ) -> Principal:
+        return await self._resolve(headers, op, ns)
+
+    async def from_nats(self, headers: Mapping[str, str], op: Operation, ns: str | None
+                        ) -> Principal:
+        return await self._resolve(headers, op, ns)

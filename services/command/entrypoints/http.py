@@ -43,6 +43,7 @@ __all__ = ["create_app"]
 log = get_logger(__name__)
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 _ENCODER: Final = msgspec.json.Encoder()
 TITLE: Final = "Mnemos gateway"
 DESCRIPTION: Final = "Commands and queries of Mnemos, a memory OS for AI agents."
@@ -75,14 +76,15 @@ class _Routes:
                                self.limit)
         return from_body(op.request, body, path)
 
-    def endpoint(self, op: Operation, route: CatalogRoute) -> Callable[[Request],
-                                                                      Awaitable[Response]]:
+    def endpoint(self, op: Operation, route: CatalogRoute) -> Endpoint:
         async def serve(request: Request) -> Response:
             ns = request.path_params.get("ns")
             principal = await self.principals.from_http(request.headers, op, ns)
             typed = await self.request_of(op, route, request)
             if op.streams and getattr(typed, "progress", False):
-                return StreamingResponse(self._ndjson(principal, op, ns, typed),
+                stream = self.gateway.stream(principal, op, ns, typed)
+                first = await anext(stream)  # a failure before any line is a plain error
+                return StreamingResponse(self._ndjson(op, first, stream),
                                          media_type="application/x-ndjson")
             reply = await self.gateway.dispatch(principal, op, ns, typed)
             status = route.status
@@ -93,11 +95,19 @@ class _Routes:
         serve.__name__ = f"{op.name}_endpoint"
         return serve
 
-    async def _ndjson(self, principal: Any, op: Operation, ns: str | None, request: Any
-                      ) -> AsyncIterator[bytes]:
+    @staticmethod
+    async def _ndjson(op: Operation, first: tuple[bool, Any],
+                      rest: AsyncIterator[tuple[bool, Any]]) -> AsyncIterator[bytes]:
+        """One JSON object a line: ``{"progress": ...}`` lines, then the reply (``report`` for a
+        verification) or, once lines have gone out, ``{"error": ...}``."""
         key = "report" if op.name == "audit_verify" else "result"
-        async for final, message in self.gateway.stream(principal, op, ns, request):
-            yield _ENCODER.encode({key if final else "progress": message}) + b"\n"
+        final, message = first
+        yield _ENCODER.encode({key if final else "progress": message}) + b"\n"
+        try:
+            async for final, message in rest:
+                yield _ENCODER.encode({key if final else "progress": message}) + b"\n"
+        except MnemosError as exc:
+            yield _ENCODER.encode({"error": exc.to_dict()}) + b"\n"
 
     async def generic_command(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -107,16 +117,30 @@ class _Routes:
         return await self.endpoint(op, op.routes[0])(request)
 
 
+def _by_method(endpoints: dict[str, Endpoint]) -> Endpoint:
+    if len(endpoints) == 1:
+        return next(iter(endpoints.values()))
+
+    async def serve(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)
+
+    return serve
+
+
 def create_app(gateway: Gateway, principals: PrincipalResolver, max_request_bytes: int,
                readiness: Readiness) -> Starlette:
     """The gateway's ASGI application."""
     routes_of = _Routes(gateway, principals, max_request_bytes)
     document = openapi_document(TITLE, "1", DESCRIPTION)
-    routes: list[BaseRoute] = []
+    by_path: dict[str, dict[str, Endpoint]] = {}
     for op in OPERATIONS.values():
         for route in op.routes:
-            routes.append(Route(route.path, routes_of.endpoint(op, route),
-                                methods=[route.method], name=f"{op.name}:{route.path}"))
+            by_path.setdefault(route.path, {})[route.method] = routes_of.endpoint(op, route)
+    # one Starlette route per path, so a 405 names every method the document lists for it
+    routes: list[BaseRoute] = [Route(path, _by_method(endpoints), methods=list(endpoints),
+                                     name=path)
+                               for path, endpoints in by_path.items()]
     routes.append(Route(GENERIC_COMMAND_PATH, routes_of.generic_command, methods=["POST"]))
     routes += _operations_routes(readiness, document)
     return Starlette(routes=routes, exception_handlers={

@@ -57,7 +57,20 @@ def from_query(cls: type[msgspec.Struct], query: QueryParams, path: Mapping[str,
         if not kinds[name] and len(found) > 1:
             raise InvalidInput(f"parameter {name!r} given {len(found)} times", field=name)
         values[name] = found if kinds[name] else found[0]
-    return convert_params(_merge_path(values, path), cls)
+    typed = convert_params(_merge_path(values, path), cls)
+    for name in values:  # a given parameter has a value; "null" is not a way to omit one
+        if getattr(typed, _attribute(cls, name)) is None:
+            raise InvalidInput(f"parameter {name!r} has no value; omit it instead", field=name)
+    return typed
+
+
+@functools.cache
+def _attributes(cls: type[msgspec.Struct]) -> Mapping[str, str]:
+    return {field.encode_name: field.name for field in msgspec.structs.fields(cls)}
+
+
+def _attribute(cls: type[msgspec.Struct], wire: str) -> str:
+    return _attributes(cls)[wire]
 
 
 def from_body(cls: type[msgspec.Struct], body: bytes, path: Mapping[str, str]) -> Any:
