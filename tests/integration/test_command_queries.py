@@ -47,7 +47,8 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(config: Config) -> AsyncIterator[Stack]:
+async def stack(config: Config, nats_js: Any) -> AsyncIterator[Stack]:
+    # nats_js declares the streams: commands may be appended before the projector has started.
     config = config.model_copy(update={"read_your_writes_timeout_s": 30.0})
     stop = asyncio.Event()
     projector = asyncio.create_task(projector_main.run(config, stop))
