@@ -43,9 +43,10 @@ def nats_credentials(config: Config) -> dict[str, str]:
 async def await_streams(js: JetStreamContext, config: Config) -> bool:
     """True once the event stream exists; :class:`Unavailable` while it does not, for
     :func:`retry_until_ready`. On a secured broker only the operator (``mnemos up``) and the
-    gateway may declare streams, so a service with a broker identity waits for them; without
-    one the broker is open to everyone and the service declares them itself."""
-    if not config.nats_identity:
+    gateway may declare streams, so a service with broker credentials waits for them; without
+    any (no seed provisioned for its identity) the broker is open to everyone and the service
+    declares them itself."""
+    if not nats_credentials(config):  # no seed provisioned: an open broker
         await ensure_streams(js, config)
         return True
     try:
