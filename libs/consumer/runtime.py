@@ -14,8 +14,9 @@ does the rest, the same way for all:
   checkpoint is acknowledged and skipped;
 - **faults**: a lost broker or database is retried with exponential back-off, forever, saying
   what it waits for; a deterministic failure is the handler's to dead-letter;
-- **watchdog**: a consumer whose checkpoint stops moving while its stream grows is restarted
-  (logged and counted), and every wait is bounded so that is always possible;
+- **watchdog**: a consumer whose checkpoint stops moving while its stream grows, with no batch
+  in progress, is restarted (logged and counted); a batch in progress is bounded by
+  ``apply_timeout_s`` instead (slow is not stuck), and every wait is bounded;
 - **stop**: returns within a batch of ``stop`` being set (SIGTERM).
 
 A consumer whose work needs no order (each message on its own, e.g. compressing a version) runs
@@ -170,6 +171,7 @@ class ConsumerRuntime(Generic[P]):
         self._progress_at = time.monotonic()
         self._halted = False
         self._stalled = False
+        self._in_batch = False
         self._labels = (settings.name, settings.schema)
 
     async def run(self, stop: asyncio.Event, until_seq: int | None = None) -> int:
@@ -270,6 +272,11 @@ class ConsumerRuntime(Generic[P]):
             await asyncio.sleep(max(s.stall_after_s / 4, 0.05))
             if self._halted or time.monotonic() - self._progress_at < s.stall_after_s:
                 continue
+            if self._in_batch:
+                # A batch is being prepared or applied: slow under load is not stuck, and both
+                # steps are bounded by apply_timeout_s themselves. Restarting would redo the
+                # same work and never finish (a livelock seen with embeddings on a busy box).
+                continue
             try:
                 if s.shared:  # progress is the server's: is anything waiting for us?
                     info = await asyncio.wait_for(self.js.consumer_info(EVENTS_STREAM, s.name),
@@ -336,9 +343,16 @@ class ConsumerRuntime(Generic[P]):
             await asyncio.gather(*(b.prepared for b in staged), return_exceptions=True)
 
     async def _apply(self, conn: Conn, batch: _Batch[P]) -> None:
+        self._in_batch = True
+        try:
+            await self._apply_batch(conn, batch)
+        finally:
+            self._in_batch = False
+
+    async def _apply_batch(self, conn: Conn, batch: _Batch[P]) -> None:
         s = self.settings
         started = time.perf_counter()
-        prepared = await batch.prepared
+        prepared = await asyncio.wait_for(batch.prepared, s.apply_timeout_s)
         if s.shared:
             await asyncio.wait_for(self.handler.apply(conn, batch.deliveries, prepared),
                                    s.apply_timeout_s)

@@ -30,6 +30,7 @@ class Tally:
     def __init__(self) -> None:
         self.halt_at: int | None = None
         self.starts = 0
+        self.prepare_s = 0.0
 
     async def start(self, conn: Any, takeover: Takeover) -> int:
         self.starts += 1
@@ -40,7 +41,7 @@ class Tally:
         return int(row["seq"]) if row else 0
 
     async def prepare(self, deliveries: Sequence[Delivery]) -> None:
-        return None
+        await asyncio.sleep(self.prepare_s)  # e.g. embedding a batch on a busy machine
 
     async def apply(self, conn: Any, deliveries: Sequence[Delivery], prepared: None) -> int:
         if self.halt_at is not None and deliveries[-1].seq >= self.halt_at:
@@ -119,6 +120,28 @@ async def test_the_watchdog_restarts_a_consumer_that_stopped_receiving(config: C
         stop.set()
         assert await asyncio.wait_for(task, 5) == 30
         assert time.monotonic() - stopped_at < 2.0
+    finally:
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)
+        await nc.close()
+
+
+async def test_a_slow_batch_is_not_a_stall(config: Config, nats_js: Any) -> None:
+    """A batch whose preparation outlasts stall_after_s is working, not stuck: restarting it
+    would redo the same work forever (seen: embeddings under load, checkpoint never moving)."""
+    h = History()
+    nc = await connect_nats(config.nats_url or "", "tests-runtime")
+    stop = asyncio.Event()
+    handler = Tally()
+    handler.prepare_s = 3.0  # > stall_after_s = 2.0, for every batch
+    runtime = ConsumerRuntime(_settings(config), handler, nc)
+    task = asyncio.create_task(runtime.run(stop))
+    stalls_before = STALLS.labels("tally", "public")._value.get()
+    try:
+        await publish_all(nats_js, [h.created(f"slow{i}") for i in range(25)])
+        await _wait_count(config, 25, 40)
+        assert STALLS.labels("tally", "public")._value.get() == stalls_before
+        assert handler.starts == 1
     finally:
         stop.set()
         await asyncio.gather(task, return_exceptions=True)
