@@ -55,6 +55,11 @@ def _request_of(op: Operation, request: Any, fields: dict[str, Any]) -> msgspec.
     return built
 
 
+def _credential(given: str | None) -> str | None:
+    # None: find the local one; "": explicitly none (anonymous)
+    return discovery.find_credential() if given is None else (given or None)
+
+
 @functools.cache
 def _wire_names(cls: type[msgspec.Struct]) -> dict[str, str]:
     # keyword arguments use the attribute names (``from_branch``), the wire its names (``from``)
@@ -81,9 +86,10 @@ class AsyncMnemos(AsyncOperations):
     def http(cls, url: str | None = None, *, credential: str | None = None,
              principal: str | None = None, **options: Any) -> AsyncMnemos:
         """A client of the gateway's HTTP API; URL and credential found as the CLI finds them
-        (``MNEMOS_GATEWAY_URL``, ``MNEMOS_API_KEY``, the local ``mnemos up``) when not given."""
-        transport = HttpTransport(url or discovery.find_http_url(),
-                                  credential or discovery.find_credential(), principal)
+        (``MNEMOS_GATEWAY_URL``, ``MNEMOS_API_KEY``, the local ``mnemos up``) when not given
+        (``credential=""``: none, anonymous)."""
+        transport = HttpTransport(url or discovery.find_http_url(), _credential(credential),
+                                  principal)
         return cls(transport, **options)
 
     @classmethod
@@ -93,7 +99,7 @@ class AsyncMnemos(AsyncOperations):
         """A client over NATS request-reply; on a secured broker pass the agent's broker
         identity (``nkeys_seed`` file and ``inbox_prefix``, from ``mnemos identities add``)."""
         transport = await NatsTransport.connect(
-            url or discovery.find_nats_url(), credential or discovery.find_credential(),
+            url or discovery.find_nats_url(), _credential(credential),
             principal=principal, nkeys_seed=nkeys_seed, inbox_prefix=inbox_prefix)
         return cls(transport, **options)
 
