@@ -10,11 +10,13 @@ import typer
 from libs.events.errors import MnemosError
 from libs.runtime.config import client_config, load_config
 from libs.runtime.logging import configure_logging
-from mnemos.console import emit, fail, local_client
+from mnemos.console import fail, use_json
 from mnemos.identities import identities_app
 from mnemos.keys import keys_app
 from mnemos.mcp import mcp_command
 from mnemos.serve import SERVICES, run_service
+from mnemos.stop import stop_command
+from mnemos.verbs import register_verbs
 from services.auditor.cli import app as audit_app
 from services.projector.cli import replay_command
 
@@ -26,14 +28,14 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(identities_app, name="identities")
 app.command("replay")(replay_command)
 app.command("mcp")(mcp_command)
-
-NS_OPTION = typer.Option("default", "--ns", help="Namespace (tenant): 1-64 characters of "
-                         "a-z, 0-9, _ and -.")
-
+app.command("stop")(stop_command)
+register_verbs(app)
 
 @app.callback()
-def _root() -> None:
+def _root(as_json: bool = typer.Option(False, "--json", help="Every verb prints its reply "
+                                       "as JSON.")) -> None:
     """Mnemos: a memory operating system for AI agents."""
+    use_json(as_json)
     config = load_config()
     configure_logging(config.log_format, config.log_level)
 
@@ -56,53 +58,6 @@ def serve(service: str = typer.Argument(..., help=f"One of: {', '.join(SERVICES)
     if service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
     run_service(service, load_config())
-
-
-@app.command()
-def remember(
-    content: str = typer.Argument(..., help="What to remember."),
-    ns: str = NS_OPTION,
-    kind: str = typer.Option("note", help="Kind of memory (note, preference, fact, …)."),
-    tag: list[str] = typer.Option([], "--tag", help="Tag (repeatable)."),
-    source: str | None = typer.Option(None, help="Where the content came from."),
-) -> None:
-    """Store a memory; prints its id and stream sequence."""
-    try:
-        emit(local_client().remember(ns, content, kind=kind, tags=tag, source=source))
-    except MnemosError as exc:
-        fail(exc)
-
-
-@app.command()
-def recall(
-    query: str = typer.Argument(..., help="What you are looking for, in plain words."),
-    ns: str = NS_OPTION,
-    k: int = typer.Option(5, help="How many results."),
-    mode: str = typer.Option("hybrid", help="hybrid, dense or lexical."),
-) -> None:
-    """Search memories (hybrid: vectors + full text, fused)."""
-    try:
-        emit(local_client().search(ns, query, k=k, mode=mode))
-    except MnemosError as exc:
-        fail(exc)
-
-
-@app.command()
-def get(memory_id: str, ns: str = NS_OPTION) -> None:
-    """Show one memory with its provenance."""
-    try:
-        emit(local_client().get(ns, memory_id))
-    except MnemosError as exc:
-        fail(exc)
-
-
-@app.command()
-def history(memory_id: str, ns: str = NS_OPTION) -> None:
-    """Show a memory's versions and events."""
-    try:
-        emit(local_client().history(ns, memory_id))
-    except MnemosError as exc:
-        fail(exc)
 
 
 @app.command()
