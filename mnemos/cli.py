@@ -16,6 +16,7 @@ from mnemos.keys import keys_app
 from mnemos.mcp import mcp_command
 from mnemos.serve import SERVICES, run_service
 from mnemos.stop import stop_command
+from mnemos.transfer_cli import export_command, import_command
 from mnemos.verbs import register_verbs
 from services.auditor.cli import app as audit_app
 from services.projector.cli import replay_command
@@ -29,6 +30,8 @@ app.add_typer(identities_app, name="identities")
 app.command("replay")(replay_command)
 app.command("mcp")(mcp_command)
 app.command("stop")(stop_command)
+app.command("import")(import_command)
+app.command("export")(export_command)
 register_verbs(app)
 
 @app.callback()
