@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -45,10 +44,13 @@ async def main_async(args: argparse.Namespace) -> None:
                "MNEMOS_API_KEY": ""}
         for label in ("mnemos import (new memories)", "mnemos import again (all present)"):
             progress(label)
-            out = subprocess.run(
-                [sys.executable, "-m", "mnemos", "import", str(source), "--ns", "bench-import",
-                 "--inflight", str(args.inflight), "--no-progress"],
-                env=env, capture_output=True, text=True, check=True, timeout=3600).stdout
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "mnemos", "import", str(source), "--ns", "bench-import",
+                "--inflight", str(args.inflight), "--no-progress", env=env,
+                stdout=asyncio.subprocess.PIPE)
+            out = (await process.communicate())[0].decode()
+            if process.returncode != 0:
+                raise RuntimeError(f"mnemos import failed ({process.returncode})")
             rate = float(re.sub(r"[^0-9.]", "", out.split(" = ")[1].split()[0]))
             report_line(label, f"{rate:,.0f} memories/s")
             if "again" not in label:

@@ -21,6 +21,7 @@ from libs.events import (
     Remember,
     Unavailable,
 )
+from libs.events.catalogue import CATALOGUE_PATH
 from libs.events.views import BranchesView, DiffView, HistoryView, MemoryPage, MemoryView
 from libs.runtime.config import Config
 from mnemos_sdk import AsyncMnemos, Mnemos, NatsTransport, PoisonMessage
@@ -141,8 +142,13 @@ async def test_typed_errors_and_bad_input_change_nothing(config: Config, nats_js
         await dead.close()
 
 
-async def test_the_blocking_client(config: Config, nats_js: Any) -> None:
-    async with running_gateway(config) as _:
+async def test_the_blocking_client_and_the_served_event_catalogue(config: Config,
+                                                                  nats_js: Any) -> None:
+    async with running_gateway(config) as (http, _):
+        served = await http.get("/schema/events.json")
+        assert served.status_code == 200
+        assert served.headers["content-type"] == "application/schema+json"
+        assert served.content == CATALOGUE_PATH.read_bytes()
         def work() -> list[str]:
             with Mnemos.http(_url(config), principal="sdk-test", ns=NS) as mnemos:
                 mnemos.remember(content="The office closes at 18:00")
