@@ -21,6 +21,7 @@ from libs.events import (
     InvalidInput,
     MnemosError,
     Operation,
+    decode_json,
     error_from_code,
     new_command_id,
     path_fields,
@@ -29,6 +30,7 @@ from libs.events.subjects import command_subject, query_subject
 
 __all__ = [
     "HttpCall",
+    "checked",
     "decode_http",
     "decode_nats",
     "encode_body",
@@ -78,6 +80,17 @@ def ensure_command_id(op: Operation, request: msgspec.Struct) -> msgspec.Struct:
     if op.kind == "command" and isinstance(request, CommandBase) and request.command_id is None:
         return msgspec.structs.replace(request, command_id=new_command_id())
     return request
+
+
+def checked(op: Operation, request: msgspec.Struct) -> msgspec.Struct:
+    """``request`` as the gateway will decode it, refused with :class:`InvalidInput` (and not
+    sent) when the gateway would refuse it or when it would not arrive unchanged: JSON has no
+    ``inf``/``nan`` (msgspec would send ``null``) and the contract's numbers must round-trip."""
+    decoded = decode_json(encode_body(request), op.request, f"{op.name} request")
+    if msgspec.to_builtins(decoded) != msgspec.to_builtins(request):
+        raise InvalidInput(f"{op.name}: a value does not survive JSON encoding unchanged "
+                           "(a non-finite float, or a number out of range?)", operation=op.name)
+    return decoded
 
 
 def nats_subject(op: Operation, ns: str | None) -> str:

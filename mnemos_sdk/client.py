@@ -20,7 +20,7 @@ import msgspec
 from libs.events import OPERATIONS, InvalidInput, Operation, Unavailable, convert_params
 from mnemos_sdk import discovery
 from mnemos_sdk._generated import AsyncOperations, SyncOperations
-from mnemos_sdk._wire import ensure_command_id, namespace_for
+from mnemos_sdk._wire import checked, ensure_command_id, namespace_for
 from mnemos_sdk.subscribe import PoisonHandler, Subscription
 from mnemos_sdk.transport import HttpTransport, NatsTransport, Transport
 
@@ -129,7 +129,7 @@ class AsyncMnemos(AsyncOperations):
         if op is None:
             raise InvalidInput(f"unknown operation {name!r}", known=sorted(OPERATIONS))
         target = namespace_for(op, ns or self.ns)
-        typed = ensure_command_id(op, _request_of(op, request, fields))
+        typed = checked(op, ensure_command_id(op, _request_of(op, request, fields)))
         typed = self._wait_for_own_writes(op, target, typed)
         reply = await self._with_retries(
             lambda: self.transport.call(op, target, typed, timeout_s or self.timeout_s))

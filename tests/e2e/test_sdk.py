@@ -18,6 +18,7 @@ from libs.events import (
     MemoryCreated,
     NotFound,
     Operation,
+    PayloadTooLarge,
     Remember,
     Unavailable,
 )
@@ -134,7 +135,23 @@ async def test_typed_errors_and_bad_input_change_nothing(config: Config, nats_js
                 await mnemos.get(memory_id="not a memory id")
             with pytest.raises(NotFound):
                 await mnemos.get(memory_id="01a2357e-0000-7000-8000-000000000001")
+            for metadata in ({"x": float("inf")}, {"x": float("nan")}, {"\x00": 1},
+                             {"x": float("-inf")}):
+                with pytest.raises(InvalidInput):
+                    await mnemos.remember(content="ok", metadata=metadata)
+            with pytest.raises(PayloadTooLarge):
+                await mnemos.remember(content="x" * 20_000_000)
             assert (await mnemos.list()).items == []
+            extreme = {"max": 1.7976931348623157e308, "tiny": 5e-324, "neg": -0.1,
+                       "big": 2**63 - 1, "small": -(2**63)}
+            kept = await mnemos.remember(content="extreme numbers", metadata=extreme)
+            assert (await mnemos.get(memory_id=kept.memory_id)).metadata == extreme
+            used = await mnemos.remember(content="first use")
+            with pytest.raises(Conflict) as reused:
+                await mnemos.remember(content="another body", command_id=used.command_id)
+            assert reused.value.detail["reason"] == "command_id_reused"
+            again = await mnemos.remember(content="first use", command_id=used.command_id)
+            assert again.duplicate and again.event_id == used.event_id
         dead = AsyncMnemos(HttpTransport("http://127.0.0.1:9"), ns=NS)
         dead.retry = msgspec.structs.replace(dead.retry, attempts=2, backoff_s=0.01)
         with pytest.raises(Unavailable):
