@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import typer
 
-from libs.events import CommandActor, MnemosError
-from libs.events.tokens import validate_namespace
+from libs.events import MnemosError
 from mnemos.console import fail
-from mnemos_sdk import AsyncMnemos, discovery
 
 __all__ = ["mcp_command"]
 
@@ -30,25 +27,9 @@ def mcp_command(
                                          "a gateway without authentication (MNEMOS_AUTH=off)."),
 ) -> None:
     """Serve Mnemos to LLM agents over the Model Context Protocol."""
-    from mnemos_sdk.mcp_server import MnemosMcp, serve_http, serve_stdio
+    from mnemos_sdk.mcp_server import run
 
     try:
-        ns = validate_namespace(ns)
+        run(ns, http=http, gateway=gateway, agent_id=agent_id, principal=principal)
     except MnemosError as exc:
         fail(exc)
-    url = gateway or discovery.find_http_url()
-    own = discovery.find_credential()
-
-    def client(credential: str | None) -> AsyncMnemos:
-        # stdio (None): the server's own credential; HTTP: the caller's ("" = none given)
-        chosen = own if credential is None else credential
-        return AsyncMnemos.http(url, credential=chosen or "", principal=principal, ns=ns)
-
-    app = MnemosMcp(ns, client, actor=CommandActor(agent_id=agent_id))
-    if http is None:
-        asyncio.run(serve_stdio(app))
-        return
-    host, _, port = http.rpartition(":")
-    if not port.isdigit():
-        raise typer.BadParameter("--http takes HOST:PORT", param_hint="--http")
-    asyncio.run(serve_http(app, host or "127.0.0.1", int(port)))

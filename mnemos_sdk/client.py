@@ -130,6 +130,9 @@ class AsyncMnemos(AsyncOperations):
             raise InvalidInput(f"unknown operation {name!r}", known=sorted(OPERATIONS))
         target = namespace_for(op, ns or self.ns)
         typed = checked(op, ensure_command_id(op, _request_of(op, request, fields)))
+        if op.streams and getattr(typed, "progress", False):
+            # the SDK answers the final reply only (progress messages are for terminals)
+            typed = msgspec.structs.replace(typed, progress=False)
         typed = self._wait_for_own_writes(op, target, typed)
         reply = await self._with_retries(
             lambda: self.transport.call(op, target, typed, timeout_s or self.timeout_s))

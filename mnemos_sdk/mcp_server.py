@@ -11,15 +11,20 @@ request's ``Authorization: Bearer`` header is forwarded, and a request without o
 Tools are generated from :data:`libs.events.OPERATIONS` (so operations added to the catalog
 become tools by themselves): the input schema is the request struct's JSON Schema without
 ``actor`` (provenance is configured, not chosen by the model), the output schema the reply's,
-and the annotations come from the row (``readOnlyHint``, ``destructiveHint``, ``idempotentHint``;
-``openWorldHint`` is false: a memory store is a closed world). Operations of the reserved
-``system`` namespace (keys, the audit chain) are not tools.
+and the annotations come from the row (``readOnlyHint``, ``destructiveHint``, ``idempotentHint``,
+``openWorldHint``: false for the memory store itself, true for rows that reach LLM
+providers). Operations of the reserved ``system`` namespace (keys, the audit chain) are not
+tools.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
+import os
 import re
+import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final
@@ -40,9 +45,11 @@ from libs.events import (
 )
 from libs.events.commands import CommandBase
 from libs.events.replies import CREDENTIAL_HEADER
+from libs.events.tokens import validate_namespace
+from mnemos_sdk import discovery
 from mnemos_sdk.client import AsyncMnemos
 
-__all__ = ["MEMORY_URI", "MnemosMcp", "tool_of", "tools"]
+__all__ = ["MEMORY_URI", "MnemosMcp", "main", "run", "tool_of", "tools"]
 
 MEMORY_URI: Final = "mnemos://{ns}/memory/{memory_id}"
 """The URI template of a memory resource."""
@@ -80,7 +87,7 @@ def tool_of(op: Operation) -> types.Tool:
         annotations=types.ToolAnnotations(
             title=op.name.replace("_", " "), read_only_hint=op.read_only,
             destructive_hint=op.destructive and not op.read_only,
-            idempotent_hint=op.idempotent, open_world_hint=getattr(op, "open_world", False)),
+            idempotent_hint=op.idempotent, open_world_hint=op.open_world),
     )
 
 
@@ -238,3 +245,46 @@ async def serve_http(app: MnemosMcp, host: str, port: int, path: str = "/mcp") -
         await server.serve()
     finally:
         await app.close()
+
+
+def run(ns: str, *, http: str | None = None, gateway: str | None = None,
+        agent_id: str = "mcp", principal: str | None = None) -> None:
+    """Serve namespace ``ns`` over stdio, or over streamable HTTP when ``http`` is HOST:PORT."""
+    ns = validate_namespace(ns)
+    url = gateway or discovery.find_http_url()
+    own = discovery.find_credential()
+
+    def client(credential: str | None) -> AsyncMnemos:
+        # stdio (None): the server's own credential; HTTP: the caller's ("" = none given)
+        chosen = own if credential is None else credential
+        return AsyncMnemos.http(url, credential=chosen or "", principal=principal, ns=ns)
+
+    app = MnemosMcp(ns, client, actor=CommandActor(agent_id=agent_id))
+    if http is None:
+        asyncio.run(serve_stdio(app))
+        return
+    host, _, port = http.rpartition(":")
+    if not port.isdigit():
+        raise InvalidInput("--http takes HOST:PORT", value=http)
+    asyncio.run(serve_http(app, host or "127.0.0.1", int(port)))
+
+
+def main() -> None:
+    """``mnemos-mcp`` (the SDK distribution's console script; ``mnemos mcp`` is the same)."""
+    parser = argparse.ArgumentParser(prog="mnemos-mcp", description=__doc__.split("\n")[0])
+    parser.add_argument("--ns", default=os.environ.get("MNEMOS_NS", "default"))
+    parser.add_argument("--http", metavar="HOST:PORT")
+    parser.add_argument("--gateway")
+    parser.add_argument("--agent-id", default=os.environ.get("MNEMOS_AGENT_ID", "mcp"))
+    parser.add_argument("--principal")
+    args = parser.parse_args()
+    try:
+        run(args.ns, http=args.http, gateway=args.gateway, agent_id=args.agent_id,
+            principal=args.principal)
+    except MnemosError as exc:
+        sys.stderr.write(f"error [{exc.code}]: {exc.message}\n")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

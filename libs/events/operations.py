@@ -87,8 +87,8 @@ class Operation:
     ``owner`` is the service that answers it (``gateway`` for the read models and commands; the
     gateway forwards the others over ``mnemos.svc.<owner>.<name>``). ``namespace`` fixes the
     namespace of operations outside tenants' (the audit chain lives in ``system``).
-    ``read_only``, ``destructive`` and ``idempotent`` are what an agent may assume (MCP tool
-    annotations); ``streams`` marks replies preceded by progress messages.
+    ``read_only``, ``destructive``, ``idempotent`` and ``open_world`` are what an agent may
+    assume (MCP tool annotations); ``streams`` marks replies preceded by progress messages.
     """
 
     name: str
@@ -104,6 +104,8 @@ class Operation:
     destructive: bool = False
     idempotent: bool = True
     streams: bool = False
+    open_world: bool = False
+    """Reaches outside Mnemos (e.g. LLM providers): the MCP ``openWorldHint``."""
 
     @property
     def subject_prefix(self) -> str:

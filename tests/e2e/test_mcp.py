@@ -61,7 +61,7 @@ async def _exercise(client: Client) -> None:
     assert tools.keys() == {op.name for op in OPERATIONS.values() if op.namespace is None}
     for name, tool in tools.items():
         op, hints = OPERATIONS[name], tool.annotations
-        assert hints is not None and hints.open_world_hint is False
+        assert hints is not None and hints.open_world_hint is op.open_world
         assert hints.read_only_hint is op.read_only and hints.idempotent_hint is op.idempotent
         assert hints.destructive_hint is (op.destructive and not op.read_only)
         assert "actor" not in tool.input_schema["properties"]
@@ -101,8 +101,9 @@ async def _exercise(client: Client) -> None:
 
 async def test_mcp_over_stdio(config: Config, nats_js: Any, tmp_path: Path) -> None:
     async with running_gateway(config) as _:
-        params = StdioServerParameters(command=sys.executable,
-                                       args=_command(config, "--principal", "mcp-user"),
+        # the SDK distribution's entry point (`mnemos-mcp`); HTTP below runs `mnemos mcp`
+        args = ["-m", "mnemos_sdk.mcp_server", *_command(config, "--principal", "mcp-user")[3:]]
+        params = StdioServerParameters(command=sys.executable, args=args,
                                        env=_env(tmp_path), cwd=str(Path.cwd()))
         async with Client(params, read_timeout_seconds=30) as client:
             await _exercise(client)
