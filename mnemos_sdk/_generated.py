@@ -3,7 +3,9 @@ mnemos_sdk.codegen`` from ``libs/events/operations.py``: do not edit by hand."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, cast, overload
 
 import libs.events.audit as _audit
 import libs.events.commands as _commands
@@ -15,155 +17,275 @@ __all__ = ["AsyncOperations", "SyncOperations"]
 
 
 class AsyncOperations:
-    """One coroutine per operation; each takes the request struct or its fields as keywords."""
+    """One coroutine per operation: pass the request struct, or its fields as keywords."""
 
     async def _invoke(self, name: str, request: Any, ns: str | None, timeout_s: float | None,
                       fields: dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    async def audit_status(self, request: _audit.AuditStatusRequest | None = None, /, *,
-            timeout_s: float | None = None, **fields: Any) -> _audit.AuditStatus:
+    @overload
+    async def audit_status(self, request: _audit.AuditStatusRequest, /, *, timeout_s: float | None = None) -> _audit.AuditStatus: ...
+    @overload
+    async def audit_status(self, *, timeout_s: float | None = None) -> _audit.AuditStatus: ...
+    async def audit_status(self, request: _audit.AuditStatusRequest | None = None, **fields: Any) -> _audit.AuditStatus:
         """Chain head, lag behind the stream, latest checkpoint, last verification. [query (read-only, idempotent)]"""
-        return cast(_audit.AuditStatus,
-                    await self._invoke('audit_status', request, None, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = None
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_audit.AuditStatus, await self._invoke('audit_status', request, ns, timeout_s, given))
 
-    async def audit_verify(self, request: _audit.AuditVerifyRequest | None = None, /, *,
-            timeout_s: float | None = None, **fields: Any) -> _audit.VerifyReport:
+    @overload
+    async def audit_verify(self, request: _audit.AuditVerifyRequest, /, *, timeout_s: float | None = None) -> _audit.VerifyReport: ...
+    @overload
+    async def audit_verify(self, *, full: bool | None = None, progress: bool | None = None, timeout_s: float | None = None) -> _audit.VerifyReport: ...
+    async def audit_verify(self, request: _audit.AuditVerifyRequest | None = None, **fields: Any) -> _audit.VerifyReport:
         """Recompute the hash chain from the stream and compare it with the stored chain and every read model; with progress=true, NDJSON progress lines first. [query (read-only, idempotent)]"""
-        return cast(_audit.VerifyReport,
-                    await self._invoke('audit_verify', request, None, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = None
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_audit.VerifyReport, await self._invoke('audit_verify', request, ns, timeout_s, given))
 
-    async def branch(self, request: _commands.Branch | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    async def branch(self, request: _commands.Branch, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    async def branch(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, branch: str, from_version: str | None = None, expected_version: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def branch(self, request: _commands.Branch | None = None, **fields: Any) -> _commands.CommandResult:
         """Create a named branch at a version. [command (idempotent)]"""
-        return cast(_commands.CommandResult,
-                    await self._invoke('branch', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, await self._invoke('branch', request, ns, timeout_s, given))
 
-    async def branches(self, request: _queries.GetBranches | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.BranchesView:
+    @overload
+    async def branches(self, request: _queries.GetBranches, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.BranchesView: ...
+    @overload
+    async def branches(self, *, after_seq: int | None = None, memory_id: str, ns: str | None = None, timeout_s: float | None = None) -> _views.BranchesView: ...
+    async def branches(self, request: _queries.GetBranches | None = None, **fields: Any) -> _views.BranchesView:
         """Every branch with its head. [query (read-only, idempotent)]"""
-        return cast(_views.BranchesView,
-                    await self._invoke('branches', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.BranchesView, await self._invoke('branches', request, ns, timeout_s, given))
 
-    async def commit(self, request: _commands.Commit | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    async def commit(self, request: _commands.Commit, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    async def commit(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, branch: str, content: str, metadata: Mapping[str, str | int | float | bool | None] | None = None, expected_head: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def commit(self, request: _commands.Commit | None = None, **fields: Any) -> _commands.CommandResult:
         """Commit a new version onto a branch. [command]"""
-        return cast(_commands.CommandResult,
-                    await self._invoke('commit', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, await self._invoke('commit', request, ns, timeout_s, given))
 
-    async def common_ancestor(self, request: _queries.GetCommonAncestor | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.AncestorView:
+    @overload
+    async def common_ancestor(self, request: _queries.GetCommonAncestor, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.AncestorView: ...
+    @overload
+    async def common_ancestor(self, *, after_seq: int | None = None, memory_id: str, a: str, b: str, ns: str | None = None, timeout_s: float | None = None) -> _views.AncestorView: ...
+    async def common_ancestor(self, request: _queries.GetCommonAncestor | None = None, **fields: Any) -> _views.AncestorView:
         """The merge base of two refs and all their lowest common ancestors. [query (read-only, idempotent)]"""
-        return cast(_views.AncestorView,
-                    await self._invoke('common_ancestor', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.AncestorView, await self._invoke('common_ancestor', request, ns, timeout_s, given))
 
-    async def create_key(self, request: _security.CreateKey | None = None, /, *,
-            timeout_s: float | None = None, **fields: Any) -> _security.KeyCreated:
+    @overload
+    async def create_key(self, request: _security.CreateKey, /, *, timeout_s: float | None = None) -> _security.KeyCreated: ...
+    @overload
+    async def create_key(self, *, principal: str, kind: Literal['user', 'service', 'agent'] | None = None, grants: Sequence[_security.Grant | dict[str, Any]] | None = None, expires_at: datetime.datetime | None = None, timeout_s: float | None = None) -> _security.KeyCreated: ...
+    async def create_key(self, request: _security.CreateKey | None = None, **fields: Any) -> _security.KeyCreated:
         """Issue an API key with scopes on namespaces; the key is shown once. [command]"""
-        return cast(_security.KeyCreated,
-                    await self._invoke('create_key', request, None, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = None
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_security.KeyCreated, await self._invoke('create_key', request, ns, timeout_s, given))
 
-    async def diff(self, request: _queries.GetDiff | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.DiffView:
+    @overload
+    async def diff(self, request: _queries.GetDiff, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.DiffView: ...
+    @overload
+    async def diff(self, *, after_seq: int | None = None, memory_id: str, from_ref: str, to_ref: str, context: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.DiffView: ...
+    async def diff(self, request: _queries.GetDiff | None = None, **fields: Any) -> _views.DiffView:
         """Line diff (typed hunks and unified text) between refs. [query (read-only, idempotent)]"""
-        return cast(_views.DiffView,
-                    await self._invoke('diff', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.DiffView, await self._invoke('diff', request, ns, timeout_s, given))
 
-    async def forget(self, request: _commands.Forget | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    async def forget(self, request: _commands.Forget, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    async def forget(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, reason: str, expected_version: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def forget(self, request: _commands.Forget | None = None, **fields: Any) -> _commands.CommandResult:
         """Stop serving the memory (its events stay in the stream for audit). [command (destructive, idempotent)]"""
-        return cast(_commands.CommandResult,
-                    await self._invoke('forget', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, await self._invoke('forget', request, ns, timeout_s, given))
 
-    async def get(self, request: _queries.GetMemory | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.MemoryView:
+    @overload
+    async def get(self, request: _queries.GetMemory, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryView: ...
+    @overload
+    async def get(self, *, after_seq: int | None = None, memory_id: str, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryView: ...
+    async def get(self, request: _queries.GetMemory | None = None, **fields: Any) -> _views.MemoryView:
         """One memory with provenance (creator, last updater, source, causing command) and links. [query (read-only, idempotent)]"""
-        return cast(_views.MemoryView,
-                    await self._invoke('get', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.MemoryView, await self._invoke('get', request, ns, timeout_s, given))
 
-    async def history(self, request: _queries.GetHistory | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.HistoryView:
+    @overload
+    async def history(self, request: _queries.GetHistory, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.HistoryView: ...
+    @overload
+    async def history(self, *, after_seq: int | None = None, memory_id: str, ns: str | None = None, timeout_s: float | None = None) -> _views.HistoryView: ...
+    async def history(self, request: _queries.GetHistory | None = None, **fields: Any) -> _views.HistoryView:
         """The memory's versions and events in stream order. [query (read-only, idempotent)]"""
-        return cast(_views.HistoryView,
-                    await self._invoke('history', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.HistoryView, await self._invoke('history', request, ns, timeout_s, given))
 
-    async def link(self, request: _commands.Link | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    async def link(self, request: _commands.Link, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    async def link(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, target_memory_id: str, relation: str | None = None, expected_version: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def link(self, request: _commands.Link | None = None, **fields: Any) -> _commands.CommandResult:
         """Point the memory at another memory with a named relation. [command (idempotent)]"""
-        return cast(_commands.CommandResult,
-                    await self._invoke('link', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, await self._invoke('link', request, ns, timeout_s, given))
 
-    async def list(self, request: _queries.ListMemories | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.MemoryPage:
+    @overload
+    async def list(self, request: _queries.ListMemories, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryPage: ...
+    @overload
+    async def list(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, limit: int | None = None, cursor: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryPage: ...
+    async def list(self, request: _queries.ListMemories | None = None, **fields: Any) -> _views.MemoryPage:
         """Memories newest first, filtered by all given tags, kind, agent and creation time. [query (read-only, idempotent)]"""
-        return cast(_views.MemoryPage,
-                    await self._invoke('list', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.MemoryPage, await self._invoke('list', request, ns, timeout_s, given))
 
-    async def list_keys(self, request: _security.ListKeys | None = None, /, *,
-            timeout_s: float | None = None, **fields: Any) -> _security.KeyList:
+    @overload
+    async def list_keys(self, request: _security.ListKeys, /, *, timeout_s: float | None = None) -> _security.KeyList: ...
+    @overload
+    async def list_keys(self, *, timeout_s: float | None = None) -> _security.KeyList: ...
+    async def list_keys(self, request: _security.ListKeys | None = None, **fields: Any) -> _security.KeyList:
         """Every API key, without secrets. [query (read-only, idempotent)]"""
-        return cast(_security.KeyList,
-                    await self._invoke('list_keys', request, None, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = None
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_security.KeyList, await self._invoke('list_keys', request, ns, timeout_s, given))
 
-    async def log(self, request: _queries.GetLog | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.LogView:
+    @overload
+    async def log(self, request: _queries.GetLog, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.LogView: ...
+    @overload
+    async def log(self, *, after_seq: int | None = None, memory_id: str, ref: str | None = None, limit: int | None = None, cursor: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.LogView: ...
+    async def log(self, request: _queries.GetLog | None = None, **fields: Any) -> _views.LogView:
         """Versions reachable from a ref (branch or version), newest first, paginated. [query (read-only, idempotent)]"""
-        return cast(_views.LogView,
-                    await self._invoke('log', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.LogView, await self._invoke('log', request, ns, timeout_s, given))
 
-    async def merge(self, request: _commands.Merge | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    async def merge(self, request: _commands.Merge, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    async def merge(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, into: str, from_branch: str | None = None, from_versions: Sequence[str] | None = None, strategy: Literal['ours', 'theirs', 'three_way'] | None = None, expected_head: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def merge(self, request: _commands.Merge | None = None, **fields: Any) -> _commands.CommandResult:
         """Merge branches or versions into a branch (conflicts are answered, never dropped). [command]"""
-        return cast(_commands.CommandResult,
-                    await self._invoke('merge', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, await self._invoke('merge', request, ns, timeout_s, given))
 
-    async def remember(self, request: _commands.Remember | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    async def remember(self, request: _commands.Remember, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    async def remember(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, content: str, kind: str | None = None, tags: Sequence[str] | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, source: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def remember(self, request: _commands.Remember | None = None, **fields: Any) -> _commands.CommandResult:
         """Create a memory; 201 with the command result. [command]"""
-        return cast(_commands.CommandResult,
-                    await self._invoke('remember', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, await self._invoke('remember', request, ns, timeout_s, given))
 
-    async def revert(self, request: _commands.Revert | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    async def revert(self, request: _commands.Revert, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    async def revert(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, branch: str | None = None, to_version: str, expected_head: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def revert(self, request: _commands.Revert | None = None, **fields: Any) -> _commands.CommandResult:
         """A new version whose content equals an older version's. [command]"""
-        return cast(_commands.CommandResult,
-                    await self._invoke('revert', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, await self._invoke('revert', request, ns, timeout_s, given))
 
-    async def revise(self, request: _commands.Revise | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    async def revise(self, request: _commands.Revise, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    async def revise(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, content: str, expected_version: int | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, reason: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def revise(self, request: _commands.Revise | None = None, **fields: Any) -> _commands.CommandResult:
         """A new version of the memory's content; history is kept. [command (idempotent)]"""
-        return cast(_commands.CommandResult,
-                    await self._invoke('revise', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, await self._invoke('revise', request, ns, timeout_s, given))
 
-    async def revoke_key(self, request: _security.RevokeKey | None = None, /, *,
-            timeout_s: float | None = None, **fields: Any) -> _security.KeyRevoked:
+    @overload
+    async def revoke_key(self, request: _security.RevokeKey, /, *, timeout_s: float | None = None) -> _security.KeyRevoked: ...
+    @overload
+    async def revoke_key(self, *, key_id: str, reason: str, timeout_s: float | None = None) -> _security.KeyRevoked: ...
+    async def revoke_key(self, request: _security.RevokeKey | None = None, **fields: Any) -> _security.KeyRevoked:
         """Revoke an API key (effective on every gateway within seconds). [command (destructive, idempotent)]"""
-        return cast(_security.KeyRevoked,
-                    await self._invoke('revoke_key', request, None, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = None
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_security.KeyRevoked, await self._invoke('revoke_key', request, ns, timeout_s, given))
 
-    async def search(self, request: _queries.Search | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.SearchResults:
+    @overload
+    async def search(self, request: _queries.Search, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.SearchResults: ...
+    @overload
+    async def search(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, q: str, k: int | None = None, mode: Literal['hybrid', 'dense', 'lexical'] | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.SearchResults: ...
+    async def search(self, request: _queries.Search | None = None, **fields: Any) -> _views.SearchResults:
         """Hybrid search: dense (pgvector HNSW) and lexical (BM25 over full text), fused. [query (read-only, idempotent)]"""
-        return cast(_views.SearchResults,
-                    await self._invoke('search', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.SearchResults, await self._invoke('search', request, ns, timeout_s, given))
 
-    async def set_metadata(self, request: _commands.SetMetadata | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    async def set_metadata(self, request: _commands.SetMetadata, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    async def set_metadata(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, set: Mapping[str, str | int | float | bool | None] | None = None, unset: Sequence[str] | None = None, expected_version: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def set_metadata(self, request: _commands.SetMetadata | None = None, **fields: Any) -> _commands.CommandResult:
         """Set and/or unset metadata keys. [command (idempotent)]"""
-        return cast(_commands.CommandResult,
-                    await self._invoke('set_metadata', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, await self._invoke('set_metadata', request, ns, timeout_s, given))
 
-    async def tag(self, request: _commands.Tag | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    async def tag(self, request: _commands.Tag, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    async def tag(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, add: Sequence[str] | None = None, remove: Sequence[str] | None = None, expected_version: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def tag(self, request: _commands.Tag | None = None, **fields: Any) -> _commands.CommandResult:
         """Add and/or remove tags. [command (idempotent)]"""
-        return cast(_commands.CommandResult,
-                    await self._invoke('tag', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, await self._invoke('tag', request, ns, timeout_s, given))
 
-    async def version(self, request: _queries.GetVersion | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.DagVersionView:
+    @overload
+    async def version(self, request: _queries.GetVersion, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.DagVersionView: ...
+    @overload
+    async def version(self, *, after_seq: int | None = None, memory_id: str, ref: str, ns: str | None = None, timeout_s: float | None = None) -> _views.DagVersionView: ...
+    async def version(self, request: _queries.GetVersion | None = None, **fields: Any) -> _views.DagVersionView:
         """One version (by id, or a branch's head) with content and provenance. [query (read-only, idempotent)]"""
-        return cast(_views.DagVersionView,
-                    await self._invoke('version', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.DagVersionView, await self._invoke('version', request, ns, timeout_s, given))
 
 
 class SyncOperations:
@@ -173,146 +295,266 @@ class SyncOperations:
                 fields: dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    def audit_status(self, request: _audit.AuditStatusRequest | None = None, /, *,
-            timeout_s: float | None = None, **fields: Any) -> _audit.AuditStatus:
+    @overload
+    def audit_status(self, request: _audit.AuditStatusRequest, /, *, timeout_s: float | None = None) -> _audit.AuditStatus: ...
+    @overload
+    def audit_status(self, *, timeout_s: float | None = None) -> _audit.AuditStatus: ...
+    def audit_status(self, request: _audit.AuditStatusRequest | None = None, **fields: Any) -> _audit.AuditStatus:
         """Chain head, lag behind the stream, latest checkpoint, last verification. [query (read-only, idempotent)]"""
-        return cast(_audit.AuditStatus,
-                    self._invoke('audit_status', request, None, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = None
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_audit.AuditStatus, self._invoke('audit_status', request, ns, timeout_s, given))
 
-    def audit_verify(self, request: _audit.AuditVerifyRequest | None = None, /, *,
-            timeout_s: float | None = None, **fields: Any) -> _audit.VerifyReport:
+    @overload
+    def audit_verify(self, request: _audit.AuditVerifyRequest, /, *, timeout_s: float | None = None) -> _audit.VerifyReport: ...
+    @overload
+    def audit_verify(self, *, full: bool | None = None, progress: bool | None = None, timeout_s: float | None = None) -> _audit.VerifyReport: ...
+    def audit_verify(self, request: _audit.AuditVerifyRequest | None = None, **fields: Any) -> _audit.VerifyReport:
         """Recompute the hash chain from the stream and compare it with the stored chain and every read model; with progress=true, NDJSON progress lines first. [query (read-only, idempotent)]"""
-        return cast(_audit.VerifyReport,
-                    self._invoke('audit_verify', request, None, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = None
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_audit.VerifyReport, self._invoke('audit_verify', request, ns, timeout_s, given))
 
-    def branch(self, request: _commands.Branch | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    def branch(self, request: _commands.Branch, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    def branch(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, branch: str, from_version: str | None = None, expected_version: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def branch(self, request: _commands.Branch | None = None, **fields: Any) -> _commands.CommandResult:
         """Create a named branch at a version. [command (idempotent)]"""
-        return cast(_commands.CommandResult,
-                    self._invoke('branch', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, self._invoke('branch', request, ns, timeout_s, given))
 
-    def branches(self, request: _queries.GetBranches | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.BranchesView:
+    @overload
+    def branches(self, request: _queries.GetBranches, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.BranchesView: ...
+    @overload
+    def branches(self, *, after_seq: int | None = None, memory_id: str, ns: str | None = None, timeout_s: float | None = None) -> _views.BranchesView: ...
+    def branches(self, request: _queries.GetBranches | None = None, **fields: Any) -> _views.BranchesView:
         """Every branch with its head. [query (read-only, idempotent)]"""
-        return cast(_views.BranchesView,
-                    self._invoke('branches', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.BranchesView, self._invoke('branches', request, ns, timeout_s, given))
 
-    def commit(self, request: _commands.Commit | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    def commit(self, request: _commands.Commit, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    def commit(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, branch: str, content: str, metadata: Mapping[str, str | int | float | bool | None] | None = None, expected_head: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def commit(self, request: _commands.Commit | None = None, **fields: Any) -> _commands.CommandResult:
         """Commit a new version onto a branch. [command]"""
-        return cast(_commands.CommandResult,
-                    self._invoke('commit', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, self._invoke('commit', request, ns, timeout_s, given))
 
-    def common_ancestor(self, request: _queries.GetCommonAncestor | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.AncestorView:
+    @overload
+    def common_ancestor(self, request: _queries.GetCommonAncestor, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.AncestorView: ...
+    @overload
+    def common_ancestor(self, *, after_seq: int | None = None, memory_id: str, a: str, b: str, ns: str | None = None, timeout_s: float | None = None) -> _views.AncestorView: ...
+    def common_ancestor(self, request: _queries.GetCommonAncestor | None = None, **fields: Any) -> _views.AncestorView:
         """The merge base of two refs and all their lowest common ancestors. [query (read-only, idempotent)]"""
-        return cast(_views.AncestorView,
-                    self._invoke('common_ancestor', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.AncestorView, self._invoke('common_ancestor', request, ns, timeout_s, given))
 
-    def create_key(self, request: _security.CreateKey | None = None, /, *,
-            timeout_s: float | None = None, **fields: Any) -> _security.KeyCreated:
+    @overload
+    def create_key(self, request: _security.CreateKey, /, *, timeout_s: float | None = None) -> _security.KeyCreated: ...
+    @overload
+    def create_key(self, *, principal: str, kind: Literal['user', 'service', 'agent'] | None = None, grants: Sequence[_security.Grant | dict[str, Any]] | None = None, expires_at: datetime.datetime | None = None, timeout_s: float | None = None) -> _security.KeyCreated: ...
+    def create_key(self, request: _security.CreateKey | None = None, **fields: Any) -> _security.KeyCreated:
         """Issue an API key with scopes on namespaces; the key is shown once. [command]"""
-        return cast(_security.KeyCreated,
-                    self._invoke('create_key', request, None, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = None
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_security.KeyCreated, self._invoke('create_key', request, ns, timeout_s, given))
 
-    def diff(self, request: _queries.GetDiff | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.DiffView:
+    @overload
+    def diff(self, request: _queries.GetDiff, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.DiffView: ...
+    @overload
+    def diff(self, *, after_seq: int | None = None, memory_id: str, from_ref: str, to_ref: str, context: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.DiffView: ...
+    def diff(self, request: _queries.GetDiff | None = None, **fields: Any) -> _views.DiffView:
         """Line diff (typed hunks and unified text) between refs. [query (read-only, idempotent)]"""
-        return cast(_views.DiffView,
-                    self._invoke('diff', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.DiffView, self._invoke('diff', request, ns, timeout_s, given))
 
-    def forget(self, request: _commands.Forget | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    def forget(self, request: _commands.Forget, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    def forget(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, reason: str, expected_version: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def forget(self, request: _commands.Forget | None = None, **fields: Any) -> _commands.CommandResult:
         """Stop serving the memory (its events stay in the stream for audit). [command (destructive, idempotent)]"""
-        return cast(_commands.CommandResult,
-                    self._invoke('forget', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, self._invoke('forget', request, ns, timeout_s, given))
 
-    def get(self, request: _queries.GetMemory | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.MemoryView:
+    @overload
+    def get(self, request: _queries.GetMemory, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryView: ...
+    @overload
+    def get(self, *, after_seq: int | None = None, memory_id: str, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryView: ...
+    def get(self, request: _queries.GetMemory | None = None, **fields: Any) -> _views.MemoryView:
         """One memory with provenance (creator, last updater, source, causing command) and links. [query (read-only, idempotent)]"""
-        return cast(_views.MemoryView,
-                    self._invoke('get', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.MemoryView, self._invoke('get', request, ns, timeout_s, given))
 
-    def history(self, request: _queries.GetHistory | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.HistoryView:
+    @overload
+    def history(self, request: _queries.GetHistory, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.HistoryView: ...
+    @overload
+    def history(self, *, after_seq: int | None = None, memory_id: str, ns: str | None = None, timeout_s: float | None = None) -> _views.HistoryView: ...
+    def history(self, request: _queries.GetHistory | None = None, **fields: Any) -> _views.HistoryView:
         """The memory's versions and events in stream order. [query (read-only, idempotent)]"""
-        return cast(_views.HistoryView,
-                    self._invoke('history', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.HistoryView, self._invoke('history', request, ns, timeout_s, given))
 
-    def link(self, request: _commands.Link | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    def link(self, request: _commands.Link, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    def link(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, target_memory_id: str, relation: str | None = None, expected_version: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def link(self, request: _commands.Link | None = None, **fields: Any) -> _commands.CommandResult:
         """Point the memory at another memory with a named relation. [command (idempotent)]"""
-        return cast(_commands.CommandResult,
-                    self._invoke('link', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, self._invoke('link', request, ns, timeout_s, given))
 
-    def list(self, request: _queries.ListMemories | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.MemoryPage:
+    @overload
+    def list(self, request: _queries.ListMemories, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryPage: ...
+    @overload
+    def list(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, limit: int | None = None, cursor: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryPage: ...
+    def list(self, request: _queries.ListMemories | None = None, **fields: Any) -> _views.MemoryPage:
         """Memories newest first, filtered by all given tags, kind, agent and creation time. [query (read-only, idempotent)]"""
-        return cast(_views.MemoryPage,
-                    self._invoke('list', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.MemoryPage, self._invoke('list', request, ns, timeout_s, given))
 
-    def list_keys(self, request: _security.ListKeys | None = None, /, *,
-            timeout_s: float | None = None, **fields: Any) -> _security.KeyList:
+    @overload
+    def list_keys(self, request: _security.ListKeys, /, *, timeout_s: float | None = None) -> _security.KeyList: ...
+    @overload
+    def list_keys(self, *, timeout_s: float | None = None) -> _security.KeyList: ...
+    def list_keys(self, request: _security.ListKeys | None = None, **fields: Any) -> _security.KeyList:
         """Every API key, without secrets. [query (read-only, idempotent)]"""
-        return cast(_security.KeyList,
-                    self._invoke('list_keys', request, None, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = None
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_security.KeyList, self._invoke('list_keys', request, ns, timeout_s, given))
 
-    def log(self, request: _queries.GetLog | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.LogView:
+    @overload
+    def log(self, request: _queries.GetLog, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.LogView: ...
+    @overload
+    def log(self, *, after_seq: int | None = None, memory_id: str, ref: str | None = None, limit: int | None = None, cursor: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.LogView: ...
+    def log(self, request: _queries.GetLog | None = None, **fields: Any) -> _views.LogView:
         """Versions reachable from a ref (branch or version), newest first, paginated. [query (read-only, idempotent)]"""
-        return cast(_views.LogView,
-                    self._invoke('log', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.LogView, self._invoke('log', request, ns, timeout_s, given))
 
-    def merge(self, request: _commands.Merge | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    def merge(self, request: _commands.Merge, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    def merge(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, into: str, from_branch: str | None = None, from_versions: Sequence[str] | None = None, strategy: Literal['ours', 'theirs', 'three_way'] | None = None, expected_head: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def merge(self, request: _commands.Merge | None = None, **fields: Any) -> _commands.CommandResult:
         """Merge branches or versions into a branch (conflicts are answered, never dropped). [command]"""
-        return cast(_commands.CommandResult,
-                    self._invoke('merge', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, self._invoke('merge', request, ns, timeout_s, given))
 
-    def remember(self, request: _commands.Remember | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    def remember(self, request: _commands.Remember, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    def remember(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, content: str, kind: str | None = None, tags: Sequence[str] | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, source: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def remember(self, request: _commands.Remember | None = None, **fields: Any) -> _commands.CommandResult:
         """Create a memory; 201 with the command result. [command]"""
-        return cast(_commands.CommandResult,
-                    self._invoke('remember', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, self._invoke('remember', request, ns, timeout_s, given))
 
-    def revert(self, request: _commands.Revert | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    def revert(self, request: _commands.Revert, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    def revert(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, branch: str | None = None, to_version: str, expected_head: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def revert(self, request: _commands.Revert | None = None, **fields: Any) -> _commands.CommandResult:
         """A new version whose content equals an older version's. [command]"""
-        return cast(_commands.CommandResult,
-                    self._invoke('revert', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, self._invoke('revert', request, ns, timeout_s, given))
 
-    def revise(self, request: _commands.Revise | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    def revise(self, request: _commands.Revise, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    def revise(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, content: str, expected_version: int | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, reason: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def revise(self, request: _commands.Revise | None = None, **fields: Any) -> _commands.CommandResult:
         """A new version of the memory's content; history is kept. [command (idempotent)]"""
-        return cast(_commands.CommandResult,
-                    self._invoke('revise', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, self._invoke('revise', request, ns, timeout_s, given))
 
-    def revoke_key(self, request: _security.RevokeKey | None = None, /, *,
-            timeout_s: float | None = None, **fields: Any) -> _security.KeyRevoked:
+    @overload
+    def revoke_key(self, request: _security.RevokeKey, /, *, timeout_s: float | None = None) -> _security.KeyRevoked: ...
+    @overload
+    def revoke_key(self, *, key_id: str, reason: str, timeout_s: float | None = None) -> _security.KeyRevoked: ...
+    def revoke_key(self, request: _security.RevokeKey | None = None, **fields: Any) -> _security.KeyRevoked:
         """Revoke an API key (effective on every gateway within seconds). [command (destructive, idempotent)]"""
-        return cast(_security.KeyRevoked,
-                    self._invoke('revoke_key', request, None, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = None
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_security.KeyRevoked, self._invoke('revoke_key', request, ns, timeout_s, given))
 
-    def search(self, request: _queries.Search | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.SearchResults:
+    @overload
+    def search(self, request: _queries.Search, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.SearchResults: ...
+    @overload
+    def search(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, q: str, k: int | None = None, mode: Literal['hybrid', 'dense', 'lexical'] | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.SearchResults: ...
+    def search(self, request: _queries.Search | None = None, **fields: Any) -> _views.SearchResults:
         """Hybrid search: dense (pgvector HNSW) and lexical (BM25 over full text), fused. [query (read-only, idempotent)]"""
-        return cast(_views.SearchResults,
-                    self._invoke('search', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.SearchResults, self._invoke('search', request, ns, timeout_s, given))
 
-    def set_metadata(self, request: _commands.SetMetadata | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    def set_metadata(self, request: _commands.SetMetadata, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    def set_metadata(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, set: Mapping[str, str | int | float | bool | None] | None = None, unset: Sequence[str] | None = None, expected_version: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def set_metadata(self, request: _commands.SetMetadata | None = None, **fields: Any) -> _commands.CommandResult:
         """Set and/or unset metadata keys. [command (idempotent)]"""
-        return cast(_commands.CommandResult,
-                    self._invoke('set_metadata', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, self._invoke('set_metadata', request, ns, timeout_s, given))
 
-    def tag(self, request: _commands.Tag | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _commands.CommandResult:
+    @overload
+    def tag(self, request: _commands.Tag, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    @overload
+    def tag(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, add: Sequence[str] | None = None, remove: Sequence[str] | None = None, expected_version: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def tag(self, request: _commands.Tag | None = None, **fields: Any) -> _commands.CommandResult:
         """Add and/or remove tags. [command (idempotent)]"""
-        return cast(_commands.CommandResult,
-                    self._invoke('tag', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_commands.CommandResult, self._invoke('tag', request, ns, timeout_s, given))
 
-    def version(self, request: _queries.GetVersion | None = None, /, *,
-            ns: str | None = None, timeout_s: float | None = None, **fields: Any) -> _views.DagVersionView:
+    @overload
+    def version(self, request: _queries.GetVersion, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.DagVersionView: ...
+    @overload
+    def version(self, *, after_seq: int | None = None, memory_id: str, ref: str, ns: str | None = None, timeout_s: float | None = None) -> _views.DagVersionView: ...
+    def version(self, request: _queries.GetVersion | None = None, **fields: Any) -> _views.DagVersionView:
         """One version (by id, or a branch's head) with content and provenance. [query (read-only, idempotent)]"""
-        return cast(_views.DagVersionView,
-                    self._invoke('version', request, ns, timeout_s, fields))
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.DagVersionView, self._invoke('version', request, ns, timeout_s, given))

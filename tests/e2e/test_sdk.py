@@ -130,7 +130,7 @@ async def test_typed_errors_and_bad_input_change_nothing(config: Config, nats_js
             with pytest.raises(InvalidInput):
                 await mnemos.search(q="x", k=10**9)
             with pytest.raises(InvalidInput):
-                await mnemos.remember(Remember(content="a"), kind="fact")  # both forms
+                await mnemos.remember(Remember(content="a"), kind="fact")  # type: ignore[call-overload]
             with pytest.raises(InvalidInput):
                 await mnemos.get(memory_id="not a memory id")
             with pytest.raises(NotFound):
