@@ -32,7 +32,8 @@ app.command("mcp")(mcp_command)
 app.command("stop")(stop_command)
 app.command("import")(import_command)
 app.command("export")(export_command)
-register_verbs(app)
+register_verbs(app, taken=frozenset({"up", "serve", "status", "replay", "mcp", "stop", "import",
+                                      "export", "audit", "keys", "identities"}))
 
 @app.callback()
 def _root(as_json: bool = typer.Option(False, "--json", help="Every verb prints its reply "

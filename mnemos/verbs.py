@@ -114,19 +114,21 @@ class _Verb:
                 continue
             params.append(inspect.Parameter(f"f_{field.name}", inspect.Parameter.KEYWORD_ONLY,
                                             default=default, annotation=annotation))
-        if self.op.namespace is None:
+        flags = {_flag(f.encode_name, _kind(f.type)) for f in self.fields}
+        if self.op.namespace is None and "--ns" not in flags:
             params.append(inspect.Parameter("ns", inspect.Parameter.KEYWORD_ONLY,
                                             default=typer.Option("default", "--ns",
                                                                  help=NS_HELP),
                                             annotation=str))
-        if self.has_actor:
+        if self.has_actor and "--agent-id" not in flags:
             params.append(inspect.Parameter(
                 "agent_id", inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
                 default=typer.Option(None, "--agent-id", help="Agent id recorded as "
                                      "provenance.")))
-        params.append(inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY,
-                                        annotation=bool, default=typer.Option(
-                                            False, "--json", help="Print the reply as JSON.")))
+        if "--json" not in flags:
+            params.append(inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY,
+                                            annotation=bool, default=typer.Option(
+                                                False, "--json", help="Print the reply as JSON.")))
         return params
 
     def request(self, values: dict[str, Any]) -> msgspec.Struct:
@@ -153,7 +155,7 @@ class _Verb:
                     reply = client.call(self.op.name, request, ns=values.get("ns"))
             except MnemosError as exc:
                 fail(exc)
-            print_reply(self.op, reply, as_json=values["as_json"] or wants_json())
+            print_reply(self.op, reply, as_json=values.get("as_json", False) or wants_json())
 
         run.__signature__ = inspect.Signature(self.parameters())  # type: ignore[attr-defined]
         run.__name__ = self.op.name
@@ -161,11 +163,15 @@ class _Verb:
         return run
 
 
-def register_verbs(app: typer.Typer) -> None:
-    """One command per tenant operation of the catalog (plus aliases such as ``recall``)."""
+def register_verbs(app: typer.Typer, taken: frozenset[str] = frozenset()) -> None:
+    """One command per tenant operation of the catalog (plus aliases such as ``recall``);
+    a name in ``taken`` (the hand-written commands) keeps its own command."""
     for op in OPERATIONS.values():
         if op.namespace is not None:
             continue  # keys and the audit chain have their own command groups
-        callback = _Verb(op).callback()
-        for name in (op.name.replace("_", "-"), *_ALIASES.get(op.name, ())):
-            app.command(name, help=op.summary)(callback)
+        names = [n for n in (op.name.replace("_", "-"), *_ALIASES.get(op.name, ()))
+                 if n not in taken]
+        if names:
+            callback = _Verb(op).callback()
+            for name in names:
+                app.command(name, help=op.summary)(callback)
