@@ -22,6 +22,7 @@ from msgspec import inspect as mi
 
 from libs.events import OPERATIONS, CommandActor, InvalidInput, MnemosError, Operation, path_fields
 from libs.events import convert_params as convert
+from mnemos import own_writes
 from mnemos.console import fail
 from mnemos.output import print_reply
 
@@ -149,10 +150,13 @@ class _Verb:
         def run(**values: Any) -> None:
             from mnemos.console import sdk_client, wants_json
 
+            ns = values.get("ns")
             try:
                 request = self.request(values)
                 with sdk_client() as client:
-                    reply = client.call(self.op.name, request, ns=values.get("ns"))
+                    request = own_writes.apply(self.op, ns, request)
+                    reply = client.call(self.op.name, request, ns=ns)
+                own_writes.record(self.op, ns, reply)
             except MnemosError as exc:
                 fail(exc)
             print_reply(self.op, reply, as_json=values.get("as_json", False) or wants_json())
