@@ -14,6 +14,7 @@ import pytest
 from libs.events import (
     CommandResult,
     Conflict,
+    Event,
     InvalidInput,
     MemoryCreated,
     NotFound,
@@ -21,12 +22,14 @@ from libs.events import (
     PayloadTooLarge,
     Remember,
     Unavailable,
+    encode_event,
 )
 from libs.events.catalogue import CATALOGUE_PATH
 from libs.events.views import BranchesView, DiffView, HistoryView, MemoryPage, MemoryView
 from libs.runtime.config import Config
 from mnemos_sdk import AsyncMnemos, Mnemos, NatsTransport, PoisonMessage
 from mnemos_sdk.transport import HttpTransport, Transport
+from tests.support.events import History
 from tests.support.services import running_gateway
 
 pytestmark = pytest.mark.integration
@@ -181,6 +184,11 @@ async def test_a_subscription_skips_poison_and_waits_bounded(config: Config, nat
         js = nc.jetstream()
         await js.publish(f"mnemos.evt.{NS}.memory.bogus", b"{not json")
         await js.publish(f"mnemos.evt.{NS}.memory.bogus", b'{"type": "MemoryCreated"}')
+        old = msgspec.json.decode(encode_event(History(NS).created("stored as schema 1")))
+        old["schema"], old["data"]["text"] = 1, old["data"].pop("content")
+        del old["data"]["kind"]
+        await js.publish(f"mnemos.evt.{NS}.memory.{old['aggregate_id']}",
+                         msgspec.json.encode(old))
         await mnemos.remember(content="second")
         poisoned: list[PoisonMessage] = []
         async with mnemos.subscribe(NS, ["MemoryCreated"], durable="sdk-test",
@@ -191,8 +199,36 @@ async def test_a_subscription_skips_poison_and_waits_bounded(config: Config, nat
                     assert isinstance(received.event, MemoryCreated)
                     seen.append(received.event.data.content)
                     await received.ack()
-                if len(seen) == 2:
+                if len(seen) == 3:
                     break
-            assert seen == ["first", "second"]
+            assert seen == ["first", "stored as schema 1", "second"]  # upcast on read
             assert len(poisoned) == 2 and all(p.subject.endswith("bogus") for p in poisoned)
             assert await sub.fetch() == []  # idle: a bounded wait, no TimeoutError
+
+
+async def test_a_handler_that_keeps_failing_is_reported_not_fatal(config: Config, nats_js: Any
+                                                                   ) -> None:
+    async with running_gateway(config) as (_, nc):
+        mnemos = AsyncMnemos(NatsTransport(nc, principal="sdk-test"), ns=NS)
+        await mnemos.remember(content="breaks the handler")
+        await mnemos.remember(content="fine")
+        handled: list[str] = []
+        poisoned: list[PoisonMessage] = []
+        stop = asyncio.Event()
+
+        async def handler(event: Event) -> None:
+            assert isinstance(event, MemoryCreated)
+            if event.data.content == "breaks the handler":
+                raise RuntimeError("cannot index this one")
+            handled.append(event.data.content)
+
+        def report(poison: PoisonMessage) -> None:
+            poisoned.append(poison)
+            stop.set()
+
+        async with mnemos.subscribe(NS, ["MemoryCreated"], durable="flaky", max_deliver=2,
+                                    wait_s=0.2, on_poison=report) as sub:
+            await asyncio.wait_for(sub.run(handler, stop), 60)
+        assert handled == ["fine"]
+        assert len(poisoned) == 1 and "cannot index this one" in poisoned[0].reason
+        assert poisoned[0].delivered == 2
