@@ -91,7 +91,7 @@ class Subscription:
     def __init__(self, nc: Any, ns: str, types: Sequence[str] = (), *, durable: str,
                  on_poison: PoisonHandler | None = None, batch: int = 64, wait_s: float = 1.0,
                  max_deliver: int = 5, ack_wait_s: float = 30.0, from_start: bool = True,
-                 stream: str = EVENTS_STREAM) -> None:
+                 stream: str = EVENTS_STREAM, request_timeout_s: float = 5.0) -> None:
         self.ns = validate_namespace(ns)
         self.types = frozenset(types)
         self.durable = durable
@@ -100,6 +100,7 @@ class Subscription:
         self._batch, self._wait_s = batch, wait_s
         self._max_deliver, self._ack_wait_s = max_deliver, ack_wait_s
         self._from_start = from_start
+        self._request_timeout_s = request_timeout_s
         self._sub: Any = None
 
     @property
@@ -123,7 +124,7 @@ class Subscription:
             ack_wait=self._ack_wait_s,
             deliver_policy=DeliverPolicy.ALL if self._from_start else DeliverPolicy.NEW)
         try:
-            await js.add_consumer(self._stream, config)
+            await js.add_consumer(self._stream, config, timeout=self._request_timeout_s)
             self._sub = await js.pull_subscribe_bind(self.durable, stream=self._stream)
         except TimeoutError as exc:
             raise Unavailable(f"no answer creating consumer {self.durable!r}",
