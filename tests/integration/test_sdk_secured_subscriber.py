@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_a_subscriber_identity_reads_its_namespace_through_the_sdk(
-        connect: Any, streams: None, server: SecuredNats, identities: BrokerIdentities,
+        connect: Any, streams: None, server: SecuredNats, identities: BrokerIdentities,  # noqa: F811
         tmp_path: Path) -> None:
     gateway, _ = await connect("gateway")
     for ns in ("team-a", "team-b"):
