@@ -17,7 +17,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
-from libs.events import CREDENTIAL_HEADER, Operation, Unavailable
+from libs.events import CREDENTIAL_HEADER, Operation, PayloadTooLarge, Unavailable
 from libs.events.replies import HTTP_PRINCIPAL_HEADER, NATS_PRINCIPAL_HEADER
 from mnemos_sdk._wire import decode_http, decode_nats, encode_body, http_call, nats_subject
 
@@ -117,6 +117,9 @@ class NatsTransport:
         except TimeoutError as exc:  # nats.errors.TimeoutError is an asyncio.TimeoutError
             raise Unavailable(f"{op.name}: no reply on {subject} within {timeout_s}s",
                               reason="timeout") from exc
+        except nats.errors.MaxPayloadError as exc:
+            raise PayloadTooLarge(f"{op.name}: the request exceeds the broker's max_payload",
+                                  limit=self.nc.max_payload) from exc
         except nats.errors.NoRespondersError as exc:
             raise Unavailable(f"{op.name}: no gateway answers {subject}",
                               reason="no_responders") from exc

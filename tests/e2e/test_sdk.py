@@ -111,6 +111,14 @@ class _LosesFirstReply:
         await self.inner.close()
 
 
+async def test_a_body_over_the_broker_limit_is_payload_too_large(config: Config, nats_js: Any
+                                                                 ) -> None:
+    async with running_gateway(config) as (_, nc):
+        mnemos = AsyncMnemos(NatsTransport(nc, principal="sdk-test"), ns=NS)
+        with pytest.raises(PayloadTooLarge):
+            await mnemos.remember(content="x" * (nc.max_payload + 1))
+
+
 async def test_a_retry_reuses_the_command_id_and_appends_once(config: Config, nats_js: Any
                                                              ) -> None:
     async with running_gateway(config) as (_, nc):
