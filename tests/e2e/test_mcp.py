@@ -27,6 +27,7 @@ from libs.events import OPERATIONS
 from libs.eventstore import JetStreamEventStore
 from libs.runtime.config import Config
 from libs.runtime.nats_server import free_port
+from mnemos_sdk import AsyncMnemos
 from tests.support.services import running_gateway
 
 pytestmark = pytest.mark.integration
@@ -143,3 +144,14 @@ async def test_mcp_over_http_forwards_each_callers_credential(config: Config, na
             refused = await anonymous.call_tool("search", {"q": "renewal"})
             assert refused.is_error
             assert "unauthenticated" in refused.content[0].text  # type: ignore[union-attr]
+        # a key for another namespace reaches nothing of this server's namespace
+        async with AsyncMnemos.http(_url(secured), credential=issued.key) as admin:
+            other = await admin.create_key(principal="agent-b", grants=[
+                {"scope": "write", "namespace": "team-b"},
+                {"scope": "read", "namespace": "team-b"}])
+        foreign = create_mcp_http_client(headers={"Authorization": f"Bearer {other.key}"})
+        async with foreign, Client(streamable_http_client(url, http_client=foreign),
+                                   read_timeout_seconds=30) as client:
+            for tool, arguments in (("search", {"q": "renewal"}), ("remember", {"content": "x"})):
+                refused = await client.call_tool(tool, arguments)
+                assert refused.is_error and "forbidden" in refused.content[0].text  # type: ignore[union-attr]
