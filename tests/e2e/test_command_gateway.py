@@ -275,3 +275,19 @@ async def test_operations_endpoints_and_read_your_writes_timeout(system: System)
     assert far.status_code == 400
     error = far.json()["error"]
     assert error["code"] == "invalid_input" and error["detail"]["field"] == "after_seq"
+
+
+async def test_the_cli_shows_the_servers_reason_and_field(system: System) -> None:
+    """Issue 10, defect 12: ``mnemos recall x --mode fuzzy`` prints which field and why, not only
+    "invalid request parameters" (the CLI's client and error text, against the real gateway)."""
+    import asyncio
+
+    from libs.events.errors import MnemosError
+    from mnemos.client import GatewayClient, describe_error
+
+    client = GatewayClient(str(system.http.base_url))
+    with pytest.raises(MnemosError) as raised:
+        await asyncio.to_thread(lambda: client.search(NS, "x", mode="fuzzy"))
+    text = describe_error(raised.value)
+    assert text.startswith("error [invalid_input]"), text
+    assert "mode" in text, text
