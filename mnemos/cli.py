@@ -11,6 +11,7 @@ from libs.events.errors import MnemosError
 from libs.runtime.config import client_config, load_config
 from libs.runtime.logging import configure_logging
 from mnemos.console import fail, use_json
+from mnemos.dlq import dlq_app
 from mnemos.identities import identities_app
 from mnemos.keys import keys_app
 from mnemos.mcp import mcp_command
@@ -27,13 +28,14 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(identities_app, name="identities")
+app.add_typer(dlq_app, name="dlq")
 app.command("replay")(replay_command)
 app.command("mcp")(mcp_command)
 app.command("stop")(stop_command)
 app.command("import")(import_command)
 app.command("export")(export_command)
 register_verbs(app, taken=frozenset({"up", "serve", "status", "replay", "mcp", "stop", "import",
-                                      "export", "audit", "keys", "identities"}))
+                                      "export", "audit", "keys", "identities", "dlq"}))
 
 @app.callback()
 def _root(as_json: bool = typer.Option(False, "--json", help="Every verb prints its reply "
@@ -66,7 +68,8 @@ def serve(service: str = typer.Argument(..., help=f"One of: {', '.join(SERVICES)
 
 @app.command()
 def status() -> None:
-    """Stream, consumers and projection checkpoints of the running system."""
+    """Stream, every consumer on it (third-party subscribers too) and its lag, projection
+    checkpoints and lag, dead letters, the audit chain's head and last verification."""
     from mnemos.status import collect_status
 
     report = asyncio.run(collect_status(client_config()))

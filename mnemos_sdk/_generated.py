@@ -90,6 +90,17 @@ class AsyncOperations:
         return cast(_views.AncestorView, await self._invoke('common_ancestor', request, ns, timeout_s, given))
 
     @overload
+    async def count(self, request: _queries.CountMemories, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
+    @overload
+    async def count(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
+    async def count(self, request: _queries.CountMemories | None = None, **fields: Any) -> _views.MemoryCount:
+        """How many live memories match the filters (the same filters as list). [query (read-only, idempotent)]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.MemoryCount, await self._invoke('count', request, ns, timeout_s, given))
+
+    @overload
     async def create_key(self, request: _security.CreateKey, /, *, timeout_s: float | None = None) -> _security.KeyCreated: ...
     @overload
     async def create_key(self, *, principal: str, kind: Literal['user', 'service', 'agent'] | None = None, grants: Sequence[_security.Grant | dict[str, Any]] | None = None, expires_at: datetime.datetime | None = None, timeout_s: float | None = None) -> _security.KeyCreated: ...
@@ -360,6 +371,17 @@ class SyncOperations:
         ns = fields.pop('ns', None)
         given = {k: v for k, v in fields.items() if v is not None}
         return cast(_views.AncestorView, self._invoke('common_ancestor', request, ns, timeout_s, given))
+
+    @overload
+    def count(self, request: _queries.CountMemories, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
+    @overload
+    def count(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
+    def count(self, request: _queries.CountMemories | None = None, **fields: Any) -> _views.MemoryCount:
+        """How many live memories match the filters (the same filters as list). [query (read-only, idempotent)]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.MemoryCount, self._invoke('count', request, ns, timeout_s, given))
 
     @overload
     def create_key(self, request: _security.CreateKey, /, *, timeout_s: float | None = None) -> _security.KeyCreated: ...
