@@ -24,14 +24,18 @@ from tests.bench.harness import percentile, progress, report_line, running_syste
 NS = "bench-mcp"
 
 
-async def _timed(calls: int, one: Callable[[int], Awaitable[Any]]) -> list[float]:
-    for i in range(min(20, calls)):  # warm-up: connections, caches, JIT-free but lazy imports
-        await one(i)
-    samples: list[float] = []
+async def _timed(calls: int, first: Callable[[int], Awaitable[Any]],
+                 second: Callable[[int], Awaitable[Any]]) -> tuple[list[float], list[float]]:
+    """Both ways in alternation, call for call, so load on the machine hits both alike."""
+    for i in range(min(20, calls)):  # warm-up: connections, caches, lazy imports
+        await first(i)
+        await second(i)
+    samples: tuple[list[float], list[float]] = ([], [])
     for i in range(calls):
-        began = time.perf_counter()
-        await one(i)
-        samples.append(time.perf_counter() - began)
+        for way, one in enumerate((first, second)):
+            began = time.perf_counter()
+            await one(i)
+            samples[way].append(time.perf_counter() - began)
     return samples
 
 
@@ -63,11 +67,10 @@ async def main_async(args: argparse.Namespace) -> None:
                 ("search", lambda i: direct.search(q=f"topic {i % 17}", k=5),
                  lambda i: mcp.call_tool("search", {"q": f"topic {i % 17}", "k": 5})),
             ):
-                progress(f"{name}: direct SDK then MCP stdio, {args.calls} calls each")
-                base = _line(f"{name} direct (SDK over HTTP)", await _timed(args.calls,
-                                                                           direct_call))
-                over = _line(f"{name} via MCP stdio tool call", await _timed(args.calls,
-                                                                             tool_call))
+                progress(f"{name}: direct SDK and MCP stdio alternating, {args.calls} each")
+                direct_s, mcp_s = await _timed(args.calls, direct_call, tool_call)
+                base = _line(f"{name} direct (SDK over HTTP)", direct_s)
+                over = _line(f"{name} via MCP stdio tool call", mcp_s)
                 report_line(f"{name} MCP overhead (p50 difference)", f"{over - base:.2f} ms")
         await direct.close()
 
