@@ -5,7 +5,8 @@ namespace (``mnemos.evt.<ns>.>``). It decodes every message into the typed event
 ``libs.events`` (upcasting older schemas), skips types the caller did not ask for (acknowledged:
 they are not the caller's business), and never lets a malformed message stop it: a message that
 is no event in any schema is terminated (JetStream will not redeliver it) and reported to
-``on_poison``. Waiting for messages is bounded (``wait_s``) and nats-py's plain
+``on_poison``; a well-formed event of a type newer than this contract is skipped, as the
+catalogue asks of every consumer. Waiting for messages is bounded (``wait_s``) and nats-py's plain
 ``asyncio.TimeoutError`` is simply "nothing new yet".
 
 On a secured broker the consumer name must be ``<identity>__<ns>`` and the connection the
@@ -26,6 +27,7 @@ import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from libs.events import Event, InvalidInput, Unavailable, decode_event
+from libs.events.model import event_types
 from libs.events.stream import EVENTS_STREAM
 from libs.events.subjects import EVENT_PREFIX
 from libs.events.tokens import validate_namespace
@@ -93,6 +95,9 @@ class Subscription:
                  max_deliver: int = 5, ack_wait_s: float = 30.0, from_start: bool = True,
                  stream: str = EVENTS_STREAM, request_timeout_s: float = 5.0) -> None:
         self.ns = validate_namespace(ns)
+        unknown = sorted(set(types) - event_types().keys())
+        if unknown:
+            raise InvalidInput(f"unknown event types {unknown}", known=sorted(event_types()))
         self.types = frozenset(types)
         self.durable = durable
         self._nc, self._stream = nc, stream
@@ -168,8 +173,9 @@ class Subscription:
             kind = _HEAD.decode(msg.data).type
         except msgspec.DecodeError:
             kind = ""
-        if self.types and kind and kind not in self.types:
-            await msg.ack()  # a well-formed head of a type nobody here asked for
+        if kind and (kind not in event_types() or (self.types and kind not in self.types)):
+            # a type nobody here asked for, or one newer than this contract: not ours to judge
+            await msg.ack()
             return None
         try:
             event = decode_event(msg.data)

@@ -197,7 +197,11 @@ async def test_a_subscription_skips_poison_and_waits_bounded(config: Config, nat
         del old["data"]["kind"]
         await js.publish(f"mnemos.evt.{NS}.memory.{old['aggregate_id']}",
                          msgspec.json.encode(old))
+        await js.publish(f"mnemos.evt.{NS}.memory.newer",
+                         b'{"type": "MemoryInventedLater", "schema": 1, "data": {}}')
         await mnemos.remember(content="second")
+        with pytest.raises(InvalidInput):
+            mnemos.subscribe(NS, ["MemoryCreatd"], durable="typo")
         poisoned: list[PoisonMessage] = []
         async with mnemos.subscribe(NS, ["MemoryCreated"], durable="sdk-test",
                                     on_poison=poisoned.append, wait_s=0.2) as sub:
