@@ -183,6 +183,12 @@ async def test_the_blocking_client_and_the_served_event_catalogue(config: Config
                 return [h.memory.content for h in mnemos.search(q="office closing time").hits]
         assert await asyncio.to_thread(work) == ["The office closes at 18:00"]
 
+        def over_nats() -> int:
+            with Mnemos.nats(config.nats_url, principal="sdk-test", ns=NS) as mnemos:
+                written = mnemos.tag(memory_id=mnemos.list().items[0].memory_id, add=["x"])
+                return mnemos.count(tags=["x"]).count if written.seq else -1
+        assert await asyncio.to_thread(over_nats) == 1
+
 
 async def test_a_subscription_skips_poison_and_waits_bounded(config: Config, nats_js: Any
                                                             ) -> None:
