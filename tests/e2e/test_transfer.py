@@ -94,10 +94,15 @@ async def test_export_import_round_trip(config: Config, nats_js: Any, tmp_path: 
         await _mnemos(env, "export", "--ns", "src", "-o", str(exported))
         original = exported.read_text()
         assert len(original.splitlines()) == 2  # the forgotten memory is not served
-        out, _ = await _mnemos(env, "import", str(exported), "--ns", "dst", "--no-progress")
+        out, _ = await _mnemos(env, "import", str(exported), "--ns", "dst", "--no-progress",
+                               "--transport", "http")
         assert "imported 2 memories (" in out and "0 already present" in out
-        again, _ = await _mnemos(env, "import", str(exported), "--ns", "dst", "--no-progress")
+        over_nats = {**env, "MNEMOS_NATS_URL": config.nats_url or ""}
+        again, _ = await _mnemos(over_nats, "import", str(exported), "--ns", "dst",
+                                 "--no-progress", "--transport", "nats")
         assert "already present" in again and " 0 already present" not in again
+        commands = again.split("(")[1].split()[0]
+        assert f"{commands} already present" in again  # every step a duplicate
         copy, _ = await _mnemos(env, "export", "--ns", "dst")
         before, after = _lines(original), _lines(copy)
         names = _names(after, before)
