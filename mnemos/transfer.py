@@ -30,8 +30,8 @@ from typing import Any, Final
 import blake3
 import msgspec
 
-from libs.events import InvalidInput, MnemosError, Unavailable
-from mnemos_sdk import AsyncMnemos
+from libs.events import InvalidInput, Unavailable
+from mnemos_sdk import AsyncMnemos, RetryPolicy
 
 __all__ = ["ImportReport", "Line", "Step", "export_lines", "import_lines", "parse_line",
            "step_command_id"]
@@ -275,12 +275,14 @@ async def wait_projected(client: AsyncMnemos, ns: str, report: ImportReport,
         return
     any_id = next(iter(report.ids.values()))
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        try:
-            await client.get(ns=ns, memory_id=any_id, after_seq=report.last_seq)
-            return
-        except Unavailable:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-        except MnemosError:
-            raise
+    patient, client.retry = client.retry, RetryPolicy(attempts=1)  # the loop below retries
+    try:
+        while True:
+            try:
+                await client.get(ns=ns, memory_id=any_id, after_seq=report.last_seq)
+                return
+            except Unavailable:  # the gateway's bounded wait ran out: ask again at once
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+    finally:
+        client.retry = patient

@@ -45,7 +45,7 @@ async def main_async(args: argparse.Namespace) -> None:
         report_line("machine", f"{os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}")
         spine = await _spine(system, args, seed=2)
         source = system.workdir / "import.jsonl"
-        source.write_text("".join(json.dumps({"content": text, "tags": ["bulk"]}) + "\n"
+        source.write_text("".join(json.dumps({"content": text}) + "\n"
                                   for text in memory_texts(args.memories, seed=4)))
         env = {**system.env, "MNEMOS_GATEWAY_URL": f"http://127.0.0.1:{system.config.http_port}",
                "MNEMOS_API_KEY": ""}
