@@ -98,7 +98,7 @@ def content_of(event: Event) -> str | None:
 def is_projected(event: Event) -> bool:
     """Whether the read models project this event type (other aggregates, e.g. the audit
     chain's checkpoints, share the stream and are passed over)."""
-    return type(event) in _PROJECTIONS
+    return type(event) in _PROJECTIONS or type(event) in REGISTRY_PROJECTIONS
 
 
 def check_subject(event: Event, subject: str) -> None:
@@ -107,7 +107,8 @@ def check_subject(event: Event, subject: str) -> None:
     Optimistic concurrency is per subject, so an event on a foreign subject would corrupt
     revisions; and a token the subject builder rejects is refused here too.
     """
-    if is_projected(event) and event.aggregate != AGGREGATE_MEMORY:
+    if is_projected(event) and event.aggregate != REGISTRY_AGGREGATES.get(
+            type(event), AGGREGATE_MEMORY):
         raise InvariantViolation(f"unexpected aggregate {event.aggregate!r}")
     expected = event_subject(event.ns, event.aggregate, event.aggregate_id)
     if subject != expected:
@@ -120,6 +121,8 @@ def project(event: Event, seq: int, embedding: Embedding | None) -> list[Stateme
     ``embedding`` is the vector of the event's content (see :func:`content_of`), if any.
     Only for events :func:`is_projected` accepts.
     """
+    if type(event) in REGISTRY_PROJECTIONS:  # the reasoning layer's tables (.registry)
+        return project_registry(event, seq)
     specific = _PROJECTIONS[type(event)](event, seq, embedding)
     return [*specific, _event_row(event, seq), _command_result(event, seq)]
 
@@ -430,3 +433,10 @@ _PROJECTIONS: Final[dict[type, _Projection]] = {
     MemoryMerged: _merged,
     MemoryReverted: _reverted,
 }
+
+# The reasoning layer's projections use Statement, defined above.
+from libs.readmodel.registry import (  # noqa: E402
+    REGISTRY_AGGREGATES,
+    REGISTRY_PROJECTIONS,
+    project_registry,
+)
