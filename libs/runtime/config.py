@@ -125,6 +125,11 @@ class Config(BaseModel, frozen=True):
         default=5.0, gt=0, le=300,
         description="How long a gateway reuses a looked-up API key: the bound on how late a "
         "revocation takes effect on an instance that misses the revocation event.")
+    registry_config: Path | None = Field(
+        default=None,
+        description="The reasoning layer's configuration (JSON: providers, price table, "
+        "leaderboard, intervals; see README 'Reasoning layer'); unset = "
+        "MNEMOS_HOME/registry.json if it exists, else no provider (registry_sync idles).")
     log_format: Literal["console", "json"] = Field(default="console", description="Log renderer.")
     log_level: str = Field(default="info", description="Minimum log level.")
 

@@ -1,0 +1,483 @@
+"""The registry_sync service's state and work: the fold of the stream, the sync ticks, the
+publication of their events, and the operations it answers (route, consult, registry_sync).
+
+**State is a fold of the stream.** The in-memory registry (:class:`RegistryState`) is rebuilt
+from the stream by a leader consumer on the shared runtime (:class:`RegistryFollower`); the
+service never changes it directly. A tick computes its diff against the folded state,
+publishes the diff as events (each publish bounded by ``publish_timeout_s``), then waits
+(bounded by ``fold_timeout_s``) until the follower has folded up to the last one, so what the
+next tick and every routing decision see is exactly what the stream says. One tick runs at a
+time; only the active instance (the runtime's leader) ticks and answers operations.
+
+**Timers** are due from the ``at`` of the last provider / ranking event in the stream (a
+restart does not resync early); the clock is injected, so a test advances it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import httpx
+import msgspec
+
+from libs.consumer import Delivery, Takeover
+from libs.consumer.stream import stream_bounds
+from libs.events import (
+    HDR_MSG_ID,
+    EventBase,
+    InvalidInput,
+    MnemosError,
+    Unavailable,
+    decode_event,
+    encode_event,
+    event_subject,
+    new_command_id,
+    validate_writable_namespace,
+)
+from libs.events.model import (
+    ModelChanged,
+    ModelListed,
+    ModelRestored,
+    ModelRetired,
+    ModelSuspect,
+    ProviderSynced,
+    ProviderSyncFailed,
+    RankingPublished,
+)
+from libs.events.reasoning import (
+    Consult,
+    ConsultAnswerView,
+    ConsultContextView,
+    ConsultFailureView,
+    ConsultResult,
+    RouteCandidateView,
+    RouteQuery,
+    RouteView,
+    SyncRegistry,
+    SyncReport,
+    consultation_event,
+    registry_event,
+)
+from libs.events.registry import (
+    ConsultationAnswerReceivedData,
+    ConsultationModelFailedData,
+    ConsultationStartedData,
+    ModelRecordData,
+    ProviderSyncFailedData,
+)
+from libs.llm import ProviderConfig, build_chat_client, build_http, build_lister
+from libs.llm.transport import ProviderHttp
+from libs.llm.types import ChatClient, ModelLister
+from libs.runtime.logging import get_logger
+from services.registry_sync.config import RegistrySyncConfig, require_consultable
+from services.registry_sync.consensus import EmbedFn
+from services.registry_sync.consult import ConsultationPayload, ConsultRequest, consult
+from services.registry_sync.leaderboard import load_board
+from services.registry_sync.prices import PriceTable, load_price_table
+from services.registry_sync.routing import (
+    PROFILES,
+    Observations,
+    RouteRequest,
+    RoutingIndex,
+)
+from services.registry_sync.state import EMPTY, RegistryPayload, RegistryState, fold
+from services.registry_sync.sync import rank_tick, sync_tick
+
+__all__ = ["ContextFn", "ContextPiece", "RegistryFollower", "RegistryService"]
+
+log = get_logger(__name__)
+
+_REGISTRY_PREFIXES: Final = ("mnemos.evt.system.model.", "mnemos.evt.system.provider.",
+                             "mnemos.evt.system.ranking.")
+_REGISTRY_TYPES: Final = (ModelListed, ModelChanged, ModelSuspect, ModelRetired, ModelRestored,
+                          ProviderSynced, ProviderSyncFailed, RankingPublished)
+_APPROX_CHARS_PER_TOKEN: Final = 4
+
+
+@dataclass(frozen=True)
+class ContextPiece:
+    """The memory context of a consultation (see :data:`ContextFn`)."""
+
+    text: str = ""
+    memory_ids: tuple[str, ...] = ()
+    receipts: tuple[str, ...] = ()
+    source: str = "none"
+
+
+ContextFn = Callable[[str, str, int], Any]
+"""``(namespace, query, token budget) -> awaitable ContextPiece``: the context seam."""
+
+
+@dataclass
+class _Folded:
+    """What the follower folded: the registry and when its timers last fired."""
+
+    state: RegistryState = EMPTY
+    seq: int = 0
+    provider_at: datetime | None = None
+    ranking_at: datetime | None = None
+    target: int = 0
+    active: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RegistryService:
+    """Everything the service does between its transports (see the module docstring)."""
+
+    def __init__(self, settings: RegistrySyncConfig, js: Any, *, embed: EmbedFn,
+                 context: ContextFn | None = None,
+                 clock: Callable[[], datetime] | None = None,
+                 http: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.js = js
+        self.embed = embed
+        self.context = context
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.folded = _Folded()
+        self.observations = Observations()
+        self._index: RoutingIndex | None = None
+        self._index_seq = -1
+        self._tick_lock = asyncio.Lock()
+        self._http = http or httpx.AsyncClient()
+        self._owns_http = http is None
+        self._providers: dict[str, ProviderConfig] = {p.name: p for p in settings.providers}
+        self._edges: dict[str, ProviderHttp] = {
+            name: build_http(p, client=self._http, breaker_clock=time.monotonic)
+            for name, p in self._providers.items()}
+        self._listers: list[ModelLister] = [build_lister(p, self._edges[p.name])
+                                            for p in settings.providers]
+        self._chat: dict[str, ChatClient] = {}
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # --- the fold -------------------------------------------------------------------------
+
+    def reset(self, target: int) -> None:
+        """A new leadership session: fold again from the start of the stream."""
+        self.folded = _Folded(target=target, active=True)
+        self._index = None
+
+    def deactivate(self) -> None:
+        """The session ended (standby, lost connection): no ticks, no answers."""
+        self.folded.active = False
+
+    @property
+    def ready(self) -> bool:
+        """Active and caught up with the stream as it was at takeover."""
+        return self.folded.active and self.folded.seq >= self.folded.target
+
+    def fold(self, items: Sequence[tuple[int, EventBase]], last_seq: int) -> None:
+        """Fold decoded registry events (``(seq, event)``) and move to ``last_seq``."""
+        f = self.folded
+        payloads: list[RegistryPayload] = []
+        for _, event in items:
+            payloads.append(event.data)  # type: ignore[attr-defined]
+            if isinstance(event, ProviderSynced | ProviderSyncFailed):
+                f.provider_at = event.at
+            elif isinstance(event, RankingPublished):
+                f.ranking_at = event.at
+        if payloads:
+            try:
+                f.state = fold(f.state, payloads)
+            except KeyError:  # an event about a model no earlier event listed: skip just it
+                for payload in payloads:
+                    try:
+                        f.state = fold(f.state, [payload])
+                    except KeyError as missing:
+                        log.error("registry_event_unfoldable", key=str(missing))
+        f.seq = max(f.seq, last_seq)
+        f.changed.set()
+        f.changed = asyncio.Event()
+
+    async def wait_folded(self, seq: int) -> None:
+        """Until the fold has reached ``seq`` (bounded by ``fold_timeout_s``)."""
+        deadline = time.monotonic() + self.settings.fold_timeout_s
+        while self.folded.seq < seq:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Unavailable(f"registry_sync did not fold its own events up to seq {seq} "
+                                  f"within {self.settings.fold_timeout_s:g}s",
+                                  folded=self.folded.seq)
+            changed = self.folded.changed
+            try:
+                await asyncio.wait_for(changed.wait(), min(left, 1.0))
+            except TimeoutError:
+                continue
+
+    def index(self) -> RoutingIndex:
+        """The routing index of the folded registry (rebuilt once per change)."""
+        if self._index is None or self._index_seq != self.folded.seq:
+            self._index = RoutingIndex(self.folded.state, self.settings.routing,
+                                       self.observations)
+            self._index_seq = self.folded.seq
+        return self._index
+
+    # --- publishing -----------------------------------------------------------------------
+
+    async def _publish(self, event: EventBase) -> int:
+        subject = event_subject(event.ns, event.aggregate, event.aggregate_id)
+        try:
+            ack = await self.js.publish(subject, encode_event(event),
+                                        headers={HDR_MSG_ID: event.id},
+                                        timeout=self.settings.publish_timeout_s)
+        except Exception as exc:
+            raise Unavailable(f"publishing {type(event).__name__} failed: "
+                              f"{type(exc).__name__}: {exc}"[:300]) from None
+        return int(ack.seq)
+
+    async def publish_registry(self, payloads: Sequence[RegistryPayload]) -> int:
+        """Publish one tick's payloads in order (one causation); the last sequence (0: none)."""
+        command_id, at, last = new_command_id(), self.clock(), 0
+        for index, payload in enumerate(payloads):
+            last = await self._publish(registry_event(payload, command_id=command_id,
+                                                      index=index, at=at))
+        return last
+
+    # --- ticks ----------------------------------------------------------------------------
+
+    def due(self) -> tuple[bool, bool]:
+        """Whether the provider and the leaderboard syncs are due now."""
+        now, f, s = self.clock(), self.folded, self.settings
+        providers = bool(self._listers) and (
+            f.provider_at is None or (now - f.provider_at).total_seconds()
+            >= s.provider_interval_s)
+        board = s.leaderboard is not None and bool(f.state.models) and (
+            f.ranking_at is None or (now - f.ranking_at).total_seconds()
+            >= s.leaderboard_interval_s)
+        return providers, board
+
+    async def _prices(self) -> PriceTable | None:
+        source = self.settings.price_table
+        if source is None:
+            return None
+        try:
+            return await load_price_table(source, self._http)
+        except MnemosError as exc:
+            log.warning("price_table_unavailable", source=source, error=exc.message)
+            return None
+
+    async def sync_providers(self) -> tuple[list[RegistryPayload], int]:
+        """One provider tick: fetch every provider, publish the diff, wait for its fold."""
+        async with self._tick_lock:
+            s = self.settings
+            prices = await self._prices()
+            result = await sync_tick(self.folded.state, self._listers, self.clock().date(),
+                                     prices=prices, price_routes=s.price_routes,
+                                     family_aliases=s.family_aliases, policy=s.liveness)
+            last = await self.publish_registry(result.payloads)
+            await self.wait_folded(last)
+            log.info("providers_synced", events=len(result.payloads), last_seq=last,
+                     failed=[p.provider for p in result.payloads
+                             if isinstance(p, ProviderSyncFailedData)])
+            return list(result.payloads), last
+
+    async def sync_leaderboard(self) -> tuple[list[RegistryPayload], int]:
+        """One leaderboard tick: load every page, publish the ranking, wait for its fold."""
+        async with self._tick_lock:
+            s = self.settings
+            if s.leaderboard is None:
+                return [], 0
+            board = await load_board(s.leaderboard, self._http,
+                                     rows_api_params=s.leaderboard_rows_api)
+            result = rank_tick(self.folded.state, board, source=s.leaderboard_name,
+                               category=s.leaderboard_category, aliases=s.leaderboard_aliases)
+            last = await self.publish_registry(result.payloads)
+            await self.wait_folded(last)
+            ranking = result.payloads[0]
+            log.info("leaderboard_published", rows=getattr(ranking, "rows", 0),
+                     matched=len(getattr(ranking, "entries", ())),
+                     unmatched=getattr(ranking, "unmatched", 0), last_seq=last)
+            return list(result.payloads), last
+
+    async def tick(self) -> None:
+        """Run whichever timer is due (called by the ticker loop when ready)."""
+        providers, board = self.due()
+        if providers:
+            await self.sync_providers()
+            _, board = self.due()
+        if board:
+            await self.sync_leaderboard()
+
+    # --- operations -----------------------------------------------------------------------
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise Unavailable("registry_sync is still folding the registry from the stream",
+                              folded=self.folded.seq, target=self.folded.target)
+
+    async def route(self, ns: str, request: RouteQuery) -> RouteView:
+        """Explain a routing decision over the folded registry."""
+        self._require_ready()
+        decision = self.index().route(RouteRequest(
+            namespace=ns, capabilities=request.capabilities,
+            input_modalities=request.input_modalities, context_tokens=request.context_tokens,
+            output_tokens=request.output_tokens, profile=request.profile,
+            include_suspect=request.include_suspect, exclude=request.exclude,
+            limit=request.limit))
+        wq, wc, wl, wr = PROFILES[request.profile]
+        return RouteView(
+            candidates=tuple(RouteCandidateView(**msgspec.structs.asdict(c))
+                             for c in decision.candidates),
+            considered=decision.considered, rejected=decision.rejected,
+            profile=request.profile,
+            weights={"quality": wq, "cost": wc, "latency": wl, "reliability": wr},
+            registry_seq=self.folded.seq)
+
+    async def sync_now(self, request: SyncRegistry) -> SyncReport:
+        """``registry_sync``: run the requested ticks now."""
+        self._require_ready()
+        if not self._listers and request.target != "leaderboard":
+            reason = self.settings.idle_reason() or "no provider"
+            raise Unavailable(f"nothing to sync: {reason}", missing="providers")
+        if request.target == "leaderboard" and self.settings.leaderboard is None:
+            raise Unavailable("no leaderboard configured (set \"leaderboard\" in the registry "
+                              "config)", missing="leaderboard")
+        started = time.perf_counter()
+        payloads: list[RegistryPayload] = []
+        last = 0
+        if request.target in ("providers", "all"):
+            published, last = await self.sync_providers()
+            payloads += published
+        if request.target in ("leaderboard", "all") and self.settings.leaderboard is not None:
+            published, seq = await self.sync_leaderboard()
+            payloads += published
+            last = max(last, seq)
+        by_type: dict[str, int] = {}
+        for payload in payloads:
+            name = type(payload).__name__.removesuffix("Data")
+            by_type[name] = by_type.get(name, 0) + 1
+        failed = tuple(sorted(p.provider for p in payloads
+                              if isinstance(p, ProviderSyncFailedData)))
+        return SyncReport(target=request.target, events=len(payloads), by_type=by_type,
+                          failed_providers=failed, last_seq=last,
+                          duration_s=round(time.perf_counter() - started, 3))
+
+    def _client_for(self, key: str) -> ChatClient:
+        client = self._chat.get(key)
+        if client is None:
+            model = self.folded.state.models.get(key)
+            if model is None or model.record.provider not in self._providers:
+                raise Unavailable(f"no configured provider serves {key}")
+            provider = model.record.provider
+            client = build_chat_client(self._providers[provider], self._edges[provider],
+                                       model.record.model_id)
+            self._chat[key] = client
+        return client
+
+    async def _context(self, ns: str, request: Consult) -> ContextPiece:
+        if not request.context or request.context_tokens == 0 or self.context is None:
+            return ContextPiece()
+        query = request.context_query or request.prompt
+        piece: ContextPiece = await self.context(ns, query, request.context_tokens)
+        return piece
+
+    async def consult(self, ns: str, actor: Any, request: Consult) -> ConsultResult:
+        """Run one consultation; every step is published as it happens."""
+        validate_writable_namespace(ns)
+        require_consultable(self.settings)
+        self._require_ready()
+        if not request.prompt.strip():
+            raise InvalidInput("prompt needs visible text", field="prompt")
+        cid = request.consultation_id or new_command_id()
+        context = await self._context(ns, request)
+        records: Mapping[str, ModelRecordData] = {
+            k: m.record for k, m in self.folded.state.models.items()}
+        steps: list[ConsultationPayload] = []
+        last = 0
+
+        async def emit(payload: ConsultationPayload) -> None:
+            nonlocal last
+            event = consultation_event(ns, payload, actor=actor, index=len(steps),
+                                       at=self.clock())
+            steps.append(payload)
+            last = await self._publish(event)
+
+        core = ConsultRequest(
+            consultation_id=cid, prompt=request.prompt, context=context.text,
+            context_receipts=context.receipts,
+            route=RouteRequest(namespace=ns, profile=request.profile,
+                               context_tokens=(len(context.text) + len(request.prompt))
+                               // _APPROX_CHARS_PER_TOKEN,
+                               output_tokens=request.max_tokens),
+            models=request.models, timeout_s=request.timeout_s, max_tokens=request.max_tokens,
+            discrete=request.discrete)
+        outcome = await consult(core, self.index(), records, self._client_for, self.embed, emit,
+                                self.settings.consensus)
+        answers = {a.key: a for a in outcome.answers}
+        views = tuple(
+            ConsultAnswerView(key=s.key, family=s.family, text=s.text, latency_ms=s.latency_ms,
+                              input_tokens=s.input_tokens, output_tokens=s.output_tokens,
+                              cost_usd=s.cost_usd)
+            for s in steps if isinstance(s, ConsultationAnswerReceivedData)
+            and s.key in answers)
+        failures = tuple(
+            ConsultFailureView(key=s.key, error_code=s.error_code, message=s.message,
+                               failover_to=s.failover_to)
+            for s in steps if isinstance(s, ConsultationModelFailedData))
+        r = outcome.result
+        started = steps[0]
+        assert isinstance(started, ConsultationStartedData)
+        return ConsultResult(
+            consultation_id=cid, reached=r.reached, method=r.method, answer_key=r.answer_key,
+            answer=r.answer, agreement=r.agreement,
+            threshold=self.settings.consensus.abstain_below, reason=r.reason,
+            clusters=r.clusters, claims=r.claims, dissent=r.dissent, answers=views,
+            failed=failures,
+            context=ConsultContextView(memory_ids=context.memory_ids,
+                                       chars=len(context.text),
+                                       hash=started.context_hash,
+                                       receipts=context.receipts,
+                                       source=context.source),  # type: ignore[arg-type]
+            last_seq=last)
+
+
+class RegistryFollower:
+    """The leader consumer folding registry events into the service (a
+    :class:`libs.consumer.ConsumerHandler`; the checkpoint lives in memory, so every session
+    folds from the start of the stream)."""
+
+    def __init__(self, service: RegistryService) -> None:
+        self.service = service
+
+    async def start(self, conn: Any, takeover: Takeover) -> int:
+        _, last = await stream_bounds(self.service.js)
+        self.service.reset(last)
+        log.info("registry_folding", stream_last_seq=last)
+        return 0
+
+    async def prepare(self, deliveries: Sequence[Delivery]) -> list[tuple[int, EventBase]]:
+        items: list[tuple[int, EventBase]] = []
+        for delivery in deliveries:
+            if not delivery.subject.startswith(_REGISTRY_PREFIXES):
+                continue
+            try:
+                event = decode_event(delivery.data)
+            except MnemosError as exc:  # the projector dead-letters it; the fold passes it
+                log.error("registry_event_undecodable", seq=delivery.seq, error=exc.message)
+                continue
+            if isinstance(event, _REGISTRY_TYPES):
+                items.append((delivery.seq, event))
+        return items
+
+    async def apply(self, conn: Any, deliveries: Sequence[Delivery],
+                    prepared: list[tuple[int, EventBase]]) -> int:
+        last = deliveries[-1].seq if deliveries else self.service.folded.seq
+        self.service.fold(prepared, last)
+        return last
+
+    async def idle(self, conn: Any) -> None:
+        return None
+
+    async def on_gap(self, conn: Any, expected: int, got: int) -> None:
+        log.warning("registry_stream_gap", expected=expected, got=got)
+
+    async def close(self) -> None:
+        self.service.deactivate()
