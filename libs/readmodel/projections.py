@@ -18,7 +18,7 @@ The lexical search statistics (``lexical_docs``, ``lexical_ns_stats``, ``lexical
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, LiteralString
 
 import numpy as np
@@ -45,6 +45,12 @@ from libs.events import (
     storable_json,
     version_id,
 )
+from libs.readmodel.registry import (
+    REGISTRY_AGGREGATES,
+    REGISTRY_PROJECTIONS,
+    project_registry,
+)
+from libs.readmodel.statement import Statement
 
 __all__ = [
     "Embedding",
@@ -70,20 +76,6 @@ class Embedding:
 
     model: str
     vector: npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """One SQL statement of a projection.
-
-    When ``expect_rows`` is set, a different row count means the event contradicts the read
-    model and ``error`` (formatted with the parameters) is raised as :class:`InvariantViolation`.
-    """
-
-    query: LiteralString
-    params: Mapping[str, Any] = field(default_factory=dict)
-    expect_rows: int | None = None
-    error: str = ""
 
 
 def content_of(event: Event) -> str | None:
@@ -434,9 +426,3 @@ _PROJECTIONS: Final[dict[type, _Projection]] = {
     MemoryReverted: _reverted,
 }
 
-# The reasoning layer's projections use Statement, defined above.
-from libs.readmodel.registry import (  # noqa: E402
-    REGISTRY_AGGREGATES,
-    REGISTRY_PROJECTIONS,
-    project_registry,
-)

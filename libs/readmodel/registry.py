@@ -41,7 +41,7 @@ from libs.events.registry import (
     AGGREGATE_RANKING,
     ModelRecordData,
 )
-from libs.readmodel.projections import Statement
+from libs.readmodel.statement import Statement
 
 __all__ = [
     "RECORD_IDENTITY",

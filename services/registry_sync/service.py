@@ -36,6 +36,7 @@ from libs.events import (
     decode_event,
     encode_event,
     event_subject,
+    is_blank,
     new_command_id,
     validate_writable_namespace,
 )
@@ -382,10 +383,10 @@ class RegistryService:
     async def consult(self, ns: str, actor: Any, request: Consult) -> ConsultResult:
         """Run one consultation; every step is published as it happens."""
         validate_writable_namespace(ns)
+        if is_blank(request.prompt):
+            raise InvalidInput("prompt needs visible text", field="prompt")
         require_consultable(self.settings)
         self._require_ready()
-        if not request.prompt.strip():
-            raise InvalidInput("prompt needs visible text", field="prompt")
         cid = request.consultation_id or new_command_id()
         context = await self._context(ns, request)
         records: Mapping[str, ModelRecordData] = {

@@ -1,0 +1,341 @@
+"""The registry_sync service end to end: real NATS, real Postgres, the projector and the
+gateway in-process, providers and their chat endpoints served by local replay servers.
+
+The service's clock is a test clock: advancing it makes the next timer due, so "retired at the
+provider, not routed after the next tick" is shown tick by tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from libs.embeddings import MiniLMOnnxEmbedder
+from libs.llm import ProviderConfig
+from libs.llm.retry import RetryPolicy
+from libs.llm.transport import CallPolicy
+from libs.readmodel.verification import check_registry
+from libs.runtime.config import Config
+from libs.runtime.database import connect_async
+from services.registry_sync import main as registry_main
+from services.registry_sync.config import RegistrySyncConfig
+from services.registry_sync.diff import LivenessPolicy
+from tests.support.services import running_gateway
+from tests.support_http import Recorded, ReplayServer
+
+NS = "team-a"
+AGREE_1 = "The capital of Australia is Canberra."
+AGREE_2 = "Canberra is Australia's capital city, not Sydney."
+DISSENT = "The capital of Australia is Sydney."
+PROVIDERS = {"alpha": "gpt-4o", "beta": "claude-sonnet-4", "gamma": "gemini-2.5-pro",
+             "delta": "llama-3.3-70b"}
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def models_body(*ids: str) -> Recorded:
+    return Recorded.json({"object": "list", "data": [
+        {"id": i, "object": "model", "created": 1718000000, "owned_by": "system"} for i in ids]})
+
+
+def chat_reply(text: str) -> Recorded:
+    return Recorded.json({"id": "chatcmpl-1", "object": "chat.completion", "model": "m",
+                          "choices": [{"index": 0, "message": {"role": "assistant",
+                                                               "content": text},
+                                       "finish_reason": "stop"}],
+                          "usage": {"prompt_tokens": 30, "completion_tokens": 10}})
+
+
+@pytest.fixture
+def servers() -> Iterator[dict[str, ReplayServer]]:
+    started = {name: ReplayServer().start() for name in PROVIDERS}
+    try:
+        for name, model in PROVIDERS.items():
+            started[name].add("GET", "/v1/models", models_body(model, f"{model}-mini"))
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+def settings(servers: dict[str, ReplayServer], **kw: Any) -> RegistrySyncConfig:
+    fast = CallPolicy(timeout_s=3.0, retry=RetryPolicy(attempts=1))
+    return RegistrySyncConfig(
+        providers=tuple(ProviderConfig(name=n, kind="openai", base_url=s.url, policy=fast)
+                        for n, s in servers.items()),
+        liveness=LivenessPolicy(retire_after_missing=2), tick_check_s=0.05,
+        provider_interval_s=3600, leaderboard_interval_s=7 * 86400, **kw)
+
+
+@dataclass
+class System:
+    http: httpx.AsyncClient
+    clock: Clock
+    config: Config
+
+
+@asynccontextmanager
+async def running(config: Config, registry: RegistrySyncConfig) -> AsyncIterator[System]:
+    clock = Clock()
+    stop = asyncio.Event()
+    async with running_gateway(config) as (http, _nc):
+        task = asyncio.create_task(registry_main.run(
+            config, stop, registry=registry, clock=clock, embedder=MiniLMOnnxEmbedder.shared()))
+        try:
+            yield System(http=http, clock=clock, config=config)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+
+async def eventually(probe: Any, timeout_s: float = 45.0) -> Any:
+    """Poll ``probe`` (an async function returning a value or None) until it answers."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.1)
+
+
+async def models(http: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
+    response = await http.get(f"/v1/{NS}/models", params=params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def by_key(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["key"]: m for m in view["models"]}
+
+
+async def route(http: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
+    response = await http.get(f"/v1/{NS}/route", params=params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def until_routed(http: httpx.AsyncClient, check: Any, **params: Any) -> list[str]:
+    """Poll ``route`` until ``check(candidate keys)`` holds."""
+    async def probe() -> list[str] | None:
+        keys = [c["key"] for c in (await route(http, limit=16, **params))["candidates"]]
+        return keys if check(keys) else None
+
+    found: list[str] = await eventually(probe)
+    return found
+
+
+async def test_sync_projects_retires_on_ticks_and_keeps_failed_providers_stale(  # noqa: PLR0915
+        config: Config, servers: dict[str, ReplayServer]) -> None:
+    async with running(config, settings(servers)) as system:
+        http = system.http
+
+        async def synced() -> dict[str, Any] | None:
+            view = await models(http)
+            return view if view["total"] == 8 else None
+
+        view = await eventually(synced)
+        alpha = by_key(view)["alpha/gpt-4o"]
+        assert alpha["liveness"] == "active" and not alpha["stale"]
+        assert alpha["record"]["family"] == "gpt"
+        assert alpha["record"]["sources"]["family"] == "default"
+        assert alpha["record"]["sources"]["created_at"] == "provider"
+        assert {p["provider"]: p["last_outcome"] for p in view["providers"]} == dict.fromkeys(
+            PROVIDERS, "synced")
+        one = await models(http, key="beta/claude-sonnet-4")
+        assert [m["key"] for m in one["models"]] == ["beta/claude-sonnet-4"]
+        assert (await http.get(f"/v1/{NS}/models", params={"key": "nope/x"})).status_code == 404
+        # The service folds its own events on its own consumer: route sees them soon after.
+        await until_routed(http, lambda keys: "alpha/gpt-4o-mini" in keys)
+
+        # alpha withdraws gpt-4o-mini; gamma's endpoint starts failing.
+        servers["alpha"].add("GET", "/v1/models", models_body("gpt-4o"))
+        servers["gamma"].add("GET", "/v1/models", Recorded.json(
+            {"error": {"message": "boom", "type": "server_error"}}, status=500))
+        system.clock.advance(3601)
+
+        async def suspect() -> dict[str, Any] | None:
+            view = await models(http)
+            found = by_key(view)
+            return view if found["alpha/gpt-4o-mini"]["liveness"] == "suspect" else None
+
+        view = await eventually(suspect)
+        found = by_key(view)
+        assert found["alpha/gpt-4o-mini"]["missing_syncs"] == 1
+        assert found["gamma/gemini-2.5-pro"]["stale"] and found["gamma/gemini-2.5-pro"][
+            "liveness"] == "active"  # an outage is not a withdrawal
+        gamma = {p["provider"]: p for p in view["providers"]}["gamma"]
+        assert gamma["last_outcome"] == "failed"
+        assert gamma["last_error"]["error_code"] == "server_error"
+        assert gamma["last_error"]["stale_models"] == 2
+        # suspect is not routed by default
+        await until_routed(http, lambda keys: "alpha/gpt-4o-mini" not in keys)
+
+        system.clock.advance(3601)
+
+        async def retired() -> dict[str, Any] | None:
+            view = await models(http)
+            found = by_key(view)
+            return view if found["alpha/gpt-4o-mini"]["liveness"] == "retired" else None
+
+        await eventually(retired)
+
+        async def retired_rejected() -> dict[str, Any] | None:
+            decision = await route(http, limit=16, include_suspect="true")
+            return decision if decision["rejected"].get("retired") == 1 else None
+
+        decision = await eventually(retired_rejected)
+        assert "alpha/gpt-4o-mini" not in [c["key"] for c in decision["candidates"]]
+        active = await models(http, liveness="active")
+        assert "alpha/gpt-4o-mini" not in by_key(active)
+
+        # Restored when it comes back.
+        servers["alpha"].add("GET", "/v1/models", models_body("gpt-4o", "gpt-4o-mini"))
+        servers["gamma"].add("GET", "/v1/models", models_body("gemini-2.5-pro",
+                                                             "gemini-2.5-pro-mini"))
+        report = await http.post("/v1/registry/sync", json={"target": "providers"})
+        assert report.status_code == 200, report.text
+        assert report.json()["by_type"].get("ModelRestored") == 1
+        view = await models(http)
+        assert by_key(view)["alpha/gpt-4o-mini"]["liveness"] == "active"
+        assert not by_key(view)["gamma/gemini-2.5-pro"]["stale"]
+
+        async with await connect_async(config.database_url or "", config.db_schema,
+                                       autocommit=True) as conn:
+            issues: list[Any] = []
+            async with conn.transaction():  # as the auditor runs it: one snapshot
+                checked = await check_registry(conn, issues.append)
+        assert checked >= 8 and issues == []
+
+
+def leaderboard(tmp_path: Path, weights: dict[str, tuple[float, int]]) -> str:
+    rows = [{"model_name": name, "rating": rating, "rating_lower": rating - 5,
+             "rating_upper": rating + 5, "vote_count": votes, "rank": i + 1,
+             "category": "overall", "leaderboard_publish_date": "2026-01-01"}
+            for i, (name, (rating, votes)) in enumerate(weights.items())]
+    path = tmp_path / "board.json"
+    path.write_text(json.dumps(rows))
+    return str(path)
+
+
+async def test_consultation_by_content_with_a_dead_provider(
+        config: Config, servers: dict[str, ReplayServer], tmp_path: Path) -> None:
+    # The dissenter is the best-ranked model, the dead one second: neither decides.
+    board = leaderboard(tmp_path, {"gpt-4o": (1500, 50_000), "llama-3.3-70b": (1450, 40_000),
+                                   "claude-sonnet-4": (1300, 30_000),
+                                   "gemini-2.5-pro": (1250, 30_000)})
+    for name, text in (("alpha", DISSENT), ("beta", AGREE_1), ("gamma", AGREE_2)):
+        servers[name].add("POST", "/v1/chat/completions", chat_reply(text))
+    servers["delta"].add("POST", "/v1/chat/completions", Recorded(drop=True))
+    registry = settings(servers, leaderboard=board)
+    async with running(config, registry) as system:
+        http = system.http
+        remembered = await http.post(f"/v1/{NS}/memories", json={
+            "content": "The user is planning a trip to Australia's capital in March."})
+        assert remembered.status_code == 201, remembered.text
+
+        async def ranked() -> dict[str, Any] | None:
+            response = await http.get(f"/v1/{NS}/models", params={"key": "alpha/gpt-4o"})
+            if response.status_code == 404:  # not synced yet
+                return None
+            view: dict[str, Any] = response.json()
+            return view if view["models"][0]["ranking"] else None
+
+        await eventually(ranked)
+        await until_routed(http, lambda keys: keys[:1] == ["alpha/gpt-4o"], profile="best")
+        started = time.monotonic()
+        response = await http.post(f"/v1/{NS}/consult", json={
+            "prompt": "What is the capital of Australia?", "profile": "best", "models": 3,
+            "timeout_s": 5})
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert time.monotonic() - started < 30
+        assert result["reached"], result
+        assert result["answer_key"] in {"beta/claude-sonnet-4", "gamma/gemini-2.5-pro"}
+        assert [d["key"] for d in result["dissent"]] == ["alpha/gpt-4o"]
+        failed = {f["key"]: f for f in result["failed"]}
+        assert "delta/llama-3.3-70b" in failed  # cut off, the consultation went on
+        assert result["context"]["source"] == "search"
+        sent = servers["beta"].requests[-1].json()["messages"][1]["content"]
+        assert "planning a trip" in sent
+        assert all(r.path != "/v1/chat/completions" or r.json()["model"] != "gpt-4o-mini"
+                   for r in servers["alpha"].requests)
+
+        async def projected() -> list[dict[str, Any]] | None:
+            async with await connect_async(config.database_url or "", config.db_schema,
+                                           autocommit=True) as conn:
+                cur = await conn.execute(
+                    "SELECT status, answers, failures FROM registry_consultations"
+                    " WHERE ns = %s AND consultation_id = %s", (NS, result["consultation_id"]))
+                rows = [dict(r) for r in await cur.fetchall()]
+            return rows if rows and rows[0]["status"] != "running" else None
+
+        rows = await eventually(projected)
+        assert rows == [{"status": "reached", "answers": len(result["answers"]),
+                         "failures": len(result["failed"])}]
+
+
+async def test_nothing_configured_answers_a_typed_error_fast_and_bad_input_is_400(
+        config: Config) -> None:
+    async with running(config, RegistrySyncConfig()) as system:
+        http = system.http
+
+        async def answered() -> httpx.Response | None:
+            response = await http.post(f"/v1/{NS}/consult", json={"prompt": "hello?"})
+            starting = ("no registry_sync instance" in response.text
+                        or "still folding" in response.text)
+            return None if starting else response
+
+        started = time.monotonic()
+        response = await eventually(answered)
+        assert time.monotonic() - started < 30
+        assert response.status_code == 503, response.text
+        body = response.json()
+        assert "MNEMOS_REGISTRY_CONFIG" in json.dumps(body)
+        for bad in ({"prompt": ""}, {"prompt": "   "}, {"prompt": "a\u0000b"},
+                    {"prompt": "x", "models": 0}, {"prompt": "x", "models": 99},
+                    {"prompt": "x", "timeout_s": 1e308}, {"prompt": "x", "unknown": 1},
+                    {"prompt": "x", "consultation_id": "not-a-uuid"},
+                    {"prompt": "x", "profile": "fastest"}):
+            got = await http.post(f"/v1/{NS}/consult", json=bad)
+            assert got.status_code == 400, (bad, got.text)
+        surrogate = await http.post(f"/v1/{NS}/consult", content=b'{"prompt": "\\ud800"}',
+                                    headers={"content-type": "application/json"})
+        assert surrogate.status_code == 400
+        invalid = await http.post(f"/v1/{NS}/consult", content=b'{"prompt": "\xff\xfe"}',
+                                  headers={"content-type": "application/json"})
+        assert invalid.status_code == 400
+        system_ns = await http.post("/v1/system/consult", json={"prompt": "hello?"})
+        assert system_ns.status_code == 400
+        for bad_route in ({"limit": 0}, {"context_tokens": -1}, {"profile": "x"}):
+            got = await http.get(f"/v1/{NS}/route", params=bad_route)
+            assert got.status_code == 400, (bad_route, got.text)
+        for bad_models in ({"limit": 0}, {"liveness": "dead"}, {"limit": 10**9}):
+            got = await http.get(f"/v1/{NS}/models", params=bad_models)
+            assert got.status_code == 400, (bad_models, got.text)
+        sync = await http.post("/v1/registry/sync", json={})
+        assert sync.status_code == 503 and "provider" in sync.text
