@@ -13,6 +13,7 @@ from libs.runtime.logging import configure_logging
 from mnemos.console import emit, fail, local_client
 from mnemos.identities import identities_app
 from mnemos.keys import keys_app
+from mnemos.registry_cli import consult_command, models_command, registry_app
 from mnemos.serve import SERVICES, run_service
 from services.auditor.cli import app as audit_app
 from services.projector.cli import replay_command
@@ -24,6 +25,9 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(identities_app, name="identities")
 app.command("replay")(replay_command)
+app.add_typer(registry_app, name="registry")
+app.command("models")(models_command)
+app.command("consult")(consult_command)
 
 NS_OPTION = typer.Option("default", "--ns", help="Namespace (tenant): 1-64 characters of "
                          "a-z, 0-9, _ and -.")

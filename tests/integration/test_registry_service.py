@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -139,6 +141,24 @@ async def route(http: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
     return body
 
 
+@dataclass
+class Ran:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+async def cli(system: System, args: list[str]) -> Ran:
+    """Run ``mnemos <args>`` in a subprocess against the test's gateway."""
+    env = {**os.environ, "MNEMOS_HTTP_PORT": str(system.config.http_port),
+           "MNEMOS_HOME": str(system.config.home), "MNEMOS_LOG_LEVEL": "warning"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mnemos", *args, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    return Ran(process.returncode or 0, out.decode(), err.decode())
+
+
 async def until_routed(http: httpx.AsyncClient, check: Any, **params: Any) -> list[str]:
     """Poll ``route`` until ``check(candidate keys)`` holds."""
     async def probe() -> list[str] | None:
@@ -210,6 +230,18 @@ async def test_sync_projects_retires_on_ticks_and_keeps_failed_providers_stale( 
 
         decision = await eventually(retired_rejected)
         assert "alpha/gpt-4o-mini" not in [c["key"] for c in decision["candidates"]]
+        # Even with every other gpt excluded, the retired one is not a candidate ...
+        assert not any(k.startswith("alpha/") for k in await until_routed(
+            http, lambda keys: True, exclude="alpha/gpt-4o"))
+        # ... and a consultation over every family sends it nothing.
+        for name in PROVIDERS:
+            servers[name].add("POST", "/v1/chat/completions", chat_reply(AGREE_1))
+        consulted = await http.post(f"/v1/{NS}/consult", json={
+            "prompt": "What is the capital of Australia?", "models": 4, "timeout_s": 5})
+        assert consulted.status_code == 200, consulted.text
+        asked = [r.json()["model"] for r in servers["alpha"].requests
+                 if r.path == "/v1/chat/completions"]
+        assert asked == ["gpt-4o"]
         active = await models(http, liveness="active")
         assert "alpha/gpt-4o-mini" not in by_key(active)
 
@@ -217,13 +249,19 @@ async def test_sync_projects_retires_on_ticks_and_keeps_failed_providers_stale( 
         servers["alpha"].add("GET", "/v1/models", models_body("gpt-4o", "gpt-4o-mini"))
         servers["gamma"].add("GET", "/v1/models", models_body("gemini-2.5-pro",
                                                              "gemini-2.5-pro-mini"))
-        report = await http.post("/v1/registry/sync", json={"target": "providers"})
-        assert report.status_code == 200, report.text
-        assert report.json()["by_type"].get("ModelRestored") == 1
+        done = await cli(system, ["registry", "sync", "--target",
+                                                     "providers"])
+        assert done.exit_code == 0, done.stderr
+        assert json.loads(done.stdout)["by_type"].get("ModelRestored") == 1
         view = await models(http)
         assert by_key(view)["alpha/gpt-4o-mini"]["liveness"] == "active"
         assert not by_key(view)["gamma/gemini-2.5-pro"]["stale"]
 
+        listed = await cli(system, ["models", "--ns", NS, "--provider",
+                                                       "alpha"])
+        assert listed.exit_code == 0, listed.stderr
+        assert [m["key"] for m in json.loads(listed.stdout)["models"]] == [
+            "alpha/gpt-4o", "alpha/gpt-4o-mini"]
         async with await connect_async(config.database_url or "", config.db_schema,
                                        autocommit=True) as conn:
             issues: list[Any] = []
@@ -339,3 +377,5 @@ async def test_nothing_configured_answers_a_typed_error_fast_and_bad_input_is_40
             assert got.status_code == 400, (bad_models, got.text)
         sync = await http.post("/v1/registry/sync", json={})
         assert sync.status_code == 503 and "provider" in sync.text
+        asked = await cli(system, ["consult", "hello?", "--ns", NS])
+        assert asked.exit_code == 2 and "MNEMOS_REGISTRY_CONFIG" in asked.stderr
