@@ -7,10 +7,19 @@ from typing import Any, Final
 import msgspec
 
 from libs.events import NotFound
-from libs.events.reasoning import ListModels, ModelsView, ModelView, ProviderView
-from libs.events.registry import ModelRecordData
+from libs.events.reasoning import (
+    ConsultAnswerView,
+    ConsultContextView,
+    ConsultFailureView,
+    ConsultResult,
+    ListModels,
+    ModelsView,
+    ModelView,
+    ProviderView,
+)
+from libs.events.registry import ClaimData, ClusterData, DissentData, ModelRecordData
 
-__all__ = ["list_models"]
+__all__ = ["get_consultation", "list_models"]
 
 Conn = Any
 
@@ -84,3 +93,42 @@ async def list_models(conn: Conn, request: ListModels) -> ModelsView:
     return ModelsView(models=tuple(_view(r) for r in rows), total=total,
                       next_after=rows[-1]["key"] if more and rows else None,
                       providers=await _providers(conn))
+
+
+async def get_consultation(conn: Conn, ns: str, consultation_id: str
+                           ) -> tuple[str, ConsultResult | None] | None:
+    """A projected consultation: its prompt and, once it has a verdict, its result rebuilt
+    from its events (``duplicate`` set); None when there is no such consultation."""
+    cur = await conn.execute(
+        "SELECT prompt, status, result, updated_seq FROM registry_consultations"
+        " WHERE ns = %s AND consultation_id = %s", (ns, consultation_id))
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    if row["status"] == "running":
+        return str(row["prompt"]), None
+    cur = await conn.execute(
+        "SELECT type, data FROM registry_events WHERE ns = %s AND aggregate = 'consultation'"
+        " AND aggregate_id = %s ORDER BY seq", (ns, consultation_id))
+    steps = [dict(r) for r in await cur.fetchall()]
+    started = next(s["data"] for s in steps if s["type"] == "ConsultationStarted")
+    answers = tuple(msgspec.convert(s["data"], ConsultAnswerView) for s in steps
+                    if s["type"] == "ConsultationAnswerReceived")
+    failed = tuple(msgspec.convert(s["data"], ConsultFailureView) for s in steps
+                   if s["type"] == "ConsultationModelFailed")
+    verdict = row["result"]
+    reached = row["status"] == "reached"
+    result = ConsultResult(
+        consultation_id=consultation_id, reached=reached, method=verdict["method"],
+        answer_key=verdict.get("answer_key"), answer=verdict.get("answer"),
+        agreement=verdict["agreement"], threshold=verdict["threshold"],
+        reason=verdict.get("reason"),
+        clusters=msgspec.convert(verdict.get("clusters", []), tuple[ClusterData, ...]),
+        claims=msgspec.convert(verdict.get("claims", []), tuple[ClaimData, ...]),
+        dissent=msgspec.convert(verdict.get("dissent", []), tuple[DissentData, ...]),
+        answers=answers, failed=failed,
+        context=ConsultContextView(chars=started["context_chars"],
+                                   hash=started["context_hash"],
+                                   receipts=tuple(started["context_receipts"])),
+        last_seq=int(row["updated_seq"]), duplicate=True)
+    return str(row["prompt"]), result

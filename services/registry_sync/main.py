@@ -27,7 +27,9 @@ from libs.consumer import ConsumerRuntime, ConsumerSettings, sleep_or_stop
 from libs.embeddings import Embedder, build_embedder
 from libs.events import OPERATIONS, MnemosError, Operation, Search, Unavailable
 from libs.events.model import Actor
+from libs.events.reasoning import ConsultResult
 from libs.readmodel.pool import ReadModels
+from libs.readmodel.registry_queries import get_consultation
 from libs.readmodel.search import SearchService
 from libs.runtime.bus import OperationHandler, OperationServer
 from libs.runtime.bus import Progress as SendProgress
@@ -170,8 +172,15 @@ async def run(config: Config, stop: asyncio.Event, *, registry: RegistrySyncConf
         return
     lazy = _LazyEmbedder(config, embedder)
     read_models = ReadModels(config, pool_size=2)
+    async def lookup(ns: str, consultation_id: str) -> tuple[str, ConsultResult | None] | None:
+        if not read_models.ready:
+            raise Unavailable("the read models are not ready to check a consultation id")
+        async with read_models.connection() as conn:
+            return await get_consultation(conn, ns, consultation_id)
+
     service = RegistryService(settings, nc.jetstream(), embed=lazy.embed,
-                              context=_search_context(read_models, lazy), clock=clock)
+                              context=_search_context(read_models, lazy), clock=clock,
+                              lookup=lookup)
     server = OperationServer(nc, "registry_sync", REGISTRY_OPERATIONS, _handlers(service))
     database_url = config.database_url
     tasks: list[asyncio.Task[Any]] = []

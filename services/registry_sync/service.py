@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -29,6 +29,7 @@ from libs.consumer import Delivery, Takeover
 from libs.consumer.stream import stream_bounds
 from libs.events import (
     HDR_MSG_ID,
+    Conflict,
     EventBase,
     InvalidInput,
     MnemosError,
@@ -89,7 +90,7 @@ from services.registry_sync.routing import (
 from services.registry_sync.state import EMPTY, RegistryPayload, RegistryState, fold
 from services.registry_sync.sync import rank_tick, sync_tick
 
-__all__ = ["ContextFn", "ContextPiece", "RegistryFollower", "RegistryService"]
+__all__ = ["ContextFn", "ContextPiece", "LookupFn", "RegistryFollower", "RegistryService"]
 
 log = get_logger(__name__)
 
@@ -98,6 +99,7 @@ _REGISTRY_PREFIXES: Final = ("mnemos.evt.system.model.", "mnemos.evt.system.prov
 _REGISTRY_TYPES: Final = (ModelListed, ModelChanged, ModelSuspect, ModelRetired, ModelRestored,
                           ProviderSynced, ProviderSyncFailed, RankingPublished)
 _APPROX_CHARS_PER_TOKEN: Final = 4
+_FINISHED_KEPT: Final = 1024
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ class ContextPiece:
 
 ContextFn = Callable[[str, str, int], Any]
 """``(namespace, query, token budget) -> awaitable ContextPiece``: the context seam."""
+LookupFn = Callable[[str, str], Awaitable[tuple[str, ConsultResult | None] | None]]
+"""``(namespace, consultation id) ->`` its prompt and finished result, from the read model."""
 
 
 @dataclass
@@ -133,7 +137,8 @@ class RegistryService:
     def __init__(self, settings: RegistrySyncConfig, js: Any, *, embed: EmbedFn,
                  context: ContextFn | None = None,
                  clock: Callable[[], datetime] | None = None,
-                 http: httpx.AsyncClient | None = None) -> None:
+                 http: httpx.AsyncClient | None = None,
+                 lookup: LookupFn | None = None) -> None:
         self.settings = settings
         self.js = js
         self.embed = embed
@@ -153,6 +158,9 @@ class RegistryService:
         self._listers: list[ModelLister] = [build_lister(p, self._edges[p.name])
                                             for p in settings.providers]
         self._chat: dict[str, ChatClient] = {}
+        self.lookup = lookup
+        self._inflight: set[tuple[str, str]] = set()
+        self._finished: dict[tuple[str, str], tuple[str, ConsultResult | None]] = {}
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""
@@ -388,6 +396,32 @@ class RegistryService:
         require_consultable(self.settings)
         self._require_ready()
         cid = request.consultation_id or new_command_id()
+        if (ns, cid) in self._inflight:
+            raise Conflict(f"consultation {cid} is already running", consultation_id=cid)
+        if request.consultation_id is not None:
+            found = self._finished.get((ns, cid))
+            if found is None and self.lookup is not None:
+                found = await self.lookup(ns, cid)
+            if found is not None:
+                prompt, stored = found
+                if prompt != request.prompt or stored is None:
+                    raise Conflict(f"consultation id {cid} was used for another consultation"
+                                   if prompt != request.prompt else
+                                   f"consultation {cid} has not finished", consultation_id=cid)
+                return stored
+        self._inflight.add((ns, cid))
+        try:
+            result = await self._consult(ns, actor, request, cid)
+        finally:
+            self._inflight.discard((ns, cid))
+        # A retry arriving before the projector has this one is answered from here.
+        self._finished[(ns, cid)] = (request.prompt,
+                                     msgspec.structs.replace(result, duplicate=True))
+        while len(self._finished) > _FINISHED_KEPT:
+            self._finished.pop(next(iter(self._finished)))
+        return result
+
+    async def _consult(self, ns: str, actor: Any, request: Consult, cid: str) -> ConsultResult:
         context = await self._context(ns, request)
         records: Mapping[str, ModelRecordData] = {
             k: m.record for k, m in self.folded.state.models.items()}

@@ -336,6 +336,18 @@ async def test_consultation_by_content_with_a_dead_provider(
         assert rows == [{"status": "reached", "answers": len(result["answers"]),
                          "failures": len(result["failed"])}]
 
+        # A reused consultation id: the same consultation is answered again from its events
+        # (no model is asked twice); another prompt under that id is a conflict.
+        calls = sum(len(s.requests) for s in servers.values())
+        body = {"prompt": "What is the capital of Australia?", "profile": "best",
+                "consultation_id": result["consultation_id"]}
+        again = await http.post(f"/v1/{NS}/consult", json=body)
+        assert again.status_code == 200, again.text
+        assert again.json()["duplicate"] and again.json()["answer"] == result["answer"]
+        other = await http.post(f"/v1/{NS}/consult", json=body | {"prompt": "Another one?"})
+        assert other.status_code == 409, other.text
+        assert sum(len(s.requests) for s in servers.values()) == calls
+
 
 async def test_nothing_configured_answers_a_typed_error_fast_and_bad_input_is_400(
         config: Config) -> None:
