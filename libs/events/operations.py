@@ -215,7 +215,7 @@ _ROWS: Final[tuple[Operation, ...]] = (
     Operation(name="route", kind="query", request=RouteQuery, reply=RouteView,
               summary="Explain a routing decision: hard filters, then the profile's score; "
               "candidates best first (the failover order).",
-              routes=(Route("GET", "/v1/{ns}/route"), Route("POST", "/v1/{ns}/route")),
+              routes=(Route("GET", "/v1/{ns}/route"),),
               scope=Scope.READ, owner="registry_sync", read_only=True),
     Operation(name="consult", kind="command", request=Consult, reply=ConsultResult,
               summary="Ask several routed models of different families (with the namespace's "

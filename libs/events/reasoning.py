@@ -316,9 +316,9 @@ class ConsultResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SyncRegistry(_Request, frozen=True, kw_only=True):
-    """``registry_sync``: sync the providers, the leaderboard, or both, now."""
+    """``registry_sync``: sync the providers, the leaderboard, or both (``all``), now."""
 
-    target: Literal["providers", "leaderboard", "all"] = "all"
+    target: Literal["providers", "leaderboard", "all"]
     reason: ShortText | None = None
 
 

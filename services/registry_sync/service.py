@@ -33,6 +33,7 @@ from libs.events import (
     EventBase,
     InvalidInput,
     MnemosError,
+    NotFound,
     Unavailable,
     decode_event,
     encode_event,
@@ -347,8 +348,8 @@ class RegistryService:
             reason = self.settings.idle_reason() or "no provider"
             raise Unavailable(f"nothing to sync: {reason}", missing="providers")
         if request.target == "leaderboard" and self.settings.leaderboard is None:
-            raise Unavailable("no leaderboard configured (set \"leaderboard\" in the registry "
-                              "config)", missing="leaderboard")
+            raise NotFound("no leaderboard configured (set \"leaderboard\" in the registry "
+                           "config)", missing="leaderboard")
         started = time.perf_counter()
         payloads: list[RegistryPayload] = []
         last = 0
@@ -444,8 +445,14 @@ class RegistryService:
                                output_tokens=request.max_tokens),
             models=request.models, timeout_s=request.timeout_s, max_tokens=request.max_tokens,
             discrete=request.discrete)
-        outcome = await consult(core, self.index(), records, self._client_for, self.embed, emit,
-                                self.settings.consensus)
+        try:
+            outcome = await consult(core, self.index(), records, self._client_for, self.embed,
+                                    emit, self.settings.consensus)
+        except Unavailable as exc:
+            if steps:  # the fan-out itself failed: a service problem
+                raise
+            # Routing left no model: what the request asks for, nothing registered offers.
+            raise NotFound(exc.message, **exc.detail) from None
         answers = {a.key: a for a in outcome.answers}
         views = tuple(
             ConsultAnswerView(key=s.key, family=s.family, text=s.text, latency_ms=s.latency_ms,
