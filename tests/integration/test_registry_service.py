@@ -387,7 +387,8 @@ async def test_nothing_configured_answers_a_typed_error_fast_and_bad_input_is_40
         for bad_models in ({"limit": 0}, {"liveness": "dead"}, {"limit": 10**9}):
             got = await http.get(f"/v1/{NS}/models", params=bad_models)
             assert got.status_code == 400, (bad_models, got.text)
-        sync = await http.post("/v1/registry/sync", json={})
+        assert (await http.post("/v1/registry/sync", json={})).status_code == 400
+        sync = await http.post("/v1/registry/sync", json={"target": "all"})
         assert sync.status_code == 503 and "provider" in sync.text
         asked = await cli(system, ["consult", "hello?", "--ns", NS])
         assert asked.exit_code == 2 and "MNEMOS_REGISTRY_CONFIG" in asked.stderr
