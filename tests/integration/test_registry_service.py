@@ -29,6 +29,7 @@ from libs.llm.transport import CallPolicy
 from libs.readmodel.verification import check_registry
 from libs.runtime.config import Config
 from libs.runtime.database import connect_async
+from services.projector.replay import replay
 from services.registry_sync import main as registry_main
 from services.registry_sync.config import RegistrySyncConfig
 from services.registry_sync.diff import LivenessPolicy
@@ -347,6 +348,14 @@ async def test_consultation_by_content_with_a_dead_provider(
         other = await http.post(f"/v1/{NS}/consult", json=body | {"prompt": "Another one?"})
         assert other.status_code == 409, other.text
         assert sum(len(s.requests) for s in servers.values()) == calls
+
+        # The registry and consultation tables rebuild from the stream to the same digest.
+        report = await replay(config, swap=False, embedder=MiniLMOnnxEmbedder.shared(),
+                              progress=False)
+        assert report.verified is True, report.summary()
+        assert report.rebuild_counts["registry_models"] == 8
+        assert report.rebuild_counts["registry_rankings"] == 1
+        assert report.rebuild_counts["registry_consultations"] == 1
 
 
 async def test_nothing_configured_answers_a_typed_error_fast_and_bad_input_is_400(
