@@ -55,6 +55,7 @@ REGISTRY_OPERATIONS: Final[dict[str, Operation]] = {
 """The catalog's operations this service answers."""
 _CONTEXT_HITS: Final = 10
 _CHARS_PER_TOKEN: Final = 4
+_HEARTBEAT_S: Final = 10.0
 
 
 def registry_config_path(config: Config) -> Path:
@@ -112,7 +113,21 @@ def _handlers(service: RegistryService) -> dict[str, OperationHandler]:
         return await service.route(ns, request)
 
     async def consult(principal: Principal, ns: str, request: Any, send: SendProgress) -> Any:
-        return await service.consult(ns, Actor(principal=principal.name), request)
+        # A consultation may outlast the gateway's idle wait (slow models, failovers): a
+        # heartbeat tells it the consultation is alive.
+        work = asyncio.create_task(service.consult(ns, Actor(principal=principal.name),
+                                                   request))
+        try:
+            while not work.done():
+                await asyncio.wait({work}, timeout=_HEARTBEAT_S)
+                if not work.done():
+                    await send({"consultation": "running"})
+            return work.result()
+        finally:
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(BaseException):
+                    await work
 
     async def sync(principal: Principal, ns: str, request: Any, send: SendProgress) -> Any:
         return await service.sync_now(request)

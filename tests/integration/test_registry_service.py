@@ -96,17 +96,18 @@ class System:
     http: httpx.AsyncClient
     clock: Clock
     config: Config
+    nc: Any
 
 
 @asynccontextmanager
 async def running(config: Config, registry: RegistrySyncConfig) -> AsyncIterator[System]:
     clock = Clock()
     stop = asyncio.Event()
-    async with running_gateway(config) as (http, _nc):
+    async with running_gateway(config) as (http, nc):
         task = asyncio.create_task(registry_main.run(
             config, stop, registry=registry, clock=clock, embedder=MiniLMOnnxEmbedder.shared()))
         try:
-            yield System(http=http, clock=clock, config=config)
+            yield System(http=http, clock=clock, config=config, nc=nc)
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
@@ -399,5 +400,17 @@ async def test_nothing_configured_answers_a_typed_error_fast_and_bad_input_is_40
         assert (await http.post("/v1/registry/sync", json={})).status_code == 400
         sync = await http.post("/v1/registry/sync", json={"target": "all"})
         assert sync.status_code == 503 and "provider" in sync.text
+        # The same over NATS: an error reply naming what to configure.
+        replied = await system.nc.request(f"mnemos.cmd.{NS}.consult",
+                                          json.dumps({"prompt": "hello?"}).encode(), timeout=10)
+        reply = json.loads(replied.data)
+        assert reply["error"]["code"] == "unavailable", reply
+        assert "MNEMOS_REGISTRY_CONFIG" in reply["error"]["message"]
+        bad = await system.nc.request(f"mnemos.cmd.{NS}.consult",
+                                      json.dumps({"prompt": "x", "models": 0}).encode(),
+                                      timeout=10)
+        assert json.loads(bad.data)["error"]["code"] == "invalid_input"
+        listed = await system.nc.request(f"mnemos.qry.{NS}.models", b"{}", timeout=10)
+        assert json.loads(listed.data)["result"]["total"] == 0
         asked = await cli(system, ["consult", "hello?", "--ns", NS])
         assert asked.exit_code == 2 and "MNEMOS_REGISTRY_CONFIG" in asked.stderr
