@@ -161,6 +161,19 @@ async def cli(system: System, args: list[str]) -> Ran:
     return Ran(process.returncode or 0, out.decode(), err.decode())
 
 
+async def registry_issues(config: Config) -> list[Any]:
+    """What verification finds comparing the registry tables with the fold of their events."""
+    issues: list[Any] = []
+    conn = await connect_async(config.database_url or "", config.db_schema, autocommit=True)
+    try:
+        async with conn.transaction():  # as the auditor runs it: one snapshot
+            checked = await check_registry(conn, issues.append)
+    finally:
+        await conn.close()
+    assert checked >= 8
+    return issues
+
+
 async def until_routed(http: httpx.AsyncClient, check: Any, **params: Any) -> list[str]:
     """Poll ``route`` until ``check(candidate keys)`` holds."""
     async def probe() -> list[str] | None:
@@ -248,14 +261,28 @@ async def test_sync_projects_retires_on_ticks_and_keeps_failed_providers_stale( 
         assert "alpha/gpt-4o-mini" not in by_key(active)
 
         # Restored when it comes back.
-        servers["alpha"].add("GET", "/v1/models", models_body("gpt-4o", "gpt-4o-mini"))
+        servers["alpha"].add("GET", "/v1/models", Recorded.json({"object": "list", "data": [
+            {"id": "gpt-4o", "object": "model", "created": 1718000000, "owned_by": "system",
+             "context_window": 128000},  # a field the provider now states: ModelChanged
+            {"id": "gpt-4o-mini", "object": "model", "created": 1718000000,
+             "owned_by": "system"}]}))
         servers["gamma"].add("GET", "/v1/models", models_body("gemini-2.5-pro",
                                                              "gemini-2.5-pro-mini"))
-        done = await cli(system, ["registry", "sync", "--target",
-                                                     "providers"])
+        done = await cli(system, ["registry", "sync", "--target", "providers"])
         assert done.exit_code == 0, done.stderr
         assert json.loads(done.stdout)["by_type"].get("ModelRestored") == 1
-        view = await models(http)
+        assert json.loads(done.stdout)["by_type"].get("ModelChanged") == 1
+
+        async def projected_change() -> dict[str, Any] | None:
+            view = await models(http)
+            found = by_key(view)
+            done = (found["alpha/gpt-4o"]["record"]["context_window"] == 128000
+                    and not found["gamma/gemini-2.5-pro"]["stale"])
+            return view if done else None
+
+        view = await eventually(projected_change)  # the projector folds it on its own consumer
+        changed = by_key(view)["alpha/gpt-4o"]["record"]
+        assert changed["sources"]["context_window"] == "provider"
         assert by_key(view)["alpha/gpt-4o-mini"]["liveness"] == "active"
         assert not by_key(view)["gamma/gemini-2.5-pro"]["stale"]
 
@@ -264,12 +291,7 @@ async def test_sync_projects_retires_on_ticks_and_keeps_failed_providers_stale( 
         assert listed.exit_code == 0, listed.stderr
         assert [m["key"] for m in json.loads(listed.stdout)["models"]] == [
             "alpha/gpt-4o", "alpha/gpt-4o-mini"]
-        async with await connect_async(config.database_url or "", config.db_schema,
-                                       autocommit=True) as conn:
-            issues: list[Any] = []
-            async with conn.transaction():  # as the auditor runs it: one snapshot
-                checked = await check_registry(conn, issues.append)
-        assert checked >= 8 and issues == []
+        assert await registry_issues(config) == []
 
 
 def leaderboard(tmp_path: Path, weights: dict[str, tuple[float, int]]) -> str:
@@ -349,6 +371,8 @@ async def test_consultation_by_content_with_a_dead_provider(
         other = await http.post(f"/v1/{NS}/consult", json=body | {"prompt": "Another one?"})
         assert other.status_code == 409, other.text
         assert sum(len(s.requests) for s in servers.values()) == calls
+
+        assert await registry_issues(config) == []
 
         # The registry and consultation tables rebuild from the stream to the same digest.
         report = await replay(config, swap=False, embedder=MiniLMOnnxEmbedder.shared(),
