@@ -11,6 +11,11 @@ time; only the active instance (the runtime's leader) ticks and answers operatio
 
 **Timers** are due from the ``at`` of the last provider / ranking event in the stream (a
 restart does not resync early); the clock is injected, so a test advances it.
+
+**Probes.** A model whose consultation calls fail :data:`PROBE_AFTER_FAILURES` times in a row
+(5xx, unreachable, malformed, timeout; not 429 or an open breaker) becomes suspect
+(``probe_failed``) at the next turn of the ticker, so it stops being routed; each provider tick
+then probes such models with one tiny chat call and restores those that answer.
 """
 
 from __future__ import annotations
@@ -71,15 +76,17 @@ from libs.events.registry import (
     ConsultationModelFailedData,
     ConsultationStartedData,
     ModelRecordData,
+    ModelSuspectData,
     ProviderSyncFailedData,
 )
 from libs.llm import ProviderConfig, build_chat_client, build_http, build_lister
 from libs.llm.transport import ProviderHttp
-from libs.llm.types import ChatClient, ModelLister
+from libs.llm.types import ChatClient, ChatMessage, ModelLister
 from libs.runtime.logging import get_logger
 from services.registry_sync.config import RegistrySyncConfig, require_consultable
 from services.registry_sync.consensus import EmbedFn
 from services.registry_sync.consult import ConsultationPayload, ConsultRequest, consult
+from services.registry_sync.diff import probe_failed, probe_succeeded
 from services.registry_sync.leaderboard import load_board
 from services.registry_sync.prices import PriceTable, load_price_table
 from services.registry_sync.routing import (
@@ -101,6 +108,10 @@ _REGISTRY_TYPES: Final = (ModelListed, ModelChanged, ModelSuspect, ModelRetired,
                           ProviderSynced, ProviderSyncFailed, RankingPublished)
 _APPROX_CHARS_PER_TOKEN: Final = 4
 _FINISHED_KEPT: Final = 1024
+PROBE_AFTER_FAILURES: Final = 3
+"""Failed calls in a row after which a model becomes suspect (``probe_failed``)."""
+_PROBE_FAILURES: Final = frozenset({"server_error", "unreachable", "malformed", "timeout"})
+_PROBE_TIMEOUT_S: Final = 10.0
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,8 @@ class RegistryService:
         self.lookup = lookup
         self._inflight: set[tuple[str, str]] = set()
         self._finished: dict[tuple[str, str], tuple[str, ConsultResult | None]] = {}
+        self._failures_in_a_row: dict[str, int] = {}
+        self._probe_failures: dict[str, str] = {}
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""
@@ -284,6 +297,11 @@ class RegistryService:
                                      family_aliases=s.family_aliases, policy=s.liveness)
             last = await self.publish_registry(result.payloads)
             await self.wait_folded(last)
+            restored = await self._reprobe()
+            if restored:
+                last = await self.publish_registry(restored)
+                await self.wait_folded(last)
+                result = msgspec.structs.replace(result, payloads=(*result.payloads, *restored))
             log.info("providers_synced", events=len(result.payloads), last_seq=last,
                      failed=[p.provider for p in result.payloads
                              if isinstance(p, ProviderSyncFailedData)])
@@ -307,8 +325,58 @@ class RegistryService:
                      unmatched=getattr(ranking, "unmatched", 0), last_seq=last)
             return list(result.payloads), last
 
+    def _note_calls(self, steps: Sequence[ConsultationPayload]) -> None:
+        """Count each consulted model's failures in a row; at :data:`PROBE_AFTER_FAILURES`
+        the model is queued to become suspect (``probe_failed``) at the next turn."""
+        for step in steps:
+            if isinstance(step, ConsultationAnswerReceivedData):
+                self._failures_in_a_row.pop(step.key, None)
+            elif isinstance(step, ConsultationModelFailedData) and (
+                    step.error_code in _PROBE_FAILURES):
+                count = self._failures_in_a_row.get(step.key, 0) + 1
+                self._failures_in_a_row[step.key] = count
+                if count >= PROBE_AFTER_FAILURES:
+                    self._probe_failures[step.key] = (
+                        f"{count} calls in a row failed; last: {step.error_code}: "
+                        f"{step.message}")
+
+    async def mark_probe_failures(self) -> int:
+        """Publish ``ModelSuspect(probe_failed)`` for the queued models; the last sequence."""
+        if not self._probe_failures:
+            return 0
+        async with self._tick_lock:
+            queued, self._probe_failures = self._probe_failures, {}
+            payloads: list[RegistryPayload] = []
+            for key, detail in sorted(queued.items()):
+                payloads += probe_failed(self.folded.state, key, detail)
+                self._failures_in_a_row.pop(key, None)
+            last = await self.publish_registry(payloads)
+            if last:
+                await self.wait_folded(last)
+                log.warning("models_suspect_after_failed_calls",
+                            models=[p.key for p in payloads if isinstance(p, ModelSuspectData)])
+            return last
+
+    async def _reprobe(self) -> list[RegistryPayload]:
+        """Probe every model suspect because its calls failed (one tiny chat call each);
+        those that answer are restored. Runs inside a provider tick."""
+        suspects = [m.record.key for m in self.folded.state.models.values()
+                    if m.liveness == "suspect" and m.suspect_reason == "probe_failed"]
+        payloads: list[RegistryPayload] = []
+        for key in sorted(suspects):
+            try:
+                await self._client_for(key).complete(
+                    [ChatMessage(role="user", content="Reply with: ok")], max_tokens=1,
+                    timeout_s=_PROBE_TIMEOUT_S)
+            except Exception as exc:  # still failing: it stays suspect
+                log.info("probe_failed", model=key, error=f"{type(exc).__name__}"[:100])
+                continue
+            payloads += probe_succeeded(self.folded.state, key)
+        return payloads
+
     async def tick(self) -> None:
         """Run whichever timer is due (called by the ticker loop when ready)."""
+        await self.mark_probe_failures()
         providers, board = self.due()
         if providers:
             await self.sync_providers()
@@ -453,6 +521,7 @@ class RegistryService:
                 raise
             # Routing left no model: what the request asks for, nothing registered offers.
             raise NotFound(exc.message, **exc.detail) from None
+        self._note_calls(steps)
         answers = {a.key: a for a in outcome.answers}
         views = tuple(
             ConsultAnswerView(key=s.key, family=s.family, text=s.text, latency_ms=s.latency_ms,

@@ -177,7 +177,11 @@ async def registry_issues(config: Config) -> list[Any]:
 async def until_routed(http: httpx.AsyncClient, check: Any, **params: Any) -> list[str]:
     """Poll ``route`` until ``check(candidate keys)`` holds."""
     async def probe() -> list[str] | None:
-        keys = [c["key"] for c in (await route(http, limit=16, **params))["candidates"]]
+        response = await http.get(f"/v1/{NS}/route", params={"limit": 16, **params})
+        if response.status_code == 503:  # registry_sync still folding / not listening yet
+            return None
+        assert response.status_code == 200, response.text
+        keys = [c["key"] for c in response.json()["candidates"]]
         return keys if check(keys) else None
 
     found: list[str] = await eventually(probe)
@@ -438,3 +442,46 @@ async def test_nothing_configured_answers_a_typed_error_fast_and_bad_input_is_40
         assert json.loads(listed.data)["result"]["total"] == 0
         asked = await cli(system, ["consult", "hello?", "--ns", NS])
         assert asked.exit_code == 2 and "MNEMOS_REGISTRY_CONFIG" in asked.stderr
+
+
+async def test_a_model_whose_calls_keep_failing_is_suspect_until_a_probe_answers(
+        config: Config, servers: dict[str, ReplayServer]) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        servers[name].add("POST", "/v1/chat/completions", chat_reply(AGREE_1))
+    servers["delta"].add("GET", "/v1/models", models_body("llama-3.3-70b"))
+    servers["delta"].add("POST", "/v1/chat/completions", Recorded.json(
+        {"error": {"message": "upstream exploded", "type": "server_error"}}, status=500))
+    async with running(config, settings(servers)) as system:
+        http = system.http
+        await until_routed(http, lambda keys: "delta/llama-3.3-70b" in keys)
+        for _ in range(3):
+            response = await http.post(f"/v1/{NS}/consult", json={
+                "prompt": "What is the capital of Australia?", "models": 4, "timeout_s": 5,
+                "context": False})
+            assert response.status_code == 200, response.text
+            assert "delta/llama-3.3-70b" in {f["key"] for f in response.json()["failed"]}
+
+        async def suspect() -> dict[str, Any] | None:
+            view = await models(http, key="delta/llama-3.3-70b")
+            model: dict[str, Any] = view["models"][0]
+            return model if model["liveness"] == "suspect" else None
+
+        model = await eventually(suspect)
+        assert model["suspect_reason"] == "probe_failed"
+        assert "3 calls in a row failed" in model["suspect_detail"]
+        await until_routed(http, lambda keys: "delta/llama-3.3-70b" not in keys)
+
+        # The provider recovers: the next tick probes the model and restores it.
+        servers["delta"].add("POST", "/v1/chat/completions", chat_reply("ok"))
+        system.clock.advance(3601)
+
+        async def restored() -> dict[str, Any] | None:
+            view = await models(http, key="delta/llama-3.3-70b")
+            model: dict[str, Any] = view["models"][0]
+            return model if model["liveness"] == "active" else None
+
+        await eventually(restored)
+        probe = servers["delta"].requests[-1].json()
+        assert probe["max_tokens"] == 1
+        await until_routed(http, lambda keys: "delta/llama-3.3-70b" in keys)
+        assert await registry_issues(config) == []
