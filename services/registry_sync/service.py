@@ -21,8 +21,9 @@ then probes such models with one tiny chat call and restores those that answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -88,6 +89,13 @@ from services.registry_sync.consensus import EmbedFn
 from services.registry_sync.consult import ConsultationPayload, ConsultRequest, consult
 from services.registry_sync.diff import probe_failed, probe_succeeded
 from services.registry_sync.leaderboard import load_board
+from services.registry_sync.metrics import (
+    CONSULTATIONS,
+    MODELS,
+    PROVIDER_SYNC_FAILURES,
+    REGISTRY_EVENTS_PUBLISHED,
+    SYNC_SECONDS,
+)
 from services.registry_sync.prices import PriceTable, load_price_table
 from services.registry_sync.routing import (
     PROFILES,
@@ -141,6 +149,15 @@ class _Folded:
     target: int = 0
     active: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@contextlib.asynccontextmanager
+async def _timed(target: str) -> AsyncIterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        SYNC_SECONDS.labels(target).observe(time.perf_counter() - started)
 
 
 class RegistryService:
@@ -217,6 +234,12 @@ class RegistryService:
                     except KeyError as missing:
                         log.error("registry_event_unfoldable", key=str(missing))
         f.seq = max(f.seq, last_seq)
+        if payloads:
+            counts = dict.fromkeys(("active", "suspect", "retired"), 0)
+            for model in f.state.models.values():
+                counts[model.liveness] += 1
+            for liveness, count in counts.items():
+                MODELS.labels(liveness).set(count)
         f.changed.set()
         f.changed = asyncio.Event()
 
@@ -262,6 +285,9 @@ class RegistryService:
         for index, payload in enumerate(payloads):
             last = await self._publish(registry_event(payload, command_id=command_id,
                                                       index=index, at=at))
+            REGISTRY_EVENTS_PUBLISHED.labels(type(payload).__name__.removesuffix("Data")).inc()
+            if isinstance(payload, ProviderSyncFailedData):
+                PROVIDER_SYNC_FAILURES.labels(payload.provider, payload.error_code).inc()
         return last
 
     # --- ticks ----------------------------------------------------------------------------
@@ -289,7 +315,7 @@ class RegistryService:
 
     async def sync_providers(self) -> tuple[list[RegistryPayload], int]:
         """One provider tick: fetch every provider, publish the diff, wait for its fold."""
-        async with self._tick_lock:
+        async with self._tick_lock, _timed("providers"):
             s = self.settings
             prices = await self._prices()
             result = await sync_tick(self.folded.state, self._listers, self.clock().date(),
@@ -309,7 +335,7 @@ class RegistryService:
 
     async def sync_leaderboard(self) -> tuple[list[RegistryPayload], int]:
         """One leaderboard tick: load every page, publish the ranking, wait for its fold."""
-        async with self._tick_lock:
+        async with self._tick_lock, _timed("leaderboard"):
             s = self.settings
             if s.leaderboard is None:
                 return [], 0
@@ -522,6 +548,7 @@ class RegistryService:
             # Routing left no model: what the request asks for, nothing registered offers.
             raise NotFound(exc.message, **exc.detail) from None
         self._note_calls(steps)
+        CONSULTATIONS.labels("reached" if outcome.result.reached else "abstained").inc()
         answers = {a.key: a for a in outcome.answers}
         views = tuple(
             ConsultAnswerView(key=s.key, family=s.family, text=s.text, latency_ms=s.latency_ms,
