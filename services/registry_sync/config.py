@@ -37,7 +37,9 @@ class RegistrySyncConfig(msgspec.Struct, frozen=True, kw_only=True):
     - ``family_aliases``: model-id glob -> family.
     - ``leaderboard_name``: the ranking source (``mnemos.evt.system.ranking.<name>``).
     - ``provider_interval_s`` (daily) and ``leaderboard_interval_s`` (weekly): the timers,
-      checked every ``tick_check_s``; ``publish_timeout_s`` bounds each event's publish and
+      checked every ``tick_check_s``; after a failed provider or leaderboard fetch the next
+      attempt comes ``retry_failed_s`` later (not a whole interval); ``publish_timeout_s``
+      bounds each event's publish and
       ``fold_timeout_s`` the wait until the service has folded what it published.
     """
 
@@ -52,6 +54,7 @@ class RegistrySyncConfig(msgspec.Struct, frozen=True, kw_only=True):
     leaderboard_name: str = "arena"
     provider_interval_s: float = 86_400.0
     leaderboard_interval_s: float = 7 * 86_400.0
+    retry_failed_s: float = 900.0
     tick_check_s: float = 1.0
     publish_timeout_s: float = 10.0
     fold_timeout_s: float = 60.0

@@ -146,6 +146,8 @@ class _Folded:
     seq: int = 0
     provider_at: datetime | None = None
     ranking_at: datetime | None = None
+    failing: set[str] = field(default_factory=set)
+    """Providers whose last sync failed."""
     target: int = 0
     active: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -191,6 +193,7 @@ class RegistryService:
         self._inflight: set[tuple[str, str]] = set()
         self._finished: dict[tuple[str, str], tuple[str, ConsultResult | None]] = {}
         self._failures_in_a_row: dict[str, int] = {}
+        self._board_failed_at: datetime | None = None
         self._probe_failures: dict[str, str] = {}
 
     async def aclose(self) -> None:
@@ -222,6 +225,10 @@ class RegistryService:
             payloads.append(event.data)  # type: ignore[attr-defined]
             if isinstance(event, ProviderSynced | ProviderSyncFailed):
                 f.provider_at = event.at
+                if isinstance(event, ProviderSynced):
+                    f.failing.discard(event.data.provider)
+                else:
+                    f.failing.add(event.data.provider)
             elif isinstance(event, RankingPublished):
                 f.ranking_at = event.at
         if payloads:
@@ -295,12 +302,15 @@ class RegistryService:
     def due(self) -> tuple[bool, bool]:
         """Whether the provider and the leaderboard syncs are due now."""
         now, f, s = self.clock(), self.folded, self.settings
+        provider_wait = min(s.provider_interval_s, s.retry_failed_s) if f.failing else (
+            s.provider_interval_s)
         providers = bool(self._listers) and (
-            f.provider_at is None or (now - f.provider_at).total_seconds()
-            >= s.provider_interval_s)
+            f.provider_at is None or (now - f.provider_at).total_seconds() >= provider_wait)
         board = s.leaderboard is not None and bool(f.state.models) and (
             f.ranking_at is None or (now - f.ranking_at).total_seconds()
-            >= s.leaderboard_interval_s)
+            >= s.leaderboard_interval_s) and (
+            self._board_failed_at is None
+            or (now - self._board_failed_at).total_seconds() >= s.retry_failed_s)
         return providers, board
 
     async def _prices(self) -> PriceTable | None:
@@ -339,8 +349,13 @@ class RegistryService:
             s = self.settings
             if s.leaderboard is None:
                 return [], 0
-            board = await load_board(s.leaderboard, self._http,
-                                     rows_api_params=s.leaderboard_rows_api)
+            try:
+                board = await load_board(s.leaderboard, self._http,
+                                         rows_api_params=s.leaderboard_rows_api)
+            except MnemosError:
+                self._board_failed_at = self.clock()  # retried retry_failed_s later
+                raise
+            self._board_failed_at = None
             result = rank_tick(self.folded.state, board, source=s.leaderboard_name,
                                category=s.leaderboard_category, aliases=s.leaderboard_aliases)
             last = await self.publish_registry(result.payloads)
