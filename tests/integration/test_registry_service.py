@@ -454,6 +454,20 @@ async def test_a_model_whose_calls_keep_failing_is_suspect_until_a_probe_answers
     async with running(config, settings(servers)) as system:
         http = system.http
         await until_routed(http, lambda keys: "delta/llama-3.3-70b" in keys)
+
+        async def all_projected() -> dict[str, Any] | None:
+            view = await models(http)
+            return view if view["total"] == 7 else None
+
+        await eventually(all_projected)
+        llama = await models(http, family="llama", capability="chat", provider="delta")
+        assert [m["key"] for m in llama["models"]] == ["delta/llama-3.3-70b"]
+        first = await models(http, limit=3)
+        assert first["total"] == 7 and first["next_after"] == first["models"][-1]["key"]
+        rest = await models(http, limit=10, after=first["next_after"])
+        assert [m["key"] for m in first["models"] + rest["models"]] == sorted(
+            m["key"] for m in (await models(http))["models"])
+        assert rest["next_after"] is None
         for _ in range(3):
             response = await http.post(f"/v1/{NS}/consult", json={
                 "prompt": "What is the capital of Australia?", "models": 4, "timeout_s": 5,
