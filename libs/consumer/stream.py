@@ -107,11 +107,20 @@ class BatchPuller:
         return await self._request(batch, {"no_wait": True}, 0.0)
 
     async def pull(self, batch: int, wait_s: float) -> list[Msg]:
-        """Up to ``batch`` messages: at once if any are ready, else within ``wait_s``."""
+        """Up to ``batch`` messages: at once if any are ready, else as soon as the first one
+        arrives within ``wait_s`` (with whatever else is ready by then).
+
+        The lingering request asks for one message: a request for a whole batch would only be
+        completed by a full batch or its expiry, so a trickle of events (an agent writing a
+        few a second) would wait out ``wait_s`` each time.
+        """
         msgs = await self._request(batch, {"no_wait": True}, 0.0)
-        if msgs:
+        if msgs or batch < 1:
             return msgs
-        return await self._request(batch, {"expires": int(wait_s * 1e9)}, wait_s)
+        first = await self._request(1, {"expires": int(wait_s * 1e9)}, wait_s)
+        if not first or batch == 1:
+            return first
+        return first + await self._request(batch - 1, {"no_wait": True}, 0.0)
 
     async def close(self) -> None:
         """Stop receiving."""
