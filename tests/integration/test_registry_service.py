@@ -341,7 +341,7 @@ async def test_consultation_by_content_with_a_dead_provider(
         result = response.json()
         assert time.monotonic() - started < 30
         assert result["reached"], result
-        assert result["answer_key"] in {"beta/claude-sonnet-4", "gamma/gemini-2.5-pro"}
+        assert result["answer_key"].split("/")[0] in {"beta", "gamma"}  # the agreeing pair
         assert [d["key"] for d in result["dissent"]] == ["alpha/gpt-4o"]
         failed = {f["key"]: f for f in result["failed"]}
         assert "delta/llama-3.3-70b" in failed  # cut off, the consultation went on
