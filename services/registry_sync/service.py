@@ -494,8 +494,16 @@ class RegistryService:
     async def _context(self, ns: str, request: Consult) -> ContextPiece:
         if not request.context or request.context_tokens == 0 or self.context is None:
             return ContextPiece()
-        query = request.context_query or request.prompt
-        piece: ContextPiece = await self.context(ns, query, request.context_tokens)
+        query = request.context_query if request.context_query and not is_blank(
+            request.context_query) else request.prompt
+        try:
+            piece: ContextPiece = await self.context(ns, query, request.context_tokens)
+        except MnemosError:
+            raise
+        except Exception as exc:  # the read models are away: say so, do not answer blind
+            raise Unavailable(f"the memory context could not be assembled: "
+                              f"{type(exc).__name__}; retry, or consult with context=false"
+                              ) from None
         return piece
 
     async def consult(self, ns: str, actor: Any, request: Consult) -> ConsultResult:
