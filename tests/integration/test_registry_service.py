@@ -23,6 +23,9 @@ import httpx
 import pytest
 
 from libs.embeddings import MiniLMOnnxEmbedder
+from libs.events import encode_event, event_subject, new_command_id
+from libs.events.reasoning import registry_event
+from libs.events.registry import FieldChangeData, ModelChangedData
 from libs.llm import ProviderConfig
 from libs.llm.retry import RetryPolicy
 from libs.llm.transport import CallPolicy
@@ -498,4 +501,43 @@ async def test_a_model_whose_calls_keep_failing_is_suspect_until_a_probe_answers
         probe = servers["delta"].requests[-1].json()
         assert probe["max_tokens"] == 1
         await until_routed(http, lambda keys: "delta/llama-3.3-70b" in keys)
+        assert await registry_issues(config) == []
+
+
+async def test_a_registry_event_contradicting_the_registry_is_dead_lettered_not_fatal(
+        config: Config, servers: dict[str, ReplayServer]) -> None:
+    async with running(config, settings(servers)) as system:
+        http = system.http
+        await until_routed(http, lambda keys: len(keys) == 8)
+        poison = registry_event(ModelChangedData(key="ghost/model", changes=(FieldChangeData(
+            field="family", old="a", new="b", source="provider"),)),
+            command_id=new_command_id(), index=0, at=system.clock())
+        js = system.nc.jetstream()
+        ack = await js.publish(event_subject(poison.ns, poison.aggregate, poison.aggregate_id),
+                               encode_event(poison), headers={"Nats-Msg-Id": poison.id})
+
+        async def dead_lettered() -> list[dict[str, Any]] | None:
+            conn = await connect_async(config.database_url or "", config.db_schema,
+                                       autocommit=True)
+            try:
+                cur = await conn.execute("SELECT seq, error FROM dead_letters WHERE seq = %s",
+                                         (ack.seq,))
+                rows = [dict(r) for r in await cur.fetchall()]
+            finally:
+                await conn.close()
+            return rows or None
+
+        rows = await eventually(dead_lettered)
+        assert "ghost/model" in rows[0]["error"]
+        # Both consumers went on: the next sync is folded and projected as usual.
+        servers["alpha"].add("GET", "/v1/models", models_body("gpt-4o"))
+        report = await http.post("/v1/registry/sync", json={"target": "providers"})
+        assert report.status_code == 200, report.text
+        assert report.json()["by_type"]["ModelSuspect"] == 1
+
+        async def projected() -> dict[str, Any] | None:
+            view = await models(http, key="alpha/gpt-4o-mini")
+            return view if view["models"][0]["liveness"] == "suspect" else None
+
+        await eventually(projected)
         assert await registry_issues(config) == []
