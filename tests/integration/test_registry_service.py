@@ -32,10 +32,12 @@ from libs.llm.transport import CallPolicy
 from libs.readmodel.verification import check_registry
 from libs.runtime.config import Config
 from libs.runtime.database import connect_async
+from services.auditor.verify import verify
 from services.projector.replay import replay
 from services.registry_sync import main as registry_main
 from services.registry_sync.config import RegistrySyncConfig
 from services.registry_sync.diff import LivenessPolicy
+from tests.support.auditor import running_auditor, wait_for_head
 from tests.support.services import running_gateway
 from tests.support_http import Recorded, ReplayServer
 
@@ -541,3 +543,31 @@ async def test_a_registry_event_contradicting_the_registry_is_dead_lettered_not_
 
         await eventually(projected)
         assert await registry_issues(config) == []
+
+
+async def test_full_audit_verification_covers_the_registry_and_names_a_tampered_row(
+        config: Config, servers: dict[str, ReplayServer]) -> None:
+    async with running_auditor(config), running(config, settings(servers)) as system:
+        await until_routed(system.http, lambda keys: len(keys) == 8)
+
+        async def all_projected() -> dict[str, Any] | None:
+            view = await models(system.http)
+            return view if len(view["providers"]) == 4 else None
+
+        await eventually(all_projected)
+        js = system.nc.jetstream()
+        last = (await js.stream_info("MNEMOS_EVENTS")).state.last_seq
+        await wait_for_head(config, last)
+        report = await verify(config, full=True)
+        assert report.ok, report
+        conn = await connect_async(config.database_url or "", config.db_schema, autocommit=True)
+        try:
+            await conn.execute("UPDATE registry_models SET liveness = 'retired'"
+                               " WHERE key = 'beta/claude-sonnet-4'")
+        finally:
+            await conn.close()
+        tampered = await verify(config, full=True)
+    assert not tampered.ok
+    assert [(i.table, i.field) for i in tampered.read_model_issues] == [
+        ("registry_models", "liveness")]
+    assert "beta/claude-sonnet-4" in tampered.read_model_issues[0].detail
