@@ -171,7 +171,12 @@ async def run(config: Config, stop: asyncio.Event, *, registry: RegistrySyncConf
     if config.database_url is None:
         raise Unavailable("registry_sync needs MNEMOS_DATABASE_URL (its leadership lock and "
                           "the consultations' memory context)")
-    settings = registry or load_registry_config(registry_config_path(config))
+    path = registry_config_path(config)
+    settings = registry or load_registry_config(path)
+    if registry is None and path.exists() and any(p.api_key for p in settings.providers) and (
+            path.stat().st_mode & 0o077):
+        log.warning("registry_config_readable_by_others", path=str(path),
+                    fix=f"chmod 600 {path} (it holds provider API keys)")
     reason = settings.idle_reason()
     if reason is not None:
         log.warning("registry_sync_idle", reason=reason)
