@@ -15,7 +15,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from libs.events.fields import ShortText
+from libs.events.fields import Seq, ShortText
 from libs.events.ids import derive_event_id
 from libs.events.model import (
     Actor,
@@ -168,6 +168,9 @@ class ListModels(_Request, frozen=True, kw_only=True):
     include_retired: bool = True
     after: Name | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    after_seq: Seq | None = None
+    """Read-your-writes: wait until the read models include this stream sequence (e.g. a
+    ``registry_sync`` report's ``last_seq``)."""
 
 
 class ModelView(msgspec.Struct, frozen=True, kw_only=True):

@@ -536,12 +536,9 @@ async def test_a_registry_event_contradicting_the_registry_is_dead_lettered_not_
         report = await http.post("/v1/registry/sync", json={"target": "providers"})
         assert report.status_code == 200, report.text
         assert report.json()["by_type"]["ModelSuspect"] == 1
-
-        async def projected() -> dict[str, Any] | None:
-            view = await models(http, key="alpha/gpt-4o-mini")
-            return view if view["models"][0]["liveness"] == "suspect" else None
-
-        await eventually(projected)
+        # Read-your-writes: the report's last_seq makes models wait for the projection.
+        view = await models(http, key="alpha/gpt-4o-mini", after_seq=report.json()["last_seq"])
+        assert view["models"][0]["liveness"] == "suspect"
         assert await registry_issues(config) == []
 
 

@@ -92,6 +92,7 @@ class QueryService:
         """The model registry (shared by every namespace; the reader needs read on ``ns``)."""
         async def work() -> ModelsView:
             validate_namespace(ns)
+            await self._rm.wait_for(request.after_seq)
             async with self._rm.connection() as conn:
                 return await registry_queries.list_models(conn, request)
 
