@@ -8,6 +8,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "CONSULTATIONS",
+    "LEADERBOARD_FAILURES",
     "MODELS",
     "PROVIDER_SYNC_FAILURES",
     "REGISTRY_EVENTS_PUBLISHED",
@@ -26,3 +27,6 @@ PROVIDER_SYNC_FAILURES: Final = Counter(
     ["provider", "error_code"])
 CONSULTATIONS: Final = Counter(
     "mnemos_consultations", "Consultations by outcome (reached, abstained).", ["outcome"])
+LEADERBOARD_FAILURES: Final = Counter(
+    "mnemos_registry_leaderboard_failures",
+    "Leaderboard fetches that failed (the previous ranking stays in force).", ["source"])

@@ -91,6 +91,7 @@ from services.registry_sync.diff import probe_failed, probe_succeeded
 from services.registry_sync.leaderboard import load_board
 from services.registry_sync.metrics import (
     CONSULTATIONS,
+    LEADERBOARD_FAILURES,
     MODELS,
     PROVIDER_SYNC_FAILURES,
     REGISTRY_EVENTS_PUBLISHED,
@@ -352,8 +353,11 @@ class RegistryService:
             try:
                 board = await load_board(s.leaderboard, self._http,
                                          rows_api_params=s.leaderboard_rows_api)
-            except MnemosError:
+            except MnemosError as exc:
                 self._board_failed_at = self.clock()  # retried retry_failed_s later
+                LEADERBOARD_FAILURES.labels(s.leaderboard_name).inc()
+                log.warning("leaderboard_unavailable", source=s.leaderboard,
+                            error=exc.message, retry_in_s=s.retry_failed_s)
                 raise
             self._board_failed_at = None
             result = rank_tick(self.folded.state, board, source=s.leaderboard_name,

@@ -568,3 +568,16 @@ async def test_full_audit_verification_covers_the_registry_and_names_a_tampered_
     assert [(i.table, i.field) for i in tampered.read_model_issues] == [
         ("registry_models", "liveness")]
     assert "beta/claude-sonnet-4" in tampered.read_model_issues[0].detail
+
+
+async def test_an_unreadable_leaderboard_leaves_the_registry_working(
+        config: Config, servers: dict[str, ReplayServer], tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-board.csv")
+    async with running(config, settings(servers, leaderboard=missing)) as system:
+        http = system.http
+        await until_routed(http, lambda keys: len(keys) == 8)
+        response = await http.post("/v1/registry/sync", json={"target": "leaderboard"})
+        assert response.status_code == 503, response.text
+        assert "no-such-board.csv" in response.text
+        view = await models(http, key="alpha/gpt-4o")
+        assert view["models"][0]["ranking"] is None
