@@ -13,7 +13,8 @@ Setups, each on fresh servers:
 
 For each: raw ``js.publish`` (``--inflight`` in flight, acknowledged by JetStream) and
 ``remember`` through the gateway (``mnemos serve command``, NATS request-reply, same number in
-flight): rate, p50 and p99 acknowledgement latency, and the rate as a ratio to setup 1. The
+flight): rate, p50 and p99 acknowledgement latency, and the rate as a ratio to setup 1;
+medians over ``--rounds`` rounds in rotated order, since other work on the machine drifts. The
 cluster runs TLS and broker identities as deployed; the single nodes run open, as in
 bench_spine. Figures are printed, never asserted.
 """
@@ -25,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -182,10 +184,19 @@ def _ms(value: float) -> str:
     return f"{value * 1000:.1f} ms"
 
 
-def report(name: str, figures: Figures, baseline: Figures, unit: str) -> None:
-    """One result line: rate, latencies, ratio to setup 1."""
-    report_line(name, f"{figures.rate:,.0f} {unit}/s  p50 {_ms(figures.p50)}  "
-                      f"p99 {_ms(figures.p99)}  x{figures.rate / baseline.rate:.2f} of (1)")
+def _median(samples: list[Figures]) -> Figures:
+    return Figures(statistics.median(f.rate for f in samples),
+                   statistics.median(f.p50 for f in samples),
+                   statistics.median(f.p99 for f in samples))
+
+
+def report(name: str, samples: list[Figures], baseline: list[Figures], unit: str) -> None:
+    """One result line: median rate (range over rounds), median latencies, ratio of the median
+    rate to setup 1's."""
+    mid, base = _median(samples), _median(baseline)
+    spread = f"{min(f.rate for f in samples):,.0f}-{max(f.rate for f in samples):,.0f}"
+    report_line(name, f"{mid.rate:,.0f} {unit}/s ({spread})  p50 {_ms(mid.p50)}  "
+                      f"p99 {_ms(mid.p99)}  x{mid.rate / base.rate:.2f} of (1)")
 
 
 async def measure(broker: Broker, args: argparse.Namespace, database_url: str, logs: Path
@@ -220,24 +231,30 @@ async def main_async(args: argparse.Namespace) -> None:
                 ("(4) 3-node R3 cluster, sync always (shipped)",
                  lambda d: cluster(d, "r3-always", None)),
             ]
-            results: list[tuple[str, Figures, Figures | None]] = []
-            for index, (name, make) in enumerate(setups):
-                workdir = root / f"setup{index + 1}"
-                workdir.mkdir()
-                with make(workdir) as broker:
-                    raw, gateway = await measure(broker, args, postgres.url, workdir)
-                results.append((name, raw, gateway))
+            raw: dict[str, list[Figures]] = {name: [] for name, _ in setups}
+            gateway: dict[str, list[Figures]] = {name: [] for name, _ in setups}
+            for turn in range(args.rounds):
+                # Each round starts with another setup: the machine's load drifts.
+                for index in [(turn + i) % len(setups) for i in range(len(setups))]:
+                    name, make = setups[index]
+                    workdir = root / f"round{turn}-setup{index + 1}"
+                    workdir.mkdir()
+                    with make(workdir) as broker:
+                        raw_figures, gateway_figures = await measure(
+                            broker, args, postgres.url, workdir)
+                    raw[name].append(raw_figures)
+                    if gateway_figures is not None:
+                        gateway[name].append(gateway_figures)
         finally:
             postgres.stop()
+    report_line("rounds (median of each; range of rates in brackets)", str(args.rounds))
     report_line("machine load (1-min average) at the end", f"{os.getloadavg()[0]:.2f}")
-    raw_base = results[0][1]
-    for name, raw, _ in results:
-        report(f"raw js.publish ({args.inflight} in flight) {name}", raw, raw_base, "msg")
-    gateway_base = results[0][2]
-    for name, _, gateway in results:
-        if gateway is not None and gateway_base is not None:
-            report(f"gateway remember ({args.inflight} in flight) {name}", gateway,
-                   gateway_base, "cmd")
+    first = next(iter(raw))
+    for name, samples in raw.items():
+        report(f"raw js.publish {name}", samples, raw[first], "msg")
+    for name, samples in gateway.items():
+        if samples:
+            report(f"gateway remember {name}", samples, gateway[first], "cmd")
 
 
 def main() -> None:
@@ -246,6 +263,8 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=2000,
                         help="remember commands through the gateway per setup (0 = skip)")
     parser.add_argument("--inflight", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="every setup is measured this many times, in rotated order")
     asyncio.run(main_async(parser.parse_args()))
 
 
