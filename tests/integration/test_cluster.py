@@ -31,10 +31,10 @@ from libs.runtime.config import Config, load_config
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import connect_nats, nats_credentials
 from libs.runtime.nats_server import free_port
-from services.command import main as gateway_main
 from tests.integration.test_fault_projector_kill import Fleet
 from tests.support.cluster import NatsCluster, running_cluster
 from tests.support.events import checkpoint, read_models, rows, wait_checkpoint
+from tests.support.services import running_gateway_alone
 
 pytestmark = pytest.mark.integration
 log = get_logger(__name__)
@@ -54,30 +54,6 @@ def cluster_config(cluster: NatsCluster, database_url: str, identity: str) -> Co
     return load_config(home=cluster.home, nats_url=cluster.url, nats_tls_ca=cluster.ca_file,
                        nats_identity=identity, stream_replicas=3, database_url=database_url,
                        http_port=free_port(), auth="off")
-
-
-@contextlib.asynccontextmanager
-async def running_gateway(config: Config) -> AsyncIterator[httpx.AsyncClient]:
-    """The gateway (services/command main.run) in this process; an HTTP client of it."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway_main.run(config, stop))
-    base = f"http://{config.http_host}:{config.http_port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                if task.done():
-                    task.result()
-                    raise AssertionError("the gateway exited early")
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, "the gateway did not listen within 60 s"
-                await asyncio.sleep(0.1)
-            yield http
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
 
 
 class Burst:
@@ -200,7 +176,7 @@ async def test_a_killed_stream_leader_loses_no_acknowledged_command_and_catches_
     # The read models exist (no projector needed): the gateway then knows a new command id is
     # unused, so a command that met the outage is retried under the same id.
     await asyncio.to_thread(prepare_schema, database_url, config.db_schema, 384)
-    async with running_gateway(config) as http, operator_js(cluster) as js:
+    async with running_gateway_alone(config) as http, operator_js(cluster) as js:
         burst = Burst(http)
         writing = asyncio.create_task(burst.run("before", 240))
         await burst.wait_acked(60)
@@ -236,7 +212,7 @@ async def test_two_projectors_on_the_cluster_project_every_memory_once(
                       "MNEMOS_NATS_TLS_CA": str(cluster.ca_file),
                       "MNEMOS_STREAM_REPLICAS": "3"})
     try:
-        async with running_gateway(config) as http, operator_js(cluster) as js:
+        async with running_gateway_alone(config) as http, operator_js(cluster) as js:
             burst = Burst(http)  # the gateway declared the R3 streams at start
             fleet.spawn()
             leader = await fleet.leader(timeout_s=120)
