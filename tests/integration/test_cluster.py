@@ -67,6 +67,10 @@ class Burst:
         self.retries = 0
         self.node_down = False
         self.acked_while_down = 0
+        self.down_since = 0.0
+        self.longest_gap_s = 0.0
+        """Longest time without any acknowledgement while the node was down (the election)."""
+        self._last_ack = 0.0
         self._progress = asyncio.Event()
 
     async def _send(self, label: str, deadline: float) -> None:
@@ -78,7 +82,12 @@ class Burst:
                 answer = None
             if answer is not None and answer.status_code in (200, 201):
                 self.acked[str(body["command_id"])] = answer.json()["event_id"]
-                self.acked_while_down += self.node_down
+                now = time.monotonic()
+                if self.node_down:
+                    self.acked_while_down += 1
+                    self.longest_gap_s = max(self.longest_gap_s,
+                                             now - max(self._last_ack, self.down_since))
+                self._last_ack = now
                 self._progress.set()
                 return
             if answer is not None and answer.status_code < 500:
@@ -183,10 +192,11 @@ async def test_a_killed_stream_leader_loses_no_acknowledged_command_and_catches_
         victim = cluster.node(await stream_leader(js))
         assert not writing.done()
         victim.kill()  # SIGKILL mid-burst: no shutdown, no flush
-        burst.node_down = True
+        burst.node_down, burst.down_since = True, time.monotonic()
         await writing
         log.info("cluster_burst_survived", killed=victim.server_name, retries=burst.retries,
-                 acked_while_down=burst.acked_while_down)
+                 acked_while_down=burst.acked_while_down,
+                 longest_gap_s=round(burst.longest_gap_s, 2))
         # One node down: a new leader was elected and the gateway keeps accepting writes.
         await burst.run("while-down", 60)
         new_leader = await stream_leader(js)
