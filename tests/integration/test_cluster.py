@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats.errors
 import pytest
 
 from libs.events import EVENTS_STREAM
@@ -120,9 +121,10 @@ class Burst:
 async def stream_leader(js: Any) -> str:
     """Server name of the event stream's leader (waits out an election)."""
     for _ in range(600):
-        info = await js.stream_info(EVENTS_STREAM)
-        if info.cluster is not None and info.cluster.leader:
-            return str(info.cluster.leader)
+        with contextlib.suppress(nats.errors.Error, TimeoutError):  # mid-election, reconnecting
+            info = await js.stream_info(EVENTS_STREAM)
+            if info.cluster is not None and info.cluster.leader:
+                return str(info.cluster.leader)
         await asyncio.sleep(0.1)
     raise AssertionError("the event stream has no leader")
 
