@@ -7,6 +7,8 @@ identities) under faults (issue 17 item 2).
 - Two projector processes share the work as leader and hot standby: the active one is
   SIGKILLed mid-burst, the standby takes over, every memory is projected exactly once and the
   checkpoint reaches the stream's last sequence.
+- Only the nodes (route certificates of the cluster CA) and known identities (nkeys, over TLS
+  with the cluster CA) get in.
 
 Waits are generous and bounded (a loaded 2-core machine); nothing asserts a duration.
 """
@@ -16,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import nats.errors
 import pytest
 
@@ -30,10 +35,10 @@ from libs.events.ids import new_command_id
 from libs.readmodel.schema import prepare_schema
 from libs.runtime.config import Config, load_config
 from libs.runtime.logging import get_logger
-from libs.runtime.nats_client import connect_nats, nats_credentials
-from libs.runtime.nats_server import free_port
+from libs.runtime.nats_client import connect_nats, nats_credentials, tls_context
+from libs.runtime.nats_server import NatsServer, free_port
 from tests.integration.test_fault_projector_kill import Fleet
-from tests.support.cluster import NatsCluster, running_cluster
+from tests.support.cluster import ClusterNode, NatsCluster, running_cluster, write_certificates
 from tests.support.events import checkpoint, read_models, rows, wait_checkpoint
 from tests.support.services import running_gateway_alone
 
@@ -251,3 +256,62 @@ async def test_two_projectors_on_the_cluster_project_every_memory_once(
     assert memories == [{"n": 200, "d": 200, "c": 200}]
     assert events == [{"n": 200, "d": 200, "last": last}]
     assert letters == [{"n": 0}]
+
+
+def _routed_peers(node: ClusterNode) -> set[str]:
+    """Server names of the routes ``node`` has established."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.monitor_port}/routez",
+                                timeout=5) as answer:
+        routes = json.loads(answer.read()).get("routes") or []
+    return {str(route.get("remote_name")) for route in routes}
+
+
+class RogueNode(NatsServer):
+    """A nats-server that tries to join the cluster as a route: it trusts the cluster's CA, but
+    its own route certificate was signed by another CA (what an attacker on the network could
+    run). Only the nodes' verification of route client certificates can stop it."""
+
+    def __init__(self, root: Path, cluster_ca: Path, seed: ClusterNode) -> None:
+        super().__init__(root, port=free_port())
+        self.foreign = write_certificates(root / "tls").parent
+        self.cluster_ca, self.seed = cluster_ca, seed
+
+    def _write_config(self) -> Path:
+        conf = super()._write_config()
+        text = conf.read_text().replace("server_name: mnemos_embedded", "server_name: rogue")
+        conf.write_text(text + "\n".join([
+            "cluster {", "  name: mnemos", f"  port: {free_port()}", "  tls {",
+            f'    cert_file: "{self.foreign / "route-cert.pem"}"',
+            f'    key_file: "{self.foreign / "route-key.pem"}"',
+            f'    ca_file: "{self.cluster_ca}"', "    verify: true", "  }",
+            f"  routes: [nats-route://127.0.0.1:{self.seed.route_port}]", "}", ""]))
+        return conf
+
+
+async def test_the_cluster_admits_only_its_nodes_and_known_identities(
+        cluster: NatsCluster, tmp_path: Path) -> None:
+    seed = cluster.nodes[0]
+    peers = {n.server_name for n in cluster.nodes[1:]}
+    assert _routed_peers(seed) == peers
+    # A client needs the cluster CA to trust the server, and an nkey the cluster knows.
+    quiet: dict[str, Any] = {"connect_timeout": 3, "allow_reconnect": False,
+                             "max_reconnect_attempts": 0}
+    with pytest.raises(Exception, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        await nats.connect(seed.url, **quiet)
+    tls_only = {"tls": tls_context(cluster.ca_file), **quiet}
+    with pytest.raises(Exception, match=r"[Aa]uthorization"):
+        await nats.connect(seed.url, **tls_only)
+    # A server whose route certificate another CA signed is refused by the mutual TLS of routes.
+    rogue = RogueNode(tmp_path / "rogue", cluster.ca_file, seed)
+    rogue.start()
+    try:
+        seed_log = seed.store_dir / "nats-server.log"
+        deadline = time.monotonic() + 60
+        # The seed itself refuses the rogue's route certificate.
+        while not any("TLS route handshake error" in line and "unknown authority" in line
+                      for line in seed_log.read_text().splitlines()):
+            assert time.monotonic() < deadline, "the rogue never tried its route"
+            await asyncio.sleep(0.2)
+        assert _routed_peers(seed) == peers
+    finally:
+        rogue.stop()

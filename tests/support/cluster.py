@@ -148,6 +148,7 @@ class ClusterNode(NatsServer):
                          authorization=authorization)
         self.index = index
         self.server_name = f"mnemos-nats-{index}"
+        self.route_port = own.route
         self._ports, self._tls_dir, self._sync = ports, tls_dir, sync_interval
 
     @property
