@@ -18,9 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -260,9 +258,7 @@ async def test_two_projectors_on_the_cluster_project_every_memory_once(
 
 def _routed_peers(node: ClusterNode) -> set[str]:
     """Server names of the routes ``node`` has established."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{node.monitor_port}/routez",
-                                timeout=5) as answer:
-        routes = json.loads(answer.read()).get("routes") or []
+    routes = node.monitor("routez").get("routes") or []
     return {str(route.get("remote_name")) for route in routes}
 
 

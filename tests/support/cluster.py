@@ -167,13 +167,17 @@ class ClusterNode(NatsServer):
         conf.chmod(0o600)
         return conf
 
-    def jsz(self, query: str = "") -> dict[str, Any]:
-        """The node's ``/jsz?<query>`` monitoring answer (JetStream and meta-cluster state;
-        ``accounts=true&streams=true`` adds the streams as this node stores them)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/jsz?{query}",
-                                    timeout=5) as answer:
+    def monitor(self, endpoint: str, query: str = "") -> dict[str, Any]:
+        """The node's monitoring answer at ``/<endpoint>?<query>`` (``jsz``, ``routez``...)."""
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.monitor_port}/{endpoint}?{query}", timeout=5) as answer:
             data: dict[str, Any] = json.loads(answer.read())
             return data
+
+    def jsz(self, query: str = "") -> dict[str, Any]:
+        """``/jsz``: JetStream and meta-cluster state (``accounts=true&streams=true`` adds the
+        streams as this node stores them)."""
+        return self.monitor("jsz", query)
 
     def meta_leader(self) -> str | None:
         """The meta leader this node sees, None while there is none (or it does not answer)."""
