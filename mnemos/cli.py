@@ -15,6 +15,7 @@ from mnemos.dlq import dlq_app
 from mnemos.identities import identities_app
 from mnemos.keys import keys_app
 from mnemos.mcp import mcp_command
+from mnemos.registry_cli import consult_command, models_command, registry_app
 from mnemos.serve import SERVICES, run_service
 from mnemos.stop import stop_command
 from mnemos.transfer_cli import export_command, import_command
@@ -30,12 +31,16 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(identities_app, name="identities")
 app.add_typer(dlq_app, name="dlq")
 app.command("replay")(replay_command)
+app.add_typer(registry_app, name="registry")
+app.command("models")(models_command)
+app.command("consult")(consult_command)
 app.command("mcp")(mcp_command)
 app.command("stop")(stop_command)
 app.command("import")(import_command)
 app.command("export")(export_command)
 register_verbs(app, taken=frozenset({"up", "serve", "status", "replay", "mcp", "stop", "import",
-                                      "export", "audit", "keys", "identities", "dlq"}))
+                                      "export", "audit", "keys", "identities", "dlq", "registry",
+                                      "models", "consult"}))
 
 @app.callback()
 def _root(as_json: bool = typer.Option(False, "--json", help="Every verb prints its reply "

@@ -10,6 +10,7 @@ from typing import Any, Literal, cast, overload
 import libs.events.audit as _audit
 import libs.events.commands as _commands
 import libs.events.queries as _queries
+import libs.events.reasoning as _reasoning
 import libs.events.security as _security
 import libs.events.views as _views
 
@@ -88,6 +89,17 @@ class AsyncOperations:
         ns = fields.pop('ns', None)
         given = {k: v for k, v in fields.items() if v is not None}
         return cast(_views.AncestorView, await self._invoke('common_ancestor', request, ns, timeout_s, given))
+
+    @overload
+    async def consult(self, request: _reasoning.Consult, /, *, ns: str | None = None, timeout_s: float | None = None) -> _reasoning.ConsultResult: ...
+    @overload
+    async def consult(self, *, prompt: str, profile: Literal['cheap', 'balanced', 'best'] | None = None, models: int | None = None, context: bool | None = None, context_query: str | None = None, context_tokens: int | None = None, discrete: bool | None = None, timeout_s: float | None = None, max_tokens: int | None = None, consultation_id: str | None = None, ns: str | None = None) -> _reasoning.ConsultResult: ...
+    async def consult(self, request: _reasoning.Consult | None = None, **fields: Any) -> _reasoning.ConsultResult:
+        """Ask several routed models of different families (with the namespace's memory context) and reach consensus by content; every step is an event. [command]"""
+        timeout_s = fields.pop('timeout_s', None) if request is not None else None
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_reasoning.ConsultResult, await self._invoke('consult', request, ns, timeout_s, given))
 
     @overload
     async def count(self, request: _queries.CountMemories, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
@@ -211,6 +223,28 @@ class AsyncOperations:
         return cast(_commands.CommandResult, await self._invoke('merge', request, ns, timeout_s, given))
 
     @overload
+    async def models(self, request: _reasoning.ListModels, /, *, ns: str | None = None, timeout_s: float | None = None) -> _reasoning.ModelsView: ...
+    @overload
+    async def models(self, *, key: str | None = None, provider: str | None = None, family: str | None = None, capability: str | None = None, liveness: Literal['active', 'suspect', 'retired'] | None = None, include_retired: bool | None = None, after: str | None = None, limit: int | None = None, after_seq: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _reasoning.ModelsView: ...
+    async def models(self, request: _reasoning.ListModels | None = None, **fields: Any) -> _reasoning.ModelsView:
+        """The model registry (filters: provider, family, capability, liveness; key = one model's record with each field's source) and every provider's last sync. [query (read-only, idempotent)]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_reasoning.ModelsView, await self._invoke('models', request, ns, timeout_s, given))
+
+    @overload
+    async def registry_sync(self, request: _reasoning.SyncRegistry, /, *, timeout_s: float | None = None) -> _reasoning.SyncReport: ...
+    @overload
+    async def registry_sync(self, *, target: Literal['providers', 'leaderboard', 'all'], reason: str | None = None, timeout_s: float | None = None) -> _reasoning.SyncReport: ...
+    async def registry_sync(self, request: _reasoning.SyncRegistry | None = None, **fields: Any) -> _reasoning.SyncReport:
+        """Sync the providers and/or the leaderboard now (admin). [command]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = None
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_reasoning.SyncReport, await self._invoke('registry_sync', request, ns, timeout_s, given))
+
+    @overload
     async def remember(self, request: _commands.Remember, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     @overload
     async def remember(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, content: str, kind: str | None = None, tags: Sequence[str] | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, source: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
@@ -253,6 +287,17 @@ class AsyncOperations:
         ns = None
         given = {k: v for k, v in fields.items() if v is not None}
         return cast(_security.KeyRevoked, await self._invoke('revoke_key', request, ns, timeout_s, given))
+
+    @overload
+    async def route(self, request: _reasoning.RouteQuery, /, *, ns: str | None = None, timeout_s: float | None = None) -> _reasoning.RouteView: ...
+    @overload
+    async def route(self, *, capabilities: Sequence[str] | None = None, input_modalities: Sequence[str] | None = None, context_tokens: int | None = None, output_tokens: int | None = None, profile: Literal['cheap', 'balanced', 'best'] | None = None, include_suspect: bool | None = None, exclude: Sequence[str] | None = None, limit: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _reasoning.RouteView: ...
+    async def route(self, request: _reasoning.RouteQuery | None = None, **fields: Any) -> _reasoning.RouteView:
+        """Explain a routing decision: hard filters, then the profile's score; candidates best first (the failover order). [query (read-only, idempotent)]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_reasoning.RouteView, await self._invoke('route', request, ns, timeout_s, given))
 
     @overload
     async def search(self, request: _queries.Search, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.SearchResults: ...
@@ -371,6 +416,17 @@ class SyncOperations:
         ns = fields.pop('ns', None)
         given = {k: v for k, v in fields.items() if v is not None}
         return cast(_views.AncestorView, self._invoke('common_ancestor', request, ns, timeout_s, given))
+
+    @overload
+    def consult(self, request: _reasoning.Consult, /, *, ns: str | None = None, timeout_s: float | None = None) -> _reasoning.ConsultResult: ...
+    @overload
+    def consult(self, *, prompt: str, profile: Literal['cheap', 'balanced', 'best'] | None = None, models: int | None = None, context: bool | None = None, context_query: str | None = None, context_tokens: int | None = None, discrete: bool | None = None, timeout_s: float | None = None, max_tokens: int | None = None, consultation_id: str | None = None, ns: str | None = None) -> _reasoning.ConsultResult: ...
+    def consult(self, request: _reasoning.Consult | None = None, **fields: Any) -> _reasoning.ConsultResult:
+        """Ask several routed models of different families (with the namespace's memory context) and reach consensus by content; every step is an event. [command]"""
+        timeout_s = fields.pop('timeout_s', None) if request is not None else None
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_reasoning.ConsultResult, self._invoke('consult', request, ns, timeout_s, given))
 
     @overload
     def count(self, request: _queries.CountMemories, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
@@ -494,6 +550,28 @@ class SyncOperations:
         return cast(_commands.CommandResult, self._invoke('merge', request, ns, timeout_s, given))
 
     @overload
+    def models(self, request: _reasoning.ListModels, /, *, ns: str | None = None, timeout_s: float | None = None) -> _reasoning.ModelsView: ...
+    @overload
+    def models(self, *, key: str | None = None, provider: str | None = None, family: str | None = None, capability: str | None = None, liveness: Literal['active', 'suspect', 'retired'] | None = None, include_retired: bool | None = None, after: str | None = None, limit: int | None = None, after_seq: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _reasoning.ModelsView: ...
+    def models(self, request: _reasoning.ListModels | None = None, **fields: Any) -> _reasoning.ModelsView:
+        """The model registry (filters: provider, family, capability, liveness; key = one model's record with each field's source) and every provider's last sync. [query (read-only, idempotent)]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_reasoning.ModelsView, self._invoke('models', request, ns, timeout_s, given))
+
+    @overload
+    def registry_sync(self, request: _reasoning.SyncRegistry, /, *, timeout_s: float | None = None) -> _reasoning.SyncReport: ...
+    @overload
+    def registry_sync(self, *, target: Literal['providers', 'leaderboard', 'all'], reason: str | None = None, timeout_s: float | None = None) -> _reasoning.SyncReport: ...
+    def registry_sync(self, request: _reasoning.SyncRegistry | None = None, **fields: Any) -> _reasoning.SyncReport:
+        """Sync the providers and/or the leaderboard now (admin). [command]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = None
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_reasoning.SyncReport, self._invoke('registry_sync', request, ns, timeout_s, given))
+
+    @overload
     def remember(self, request: _commands.Remember, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     @overload
     def remember(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, content: str, kind: str | None = None, tags: Sequence[str] | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, source: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
@@ -536,6 +614,17 @@ class SyncOperations:
         ns = None
         given = {k: v for k, v in fields.items() if v is not None}
         return cast(_security.KeyRevoked, self._invoke('revoke_key', request, ns, timeout_s, given))
+
+    @overload
+    def route(self, request: _reasoning.RouteQuery, /, *, ns: str | None = None, timeout_s: float | None = None) -> _reasoning.RouteView: ...
+    @overload
+    def route(self, *, capabilities: Sequence[str] | None = None, input_modalities: Sequence[str] | None = None, context_tokens: int | None = None, output_tokens: int | None = None, profile: Literal['cheap', 'balanced', 'best'] | None = None, include_suspect: bool | None = None, exclude: Sequence[str] | None = None, limit: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _reasoning.RouteView: ...
+    def route(self, request: _reasoning.RouteQuery | None = None, **fields: Any) -> _reasoning.RouteView:
+        """Explain a routing decision: hard filters, then the profile's score; candidates best first (the failover order). [query (read-only, idempotent)]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_reasoning.RouteView, self._invoke('route', request, ns, timeout_s, given))
 
     @overload
     def search(self, request: _queries.Search, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.SearchResults: ...

@@ -60,6 +60,15 @@ def _credential(given: str | None) -> str | None:
     return discovery.find_credential() if given is None else (given or None)
 
 
+def _per_call(name: str, request: Any, fields: dict[str, Any]) -> tuple[Any, Any]:
+    """``ns`` and ``timeout_s`` of a call, taken out of ``fields``, unless they are fields of
+    the operation's request given as keywords (``consult`` has a ``timeout_s`` of its own)."""
+    own = {f.name for f in msgspec.structs.fields(OPERATIONS[name].request)}
+    taken = [fields.pop(key, None) if request is not None or key not in own else None
+             for key in ("ns", "timeout_s")]
+    return taken[0], taken[1]
+
+
 @functools.cache
 def _wire_names(cls: type[msgspec.Struct]) -> dict[str, str]:
     # keyword arguments use the attribute names (``from_branch``), the wire its names (``from``)
@@ -180,8 +189,8 @@ class AsyncMnemos(AsyncOperations):
         if name.startswith("_") or name not in OPERATIONS:
             raise AttributeError(name)
 
-        async def operation(request: Any = None, /, *, ns: str | None = None,
-                            timeout_s: float | None = None, **fields: Any) -> Any:
+        async def operation(request: Any = None, /, **fields: Any) -> Any:
+            ns, timeout_s = _per_call(name, request, fields)
             return await self._invoke(name, request, ns, timeout_s, fields)
 
         return operation
@@ -263,8 +272,8 @@ class Mnemos(SyncOperations):
         if name.startswith("_") or name not in OPERATIONS:
             raise AttributeError(name)
 
-        def operation(request: Any = None, /, *, ns: str | None = None,
-                      timeout_s: float | None = None, **fields: Any) -> Any:
+        def operation(request: Any = None, /, **fields: Any) -> Any:
+            ns, timeout_s = _per_call(name, request, fields)
             return self._invoke(name, request, ns, timeout_s, fields)
 
         return operation

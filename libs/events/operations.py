@@ -36,6 +36,16 @@ from libs.events.queries import (
     ListMemories,
     Search,
 )
+from libs.events.reasoning import (
+    Consult,
+    ConsultResult,
+    ListModels,
+    ModelsView,
+    RouteQuery,
+    RouteView,
+    SyncRegistry,
+    SyncReport,
+)
 from libs.events.security import (
     CreateKey,
     KeyCreated,
@@ -204,6 +214,25 @@ _ROWS: Final[tuple[Operation, ...]] = (
               "chain and every read model; with progress=true, NDJSON progress lines first.",
               routes=(Route("GET", "/v1/audit/verify"),), scope=Scope.AUDIT, owner="auditor",
               namespace="system", read_only=True, streams=True),
+    # the reasoning layer (design section 7)
+    _query("models", ListModels, ModelsView,
+           "The model registry (filters: provider, family, capability, liveness; key = one "
+           "model's record with each field's source) and every provider's last sync.",
+           Route("GET", "/v1/{ns}/models")),
+    Operation(name="route", kind="query", request=RouteQuery, reply=RouteView,
+              summary="Explain a routing decision: hard filters, then the profile's score; "
+              "candidates best first (the failover order).",
+              routes=(Route("GET", "/v1/{ns}/route"),),
+              scope=Scope.READ, owner="registry_sync", read_only=True),
+    Operation(name="consult", kind="command", request=Consult, reply=ConsultResult,
+              summary="Ask several routed models of different families (with the namespace's "
+              "memory context) and reach consensus by content; every step is an event.",
+              routes=(Route("POST", "/v1/{ns}/consult"),), scope=Scope.WRITE,
+              owner="registry_sync", idempotent=False, open_world=True),
+    Operation(name="registry_sync", kind="command", request=SyncRegistry, reply=SyncReport,
+              summary="Sync the providers and/or the leaderboard now (admin).",
+              routes=(Route("POST", "/v1/registry/sync"),), scope=Scope.ADMIN,
+              owner="registry_sync", namespace="system", idempotent=False),
 )
 
 OPERATIONS: Final[Mapping[str, Operation]] = MappingProxyType({op.name: op for op in _ROWS})

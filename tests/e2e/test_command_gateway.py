@@ -258,7 +258,7 @@ async def test_operations_endpoints_and_read_your_writes_timeout(system: System)
     http = system.http
     assert (await http.get("/healthz")).json() == {"ok": True}
     ready = (await http.get("/readyz")).json()
-    assert ready == {"ready": True, "nats": True, "database": True}
+    assert ready == {"ready": True, "nats": True, "database": True, "storage": True}
     spec = (await http.get("/openapi.json")).json()
     for path in ("/v1/{ns}/commands/{name}", "/v1/{ns}/memories", "/v1/{ns}/search",
                  "/v1/{ns}/memories/{memory_id}/revise", "/v1/{ns}/memories/{memory_id}/history"):

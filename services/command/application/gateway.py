@@ -57,6 +57,7 @@ def bind_handlers(commands: CommandService, queries: QueryService, history: Hist
         "version": local(history.version), "diff": local(history.diff),
         "common_ancestor": local(history.common_ancestor),
         "create_key": keys.create, "revoke_key": keys.revoke, "list_keys": keys.list,
+        "models": local(queries.models),
     })
     for op in OPERATIONS.values():
         if op.owner != "gateway":
