@@ -55,8 +55,16 @@ def _kind(tp: mi.Type) -> str:
     return "scalar"
 
 
+def _singular(word: str) -> str:
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"  # capabilities -> capability
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]  # tags -> tag, from_versions -> from_version
+    return word
+
+
 def _flag(wire: str, kind: str) -> str:
-    name = wire[:-1] if kind == "list" and wire.endswith("s") and len(wire) > 3 else wire
+    name = _singular(wire) if kind == "list" else wire
     return "--" + name.replace("_", "-")
 
 
