@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from libs.events import Event
@@ -70,6 +71,11 @@ class EventStore(abc.ABC, Generic[S]):
     @abc.abstractmethod
     async def event_at(self, seq: int) -> Event:
         """The event stored at stream sequence ``seq``."""
+
+    @abc.abstractmethod
+    async def appended_at(self, seq: int) -> datetime:
+        """When the store received the message at ``seq`` (its own clock, the one its duplicate
+        window runs on), without decoding it: an undecodable event still has a time."""
 
     @abc.abstractmethod
     async def last_seq(self) -> int:

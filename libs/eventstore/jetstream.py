@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 import nats.errors
@@ -110,6 +111,12 @@ class JetStreamEventStore(EventStore[S]):
 
     async def event_at(self, seq: int) -> Event:
         return self._decode(await self._get(seq=seq))
+
+    async def appended_at(self, seq: int) -> datetime:
+        raw = await self._get(seq=seq)
+        if raw.time is None:
+            raise MnemosError(f"the stream gave no time for seq {seq}", seq=seq)
+        return raw.time  # type: ignore[no-any-return]
 
     async def last_seq(self) -> int:
         async with broker_call("stream info"):

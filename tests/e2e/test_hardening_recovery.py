@@ -177,3 +177,28 @@ async def test_services_started_before_postgres_wait_for_it(
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+
+
+async def test_a_poison_event_not_yet_dead_lettered_does_not_fail_commands(
+        recovery_config: Config) -> None:
+    """An undecodable event waiting for the projector (here: none runs) used to fail every
+    command that carried a command id with a 500, because the duplicate-window check decoded
+    the oldest unprojected event; it now reads that message's stream time only."""
+    config = recovery_config
+    async with running_gateway(config) as (http, nc):
+        created = (await http.post(f"/v1/{NS}/memories", json={"content": "before"})).json()
+        assert (await http.get(f"/v1/{NS}/memories/{created['memory_id']}",
+                               params={"after_seq": created["seq"]})).status_code == 200
+    nc = await nats.connect(config.nats_url or "")
+    try:
+        await nc.jetstream().publish(f"mnemos.evt.{NS}.memory.poison", b"not an event")
+    finally:
+        await nc.close()
+    async with gateway_only(config) as http:  # read models up, no projector: poison waits
+        for _ in range(200):
+            if (await http.get("/readyz")).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        answer = await http.post(f"/v1/{NS}/memories",
+                                 json={"content": "after", "command_id": new_command_id()})
+        assert answer.status_code == 201, answer.text
