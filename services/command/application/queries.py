@@ -10,18 +10,21 @@ from libs.embeddings import Embedder
 from libs.events import (
     GetHistory,
     GetMemory,
+    GetThread,
     HistoryView,
     ListMemories,
     MemoryPage,
     MemoryView,
     Search,
     SearchResults,
+    ThreadView,
     validate_id,
     validate_namespace,
 )
 from libs.readmodel import memories as queries
+from libs.readmodel import threads
 from libs.readmodel.pool import ReadModels
-from libs.readmodel.search import SearchService
+from libs.readmodel.search import SearchService, SearchSettings
 from services.command.metrics import observed_query
 
 __all__ = ["QueryService"]
@@ -34,9 +37,9 @@ class QueryService:
     """Serves the four queries; every one is namespace-scoped and waits for ``after_seq``."""
 
     def __init__(self, read_models: ReadModels, embedder: Callable[[], Embedder], *,
-                 ef_search: int = queries.HNSW_EF_SEARCH) -> None:
+                 settings: SearchSettings | None = None) -> None:
         self._rm = read_models
-        self._search = SearchService(read_models, embedder, ef_search=ef_search)
+        self._search = SearchService(read_models, embedder, settings=settings)
 
     async def get(self, ns: str, request: GetMemory) -> MemoryView:
         """One memory with provenance."""
@@ -70,6 +73,17 @@ class QueryService:
 
         return await observed_query("history", work())
 
+    async def thread(self, ns: str, request: GetThread) -> ThreadView:
+        """A page of a thread's memories in turn order."""
+        async def work() -> ThreadView:
+            valid_ns = validate_namespace(ns)
+            await self._rm.wait_for(request.after_seq)
+            async with self._rm.connection() as conn:
+                return await threads.get_thread(conn, valid_ns, request)
+
+        return await observed_query("thread", work())
+
     async def search(self, ns: str, request: Search) -> SearchResults:
-        """Hybrid (or dense-only / lexical-only) retrieval fused by reciprocal rank."""
+        """Hybrid (or dense-only / lexical-only) retrieval, fused by normalised score and
+        re-ranked with thread context (and recency, when asked)."""
         return await observed_query("search", self._search.search(ns, request))
