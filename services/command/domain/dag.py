@@ -100,6 +100,10 @@ def decide_branch(state: MemoryState, command: Branch, ctx: DecisionContext) -> 
 
 def decide_commit(state: MemoryState, command: Commit, ctx: DecisionContext) -> list[Event]:
     """A new version on ``branch`` whose parent is the branch head."""
+    # Only main's versions move the memory (its content, and so its time of occurrence).
+    if command.occurred_at is not None and command.branch != DEFAULT_BRANCH:
+        raise InvalidInput("occurred_at can only move with a commit onto main",
+                           field="occurred_at")
     dag = _dag(state)
     head = _head(dag, command.branch, command.expected_head)
     content = _check_content(command.content, ctx.max_content_bytes)
@@ -107,10 +111,6 @@ def decide_commit(state: MemoryState, command: Commit, ctx: DecisionContext) -> 
                 else _branch_metadata(state, dag, command.branch, head))
     spec = plan_revise(state.memory_id, dag.graph, head, content, metadata)
     parent = dag.record(head)
-    # Only main's versions move the memory (its content, and so its time of occurrence).
-    if command.occurred_at is not None and command.branch != DEFAULT_BRANCH:
-        raise InvalidInput("occurred_at can only move with a commit onto main",
-                           field="occurred_at")
     occurred = moved_occurrence(state, command.occurred_at)
     if (spec.content_hash == parent.content_hash and metadata == dict(parent.metadata)
             and occurred is None):

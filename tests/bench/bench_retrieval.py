@@ -1,0 +1,222 @@
+"""Retrieval quality on the LoCoMo development set, through the real gateway (issue 12).
+
+Run: ``python -m tests.bench.bench_retrieval [--dir ../shared/data/locomo-dev] [--sweep]``
+
+Every dialogue turn is remembered through the gateway's HTTP API (one namespace per
+conversation, one thread per session, ``occurred_at`` = the session's date, content
+``"<speaker>: <text>"``); every question is one HTTP search. Printed, for lexical, dense and
+the default (hybrid) search side by side: evidence recall@5/@10, hit@10, recall@10 without
+category 5 and per category, HTTP search p50/p95, and whether every top-5 is the first five of
+the top-10. ``--sweep`` then re-ranks in process (the same library code the gateway runs) under
+alternative settings, the evidence behind the defaults. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from libs.embeddings import MiniLMOnnxEmbedder
+from libs.events import Search
+from libs.readmodel import memories as queries
+from libs.readmodel.fusion import FusedHit, reciprocal_rank_fusion, score_fusion
+from libs.readmodel.pool import ReadModels
+from libs.readmodel.search import SearchSettings, rank
+from tests.bench.harness import BenchSystem, percentile, progress, report_line, running_system
+from tests.bench.locomo import CATEGORIES, DEFAULT_DIR, Conversation, load_conversations, score
+
+MODES = ("lexical", "dense", "hybrid")
+INFLIGHT = 16
+DEPTH = 200
+
+
+async def _load(http: httpx.AsyncClient, conv: Conversation) -> tuple[dict[str, str], int]:
+    """Remember every turn; the memory id of each ``dia_id`` and the last stream sequence."""
+    ns = f"locomo-{conv.name}"
+    gate = asyncio.Semaphore(INFLIGHT)
+    ids: dict[str, str] = {}
+    last = 0
+
+    async def one(index: int) -> None:
+        nonlocal last
+        turn = conv.turns[index]
+        body = {"content": turn.content, "occurred_at": turn.occurred_at.isoformat(),
+                "thread": f"session-{turn.session}", "thread_position": turn.position}
+        async with gate:
+            for attempt in range(5):
+                response = await http.post(f"/v1/{ns}/memories", json=body)
+                if response.status_code == 201:
+                    break
+                await asyncio.sleep(0.5 * (attempt + 1))
+            response.raise_for_status()
+        result = response.json()
+        ids[result["memory_id"]] = turn.dia_id
+        last = max(last, int(result["seq"]))
+
+    await asyncio.gather(*(one(i) for i in range(len(conv.turns))))
+    return ids, last
+
+
+def _wait_projected(system: BenchSystem, seq: int, timeout_s: float = 3600.0) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(system.postgres.url, autocommit=True) as conn:
+        while system.checkpoint(conn) < seq:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"projection did not reach {seq}")
+            time.sleep(1.0)
+
+
+async def _search(http: httpx.AsyncClient, ns: str, q: str, k: int, mode: str,
+                  times: list[float]) -> list[str]:
+    began = time.perf_counter()
+    response = await http.get(f"/v1/{ns}/search", params={"q": q, "k": k, "mode": mode})
+    times.append(time.perf_counter() - began)
+    response.raise_for_status()
+    return [hit["memory"]["memory_id"] for hit in response.json()["hits"]]
+
+
+def _report(label: str, results: dict[int, list[tuple[Any, Sequence[str]]]]) -> None:
+    at5, at10 = score(results[5], 5), score(results[10], 10)
+    report_line(f"{label:<28} R@5 / R@10 / hit@10",
+                f"{at5.mean('all'):.3f} / {at10.mean('all'):.3f} / "
+                f"{at10.mean('all', 'hit'):.3f}   R@10 w/o c5 {at10.mean('no-c5'):.3f}")
+    report_line(f"{label:<28} R@10 per category", "  ".join(
+        f"{name} {at10.mean(f'c{c}'):.3f}" for c, name in CATEGORIES.items()))
+
+
+async def _measure_http(system: BenchSystem, convs: list[Conversation],
+                        dia: dict[str, dict[str, str]]) -> None:
+    base = f"http://127.0.0.1:{system.config.http_port}"
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        prefix_ok = prefix_total = 0
+        for mode in MODES:
+            times: list[float] = []
+            results: dict[int, list[tuple[Any, Sequence[str]]]] = {5: [], 10: []}
+            for conv in convs:
+                ns, mapping = f"locomo-{conv.name}", dia[conv.name]
+                for question in conv.questions:
+                    top10 = await _search(http, ns, question.text, 10, mode, times)
+                    top5 = await _search(http, ns, question.text, 5, mode, [])
+                    prefix_total += 1
+                    prefix_ok += top5 == top10[:5]
+                    results[10].append((question, [mapping[m] for m in top10]))
+                    results[5].append((question, [mapping[m] for m in top5]))
+            _report(mode, results)
+            report_line(f"{mode:<28} HTTP search (k=10)",
+                        f"p50 {percentile(times, 50) * 1000:.1f} ms"
+                        f"  p95 {percentile(times, 95) * 1000:.1f} ms  ({len(times)} searches)")
+        report_line("top-5 == first 5 of top-10", f"{prefix_ok}/{prefix_total}")
+
+
+Variant = tuple[str, SearchSettings, Callable[..., list[FusedHit]] | None]
+
+
+async def _sweep(system: BenchSystem, convs: list[Conversation],
+                 dia: dict[str, dict[str, str]]) -> None:
+    """In-process re-ranking under alternative settings (the same library code as the
+    gateway; rankings of each side computed once, DEPTH deep)."""
+    rm = ReadModels(system.config)
+    await rm.open_when_ready(asyncio.Event())
+    embedder = MiniLMOnnxEmbedder.shared()
+    base = SearchSettings()
+    rrf = lambda rankings, weights: reciprocal_rank_fusion(  # noqa: E731
+        {side: [doc for doc, _ in ranking] for side, ranking in rankings.items()})
+    variants: list[Variant] = [
+        ("default", base, None),
+        ("RRF k=60, 100 cand.", base, rrf),
+        ("RRF, no thread context", replace(base, context_pool=0), rrf),
+        ("no thread context", replace(base, context_pool=0), None),
+        ("weights 0.5/0.5", replace(base, dense_weight=0.5, lexical_weight=0.5), None),
+        ("weights 0.7/0.3", replace(base, dense_weight=0.7, lexical_weight=0.3), None),
+        ("weights 0.4/0.6", replace(base, dense_weight=0.4, lexical_weight=0.6), None),
+        ("weights 0.3/0.7", replace(base, dense_weight=0.3, lexical_weight=0.7), None),
+        ("weights 0.2/0.8", replace(base, dense_weight=0.2, lexical_weight=0.8), None),
+        ("lexical only, thread context", replace(base, dense_weight=0.0), None),
+        ("candidates 50", replace(base, candidates=50), None),
+        ("candidates 200", replace(base, candidates=200), None),
+        ("pool 10", replace(base, context_pool=10), None),
+        ("pool 60", replace(base, context_pool=60), None),
+        ("after 0.3 / before 0.1", replace(base, context_after_share=0.3), None),
+        ("after 0.7 / before 0.1", replace(base, context_after_share=0.7), None),
+        ("after 0.5 / before 0.0", replace(base, context_before_share=0.0), None),
+        ("after 0.5 / before 0.3", replace(base, context_before_share=0.3), None),
+    ]
+    try:
+        cached: list[tuple[Conversation, Any, dict[str, list[tuple[str, float]]]]] = []
+        for conv in convs:
+            ns = f"locomo-{conv.name}"
+            vectors = embedder.embed([q.text for q in conv.questions])
+            for question, vector in zip(conv.questions, vectors, strict=True):
+                request = Search(q=question.text, k=10)
+                async with rm.connection() as conn:
+                    lexical = await queries.lexical_ranking(conn, ns, request, question.text,
+                                                            DEPTH)
+                    dense = await queries.dense_ranking(conn, ns, request, vector, DEPTH)
+                cached.append((conv, question, {"lexical": lexical, "dense": dense}))
+        for label, settings, fusion in variants:
+            results: dict[int, list[tuple[Any, Sequence[str]]]] = {5: [], 10: []}
+            for conv, question, sides in cached:
+                ns = f"locomo-{conv.name}"
+                rankings = {side: ranking[: settings.candidates]
+                            for side, ranking in sides.items()}
+                fused = (fusion or score_fusion)(rankings, settings.weights)
+                async with rm.connection() as conn:
+                    ranked = await rank(conn, ns, Search(q=question.text), fused, settings,
+                                        datetime.now(UTC))
+                names = [dia[conv.name][item.doc_id] for item in ranked[:10]]
+                results[10].append((question, names))
+                results[5].append((question, names[:5]))
+            _report(label, results)
+    finally:
+        await rm.close()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    convs = load_conversations(Path(args.dir))
+    if args.conversations:
+        convs = [c for c in convs if c.name in args.conversations.split(",")]
+    turns = sum(len(c.turns) for c in convs)
+    with running_system("2m") as system:
+        system.start_service("projector")
+        system.start_service("command")
+        system.wait_gateway()
+        report_line("machine", f"{os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}")
+        base = f"http://127.0.0.1:{system.config.http_port}"
+        dia: dict[str, dict[str, str]] = {}
+        began = time.perf_counter()
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            last = 0
+            for conv in convs:
+                progress(f"remembering {len(conv.turns)} turns of conversation {conv.name}")
+                dia[conv.name], seq = await _load(http, conv)
+                last = max(last, seq)
+        _wait_projected(system, last)
+        report_line(f"load {turns:,} turns through the gateway, projected",
+                    f"{time.perf_counter() - began:.0f} s")
+        await _measure_http(system, convs, dia)
+        if args.sweep:
+            progress("sweep: alternative settings, re-ranked in process")
+            await _sweep(system, convs, dia)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dir", default=str(DEFAULT_DIR))
+    parser.add_argument("--conversations", default="", help="comma-separated names (default all)")
+    parser.add_argument("--sweep", action="store_true")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
