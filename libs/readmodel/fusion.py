@@ -3,7 +3,7 @@
 **Normalised-score fusion** (the default): each side's scores (cosine similarity, BM25) are
 min-max normalised over the side's own candidates, so its best candidate scores 1 and its
 worst 0, and a document's fused score is the weighted sum over the sides that found it
-(``dense_weight`` 0.6, ``lexical_weight`` 0.4 by default), divided by the weights of the sides
+(``dense_weight`` 0.4, ``lexical_weight`` 0.6 by default), divided by the weights of the sides
 searched so a one-sided search also scores in [0, 1]. Unlike reciprocal rank fusion it keeps
 *how much* better a side's first candidate is than its fortieth: with RRF (k = 60) a turn ranked
 1st by one side loses to noise ranked ~45th by both (1/61 < 2/106). Each side contributes a

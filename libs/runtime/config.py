@@ -133,10 +133,10 @@ class Config(BaseModel, frozen=True):
         description="Candidates each retrieval side (dense, lexical) contributes to the fusion, "
         "whatever k is, so a top-5 is the first five of the top-10.")
     search_dense_weight: float = Field(
-        default=0.6, ge=0.0, le=1.0,
+        default=0.4, ge=0.0, le=1.0,
         description="Weight of the dense side's min-max normalised score in the fusion.")
     search_lexical_weight: float = Field(
-        default=0.4, ge=0.0, le=1.0,
+        default=0.6, ge=0.0, le=1.0,
         description="Weight of the lexical (BM25) side's min-max normalised score.")
     search_context_pool: int = Field(
         default=30, ge=0, le=200,

@@ -121,65 +121,116 @@ async def _measure_http(system: BenchSystem, convs: list[Conversation],
 
 Variant = tuple[str, SearchSettings, Callable[..., list[FusedHit]] | None]
 
+_ENGLISH_STOPWORDS = (  # Postgres' english.stop, which migration 0010 shortened
+    "i me my myself we our ours ourselves you your yours yourself yourselves he him his himself "
+    "she her hers herself it its itself they them their theirs themselves what which who whom "
+    "this that these those am is are was were be been being have has had having do does did "
+    "doing a an the and but if or because as until while of at by for with about against "
+    "between into through during before after above below to from up down in out on off over "
+    "under again further then once here there when where why how all any both each few more "
+    "most other some such no nor not only own same so than too very s t can will just don "
+    "should now")
+
+
+def _retokenise(stopwords: Sequence[str] | None, compounds: bool) -> str:
+    """SQL redefining the read model's tokenisation in the bench database, then re-indexing
+    every memory (the statistics trigger recounts): an experiment on the stopword list and
+    the compounds. ``None`` keeps the stopword function."""
+    parts = []
+    if stopwords is not None:
+        words = ", ".join(f"'{w}'" for w in stopwords)
+        parts.append(
+            "CREATE OR REPLACE FUNCTION mnemos_stopwords() RETURNS text[] LANGUAGE sql IMMUTABLE"
+            " PARALLEL SAFE AS $b$ SELECT array_agg(DISTINCT l) FROM unnest(ARRAY["
+            f"{words}]) w, unnest(ts_lexize('mnemos_english_stem', w)) l $b$")
+    body = ("SELECT coalesce(string_agg(replace(m[1], '-', ''), ' '), '') FROM"
+            " regexp_matches(doc, '([[:alnum:]]+(?:-[[:alnum:]]+)+)', 'g') AS m"
+            if compounds else "SELECT ''::text")
+    parts.append("CREATE OR REPLACE FUNCTION mnemos_compounds(doc text) RETURNS text"
+                 f" LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $b$ {body} $b$")
+    parts.append("UPDATE memories SET content = content || ' '")
+    parts.append("UPDATE memories SET content = rtrim(content, ' ')")
+    return ";\n".join(parts)
+
 
 async def _sweep(system: BenchSystem, convs: list[Conversation],
                  dia: dict[str, dict[str, str]]) -> None:
     """In-process re-ranking under alternative settings (the same library code as the
-    gateway; rankings of each side computed once, DEPTH deep)."""
+    gateway; rankings of each side computed once per tokenisation, DEPTH deep)."""
     rm = ReadModels(system.config)
     await rm.open_when_ready(asyncio.Event())
     embedder = MiniLMOnnxEmbedder.shared()
     base = SearchSettings()
     rrf = lambda rankings, weights: reciprocal_rank_fusion(  # noqa: E731
         {side: [doc for doc, _ in ranking] for side, ranking in rankings.items()})
-    variants: list[Variant] = [
-        ("default", base, None),
-        ("RRF k=60, 100 cand.", base, rrf),
-        ("RRF, no thread context", replace(base, context_pool=0), rrf),
-        ("no thread context", replace(base, context_pool=0), None),
-        ("weights 0.5/0.5", replace(base, dense_weight=0.5, lexical_weight=0.5), None),
-        ("weights 0.7/0.3", replace(base, dense_weight=0.7, lexical_weight=0.3), None),
-        ("weights 0.4/0.6", replace(base, dense_weight=0.4, lexical_weight=0.6), None),
-        ("weights 0.3/0.7", replace(base, dense_weight=0.3, lexical_weight=0.7), None),
-        ("weights 0.2/0.8", replace(base, dense_weight=0.2, lexical_weight=0.8), None),
-        ("lexical only, thread context", replace(base, dense_weight=0.0), None),
-        ("candidates 50", replace(base, candidates=50), None),
-        ("candidates 200", replace(base, candidates=200), None),
-        ("pool 10", replace(base, context_pool=10), None),
-        ("pool 60", replace(base, context_pool=60), None),
-        ("after 0.3 / before 0.1", replace(base, context_after_share=0.3), None),
-        ("after 0.7 / before 0.1", replace(base, context_after_share=0.7), None),
-        ("after 0.5 / before 0.0", replace(base, context_before_share=0.0), None),
-        ("after 0.5 / before 0.3", replace(base, context_before_share=0.3), None),
+    lexical_only = replace(base, dense_weight=0.0)
+    groups: list[tuple[str, str | None, list[Variant]]] = [
+        ("migration 0010 tokenisation", None, [
+            ("default", base, None),
+            ("RRF k=60", base, rrf),
+            ("RRF k=60, no thread context", replace(base, context_pool=0), rrf),
+            ("no thread context", replace(base, context_pool=0), None),
+            ("lexical only (with context)", lexical_only, None),
+            ("lexical only, no context", replace(lexical_only, context_pool=0), None),
+            ("weights 0.6/0.4 (dense/lex)", replace(base, dense_weight=0.6, lexical_weight=0.4),
+             None),
+            ("weights 0.5/0.5", replace(base, dense_weight=0.5, lexical_weight=0.5), None),
+            ("weights 0.3/0.7", replace(base, dense_weight=0.3, lexical_weight=0.7), None),
+            ("candidates 50", replace(base, candidates=50), None),
+            ("candidates 200", replace(base, candidates=200), None),
+            ("pool 10", replace(base, context_pool=10), None),
+            ("pool 60", replace(base, context_pool=60), None),
+            ("after 0.3", replace(base, context_after_share=0.3), None),
+            ("after 0.7", replace(base, context_after_share=0.7), None),
+            ("before 0.0", replace(base, context_before_share=0.0), None),
+            ("before 0.3", replace(base, context_before_share=0.3), None),
+        ]),
+        ("no compounds", _retokenise(None, False), [
+            ("default", base, None), ("lexical only", lexical_only, None)]),
+        ("english stopwords (Postgres' list)", _retokenise(_ENGLISH_STOPWORDS.split(), True), [
+            ("default", base, None), ("lexical only", lexical_only, None)]),
     ]
     try:
-        cached: list[tuple[Conversation, Any, dict[str, list[tuple[str, float]]]]] = []
-        for conv in convs:
-            ns = f"locomo-{conv.name}"
-            vectors = embedder.embed([q.text for q in conv.questions])
-            for question, vector in zip(conv.questions, vectors, strict=True):
-                request = Search(q=question.text, k=10)
+        for title, setup, variants in groups:
+            progress(f"sweep: {title}")
+            report_line(f"-- sweep: {title}", "")
+            if setup is not None:
                 async with rm.connection() as conn:
-                    lexical = await queries.lexical_ranking(conn, ns, request, question.text,
-                                                            DEPTH)
-                    dense = await queries.dense_ranking(conn, ns, request, vector, DEPTH)
-                cached.append((conv, question, {"lexical": lexical, "dense": dense}))
-        for label, settings, fusion in variants:
-            results: dict[int, list[tuple[Any, Sequence[str]]]] = {5: [], 10: []}
-            for conv, question, sides in cached:
-                ns = f"locomo-{conv.name}"
-                rankings = {side: ranking[: settings.candidates]
-                            for side, ranking in sides.items()}
-                fused = (fusion or score_fusion)(rankings, settings.weights)
-                async with rm.connection() as conn:
-                    ranked = await rank(conn, ns, Search(q=question.text), fused, settings,
-                                        datetime.now(UTC))
-                names = [dia[conv.name][item.doc_id] for item in ranked[:10]]
-                results[10].append((question, names))
-                results[5].append((question, names[:5]))
-            _report(label, results)
+                    for statement in setup.split(";\n"):
+                        await conn.execute(statement)
+            await _evaluate(rm, embedder, convs, dia, variants)
     finally:
         await rm.close()
+
+
+async def _evaluate(rm: ReadModels, embedder: MiniLMOnnxEmbedder, convs: list[Conversation],
+                    dia: dict[str, dict[str, str]], variants: list[Variant]) -> None:
+    cached: list[tuple[Conversation, Any, dict[str, list[tuple[str, float]]]]] = []
+    for conv in convs:
+        ns = f"locomo-{conv.name}"
+        vectors = embedder.embed([q.text for q in conv.questions])
+        for question, vector in zip(conv.questions, vectors, strict=True):
+            request = Search(q=question.text, k=10)
+            async with rm.connection() as conn:
+                lexical = await queries.lexical_ranking(conn, ns, request, question.text,
+                                                        DEPTH)
+                dense = await queries.dense_ranking(conn, ns, request, vector, DEPTH)
+            cached.append((conv, question, {"lexical": lexical, "dense": dense}))
+    for label, settings, fusion in variants:
+        results: dict[int, list[tuple[Any, Sequence[str]]]] = {5: [], 10: []}
+        for conv, question, sides in cached:
+            ns = f"locomo-{conv.name}"
+            rankings = {side: ranking[: settings.candidates]
+                        for side, ranking in sides.items()
+                        if settings.weights[side] > 0}
+            fused = (fusion or score_fusion)(rankings, settings.weights)
+            async with rm.connection() as conn:
+                ranked = await rank(conn, ns, Search(q=question.text), fused, settings,
+                                    datetime.now(UTC))
+            names = [dia[conv.name][item.doc_id] for item in ranked[:10]]
+            results[10].append((question, names))
+            results[5].append((question, names[:5]))
+        _report(label, results)
 
 
 async def main_async(args: argparse.Namespace) -> None:

@@ -10,8 +10,9 @@ import pytest
 from libs.readmodel.context import Neighbours, recency_factor, spread_to_neighbours
 from libs.readmodel.fusion import normalised, reciprocal_rank_fusion, score_fusion
 from libs.readmodel.query_terms import MAX_TERM_CHARS, query_terms
+from libs.readmodel.search import SearchSettings
 
-WEIGHTS = {"dense": 0.6, "lexical": 0.4}
+WEIGHTS = SearchSettings().weights
 
 
 def test_hyphenated_words_give_the_joined_word_and_the_parts() -> None:
