@@ -163,6 +163,8 @@ async def test_top_k_is_the_same_whatever_k(client: Client) -> None:
     ("get", "search", {"q": "x", "half_life_days": "1e999"}),
     ("get", "search", {"q": "x", "as_of": "2023-05-08T13:56:00"}),
     ("get", "search", {"q": "x", "occurred_since": "2023-05-08"}),
+    ("get", "memories", {"occurred_until": "0.5"}),  # lax coercion read numbers as Unix time
+    ("get", "memories", {"since": "1700000000"}),
     ("get", "search", {"q": "x", "prefer_recent": "soon"}),
     ("post", "search", {"q": "x", "context": 1.5}),
     ("post", "search", {"q": "x", "half_life_days": -3}),

@@ -162,6 +162,8 @@ def test_the_largest_position_is_accepted() -> None:
     {"q": "x", "as_of": "2023-05-08T13:56:00"},
     {"q": "x", "occurred_since": "2023-05-08T13:56:00"},
     {"q": "x", "occurred_until": "2023-05-08"},
+    {"q": "x", "occurred_until": "0.5"},
+    {"q": "x", "since": "1700000000"},
     {"q": "x", "context": "11"},
     {"q": "x", "context": "-1"},
     {"q": "x", "half_life_days": "0"},
