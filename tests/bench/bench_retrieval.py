@@ -28,7 +28,7 @@ import httpx
 from libs.embeddings import MiniLMOnnxEmbedder
 from libs.events import Search
 from libs.readmodel import memories as queries
-from libs.readmodel.fusion import FusedHit, reciprocal_rank_fusion, score_fusion
+from libs.readmodel.fusion import FusedHit, reciprocal_rank_fusion
 from libs.readmodel.pool import ReadModels
 from libs.readmodel.search import SearchSettings, rank
 from tests.bench.harness import BenchSystem, percentile, progress, report_line, running_system
@@ -176,6 +176,10 @@ async def _sweep(system: BenchSystem, convs: list[Conversation],
              None),
             ("weights 0.5/0.5", replace(base, dense_weight=0.5, lexical_weight=0.5), None),
             ("weights 0.3/0.7", replace(base, dense_weight=0.3, lexical_weight=0.7), None),
+            ("dense min spread 0.05", replace(base, dense_min_spread=0.05), None),
+            ("dense min spread 0.1", replace(base, dense_min_spread=0.1), None),
+            ("dense min spread 0.2", replace(base, dense_min_spread=0.2), None),
+            ("dense min spread 0.3", replace(base, dense_min_spread=0.3), None),
             ("candidates 50", replace(base, candidates=50), None),
             ("candidates 200", replace(base, candidates=200), None),
             ("pool 10", replace(base, context_pool=10), None),
@@ -223,7 +227,8 @@ async def _evaluate(rm: ReadModels, embedder: MiniLMOnnxEmbedder, convs: list[Co
             rankings = {side: ranking[: settings.candidates]
                         for side, ranking in sides.items()
                         if settings.weights[side] > 0}
-            fused = (fusion or score_fusion)(rankings, settings.weights)
+            fused = (fusion(rankings, settings.weights) if fusion is not None
+                     else settings.fuse(rankings))
             async with rm.connection() as conn:
                 ranked = await rank(conn, ns, Search(q=question.text), fused, settings,
                                     datetime.now(UTC))

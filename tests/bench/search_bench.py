@@ -22,6 +22,7 @@ from pgvector.psycopg import register_vector_async
 from libs.embeddings import MiniLMOnnxEmbedder
 from libs.events import Filters, Search
 from libs.readmodel import memories as queries
+from libs.readmodel.fusion import reciprocal_rank_fusion, score_fusion
 from libs.readmodel.search import SearchSettings, fuse_concurrently, rank
 from libs.runtime.database import connect_async
 from tests.bench.corpus import memory_texts, query_for
@@ -31,7 +32,7 @@ __all__ = ["run_search_bench"]
 
 K = 10
 EF_SEARCH_SWEEP = (40, 100, 200, 400, 800)
-QUERIES = 200
+QUERIES = 500
 
 
 async def _count(system: BenchSystem, ns: str) -> int:
@@ -100,6 +101,7 @@ async def run_search_bench(
     recalls: list[float] = []
     # Reciprocal rank (top K) of the memory each query was derived from, per retrieval side.
     reciprocal: dict[str, list[float]] = {"lexical": [], "dense": [], "hybrid": []}
+    deep: list[tuple[str, dict[str, list[tuple[str, float]]]]] = []
     qconn = await connect_async(system.postgres.url, "mnemos", autocommit=True)
     second = await connect_async(system.postgres.url, "mnemos", autocommit=True)
     settings = SearchSettings()
@@ -123,6 +125,11 @@ async def run_search_bench(
                 partial(_hybrid, (qconn, second), ns, text, vector, settings), hybrid_ms)
             for side, ranking in (("lexical", lexical), ("dense", dense), ("hybrid", hybrid)):
                 reciprocal[side].append(_reciprocal_rank(ranking, source))
+            deep.append((source, {
+                "lexical": await queries.lexical_ranking(qconn, ns, filters, text,
+                                                         settings.candidates),
+                "dense": await queries.dense_ranking(qconn, ns, filters, vector,
+                                                     settings.candidates)}))
         await _ef_search_sweep(qconn, ns, filters, vectors, exact, size)
     finally:
         await qconn.close()
@@ -130,6 +137,30 @@ async def run_search_bench(
     _report(size, dense_ms, lexical_ms, hybrid_ms, recalls)
     report_line(f"MRR@{K} of the source memory @ {size:,}", "  ".join(
         f"{side} {float(np.mean(values)):.3f}" for side, values in reciprocal.items()))
+    _fusion_variants(size, deep)
+
+
+def _fusion_variants(size: int, deep: list[tuple[str, dict[str, list[tuple[str, float]]]]]
+                     ) -> None:
+    """MRR@K of the fusion alone under other weights (and RRF), from the same rankings."""
+    variants: dict[str, Callable[[dict[str, list[tuple[str, float]]]], list[str]]] = {
+        f"{d:.1f}/{1 - d:.1f}": partial(_fused_ids, d) for d in (0.6, 0.5, 0.4, 0.3, 0.2)}
+    for spread in (0.05, 0.1, 0.2):
+        variants[f"0.4/0.6 min-spread {spread}"] = partial(_fused_ids, 0.4, min_spread=spread)
+    variants["RRF"] = lambda sides: [hit.doc_id for hit in reciprocal_rank_fusion(
+        {side: [doc for doc, _ in ranking] for side, ranking in sides.items()})]
+    scores = {label: float(np.mean([_reciprocal_rank(fuse(sides), source)
+                                    for source, sides in deep]))
+              for label, fuse in variants.items()}
+    report_line(f"MRR@{K} by fusion (dense/lexical weights) @ {size:,}",
+                "  ".join(f"{label} {value:.3f}" for label, value in scores.items()))
+
+
+def _fused_ids(dense_weight: float, sides: dict[str, list[tuple[str, float]]],
+               min_spread: float = 0.0) -> list[str]:
+    weights = {"dense": dense_weight, "lexical": 1.0 - dense_weight}
+    return [hit.doc_id for hit in score_fusion(sides, weights,
+                                               min_spread={"dense": min_spread})]
 
 
 async def _settle(system: BenchSystem) -> None:
@@ -156,7 +187,7 @@ async def _hybrid(conns: Sequence[Any], ns: str, text: str, vector: npt.NDArray[
     fused = await fuse_concurrently({
         "lexical": queries.lexical_ranking(lexical_conn, ns, request, text, settings.candidates),
         "dense": queries.dense_ranking(dense_conn, ns, request, vector, settings.candidates),
-    }, settings.weights)
+    }, settings.fuse)
     ranked = await rank(lexical_conn, ns, request, fused, settings, datetime.now(UTC))
     ids = [item.doc_id for item in ranked[:K]]
     found = await queries.fetch_memories(lexical_conn, ns, ids)

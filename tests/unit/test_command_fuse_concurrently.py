@@ -8,7 +8,8 @@ import asyncio
 import pytest
 
 from libs.events import InvalidInput
-from libs.readmodel.search import fuse_concurrently
+from libs.readmodel.fusion import score_fusion
+from libs.readmodel.search import SearchSettings, fuse_concurrently
 
 
 async def test_sides_run_at_once_and_fuse() -> None:
@@ -24,7 +25,8 @@ async def test_sides_run_at_once_and_fuse() -> None:
 
     fused = await fuse_concurrently(
         {"lexical": side("lexical", [("a", 2.0), ("b", 1.0)]),
-         "dense": side("dense", [("b", 0.9), ("c", 0.5)])}, {"dense": 0.6, "lexical": 0.4})
+         "dense": side("dense", [("b", 0.9), ("c", 0.5)])},
+        lambda rankings: score_fusion(rankings, {"dense": 0.6, "lexical": 0.4}))
     assert [hit.doc_id for hit in fused] == ["b", "a", "c"]
     assert fused[0].ranks == {"lexical": 2, "dense": 1}
     assert fused[0].scores == {"lexical": 1.0, "dense": 0.9}
@@ -46,5 +48,5 @@ async def test_a_failing_side_raises_its_error_and_cancels_the_other() -> None:
         raise InvalidInput("q has no searchable word", field="q")
 
     with pytest.raises(InvalidInput, match="no searchable word"):
-        await fuse_concurrently({"dense": slow(), "lexical": failing()}, {"dense": 1.0})
+        await fuse_concurrently({"dense": slow(), "lexical": failing()}, SearchSettings().fuse)
     assert cancelled.is_set()
