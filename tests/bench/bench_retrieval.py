@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -207,6 +208,10 @@ async def _sweep(system: BenchSystem, convs: list[Conversation],
         await rm.close()
 
 
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
 async def _evaluate(rm: ReadModels, embedder: MiniLMOnnxEmbedder, convs: list[Conversation],
                     dia: dict[str, dict[str, str]], variants: list[Variant]) -> None:
     cached: list[tuple[Conversation, Any, dict[str, list[tuple[str, float]]]]] = []
@@ -220,6 +225,14 @@ async def _evaluate(rm: ReadModels, embedder: MiniLMOnnxEmbedder, convs: list[Co
                                                         DEPTH)
                 dense = await queries.dense_ranking(conn, ns, request, vector, DEPTH)
             cached.append((conv, question, {"lexical": lexical, "dense": dense}))
+    dump = os.environ.get("MNEMOS_BENCH_RANKINGS_DIR")
+    if dump and not Path(dump, "locomo.json").exists():  # the first (default) tokenisation:
+        # the rankings with the evidence, for offline study of fusion methods
+        _write(Path(dump, "locomo.json"), json.dumps([
+            {"category": q.category, "evidence": sorted(q.evidence),
+             "sides": {side: [[dia[c.name][doc], score] for doc, score in ranking]
+                       for side, ranking in sides.items()}}
+            for c, q, sides in cached]))
     for label, settings, fusion in variants:
         results: dict[int, list[tuple[Any, Sequence[str]]]] = {5: [], 10: []}
         for conv, question, sides in cached:

@@ -7,11 +7,14 @@ embedder's cost is reported separately by the spine benchmark). Recall@10 compar
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,6 +141,13 @@ async def run_search_bench(
     report_line(f"MRR@{K} of the source memory @ {size:,}", "  ".join(
         f"{side} {float(np.mean(values)):.3f}" for side, values in reciprocal.items()))
     _fusion_variants(size, deep)
+    dump = os.environ.get("MNEMOS_BENCH_RANKINGS_DIR")
+    if dump:  # the rankings, for offline study of fusion methods
+        _write(Path(dump, f"spine-{size}.json"), json.dumps(deep))
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
 
 
 def _fusion_variants(size: int, deep: list[tuple[str, dict[str, list[tuple[str, float]]]]]
