@@ -212,6 +212,10 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+def _exists(path: Path) -> bool:
+    return path.exists()
+
+
 async def _evaluate(rm: ReadModels, embedder: MiniLMOnnxEmbedder, convs: list[Conversation],
                     dia: dict[str, dict[str, str]], variants: list[Variant]) -> None:
     cached: list[tuple[Conversation, Any, dict[str, list[tuple[str, float]]]]] = []
@@ -226,7 +230,7 @@ async def _evaluate(rm: ReadModels, embedder: MiniLMOnnxEmbedder, convs: list[Co
                 dense = await queries.dense_ranking(conn, ns, request, vector, DEPTH)
             cached.append((conv, question, {"lexical": lexical, "dense": dense}))
     dump = os.environ.get("MNEMOS_BENCH_RANKINGS_DIR")
-    if dump and not Path(dump, "locomo.json").exists():  # the first (default) tokenisation:
+    if dump and not _exists(Path(dump, "locomo.json")):  # the default tokenisation only:
         # the rankings with the evidence, for offline study of fusion methods
         _write(Path(dump, "locomo.json"), json.dumps([
             {"category": q.category, "evidence": sorted(q.evidence),
