@@ -38,14 +38,9 @@ class FusedHit:
     scores: dict[str, float] = field(default_factory=dict)
 
 
-def normalised(ranking: Ranking, min_spread: float = 0.0) -> dict[str, float]:
+def normalised(ranking: Ranking) -> dict[str, float]:
     """Min-max normalised scores of one ranking (first occurrence of an id counts): the best
-    candidate 1.0, the worst 0.0; all 1.0 when every score is equal.
-
-    ``min_spread`` floors the range divided by: when a side's candidates lie closer together
-    than that (it cannot tell them apart), their normalised scores stay close too, instead of
-    being stretched over [0, 1] as if the side were sure.
-    """
+    candidate 1.0, the worst 0.0; all 1.0 when every score is equal."""
     first: dict[str, float] = {}
     for doc_id, score in ranking:
         first.setdefault(doc_id, score)
@@ -55,13 +50,11 @@ def normalised(ranking: Ranking, min_spread: float = 0.0) -> dict[str, float]:
     spread = high - low
     if not spread > 0.0:  # equal scores (or NaN): no candidate is preferred
         return dict.fromkeys(first, 1.0)
-    scale = max(spread, min_spread)
-    return {doc_id: 1.0 - (high - score) / scale for doc_id, score in first.items()}
+    return {doc_id: (score - low) / spread for doc_id, score in first.items()}
 
 
 def score_fusion(rankings: Mapping[str, Ranking], weights: Mapping[str, float],
-                 limit: int | None = None, min_spread: Mapping[str, float] | None = None,
-                 ) -> list[FusedHit]:
+                 limit: int | None = None) -> list[FusedHit]:
     """Fuse named rankings by weighted normalised score, best first.
 
     Ties are broken by the best single rank, then by id, so the order is deterministic.
@@ -72,7 +65,7 @@ def score_fusion(rankings: Mapping[str, Ranking], weights: Mapping[str, float],
     raw: dict[str, dict[str, float]] = {}
     for side, ranking in rankings.items():
         weight = weights.get(side, 0.0) / total
-        norm = normalised(ranking, (min_spread or {}).get(side, 0.0))
+        norm = normalised(ranking)
         position = 0
         for doc_id, score in ranking:
             if side in ranks.get(doc_id, {}):

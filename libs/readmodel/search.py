@@ -47,7 +47,6 @@ class SearchSettings:
     candidates: int = Config.model_fields["search_candidates"].default
     dense_weight: float = Config.model_fields["search_dense_weight"].default
     lexical_weight: float = Config.model_fields["search_lexical_weight"].default
-    dense_min_spread: float = Config.model_fields["search_dense_min_spread"].default
     context_pool: int = Config.model_fields["search_context_pool"].default
     context_after_share: float = Config.model_fields["search_context_after_share"].default
     context_before_share: float = Config.model_fields["search_context_before_share"].default
@@ -61,7 +60,6 @@ class SearchSettings:
         return cls(
             candidates=config.search_candidates, dense_weight=config.search_dense_weight,
             lexical_weight=config.search_lexical_weight,
-            dense_min_spread=config.search_dense_min_spread,
             context_pool=config.search_context_pool,
             context_after_share=config.search_context_after_share,
             context_before_share=config.search_context_before_share,
@@ -75,14 +73,9 @@ class SearchSettings:
         """Fusion weight of each side."""
         return {"dense": self.dense_weight, "lexical": self.lexical_weight}
 
-    @property
-    def min_spread(self) -> dict[str, float]:
-        """Normalisation floor of each side (see :func:`libs.readmodel.fusion.normalised`)."""
-        return {"dense": self.dense_min_spread}
-
     def fuse(self, rankings: Mapping[str, Ranking]) -> list[FusedHit]:
         """Step 2 with these settings: every candidate, best first."""
-        return score_fusion(rankings, self.weights, min_spread=self.min_spread)
+        return score_fusion(rankings, self.weights)
 
 
 async def fuse_concurrently(sides: Mapping[str, Coroutine[Any, Any, Ranking]],

@@ -138,11 +138,6 @@ class Config(BaseModel, frozen=True):
     search_lexical_weight: float = Field(
         default=0.6, ge=0.0, le=1.0,
         description="Weight of the lexical (BM25) side's min-max normalised score.")
-    search_dense_min_spread: float = Field(
-        default=0.0, ge=0.0, le=2.0,
-        description="Smallest range of cosine similarities the dense side's normalisation "
-        "divides by: candidates closer together than this stay close after normalising "
-        "(0: plain min-max).")
     search_context_pool: int = Field(
         default=30, ge=0, le=200,
         description="How many of the best fused candidates lend score to their thread "

@@ -155,8 +155,6 @@ def _fusion_variants(size: int, deep: list[tuple[str, dict[str, list[tuple[str, 
     """MRR@K of the fusion alone under other weights (and RRF), from the same rankings."""
     variants: dict[str, Callable[[dict[str, list[tuple[str, float]]]], list[str]]] = {
         f"{d:.1f}/{1 - d:.1f}": partial(_fused_ids, d) for d in (0.6, 0.5, 0.4, 0.3, 0.2)}
-    for spread in (0.05, 0.1, 0.2):
-        variants[f"0.4/0.6 min-spread {spread}"] = partial(_fused_ids, 0.4, min_spread=spread)
     variants["RRF"] = lambda sides: [hit.doc_id for hit in reciprocal_rank_fusion(
         {side: [doc for doc, _ in ranking] for side, ranking in sides.items()})]
     scores = {label: float(np.mean([_reciprocal_rank(fuse(sides), source)
@@ -166,11 +164,9 @@ def _fusion_variants(size: int, deep: list[tuple[str, dict[str, list[tuple[str, 
                 "  ".join(f"{label} {value:.3f}" for label, value in scores.items()))
 
 
-def _fused_ids(dense_weight: float, sides: dict[str, list[tuple[str, float]]],
-               min_spread: float = 0.0) -> list[str]:
+def _fused_ids(dense_weight: float, sides: dict[str, list[tuple[str, float]]]) -> list[str]:
     weights = {"dense": dense_weight, "lexical": 1.0 - dense_weight}
-    return [hit.doc_id for hit in score_fusion(sides, weights,
-                                               min_spread={"dense": min_spread})]
+    return [hit.doc_id for hit in score_fusion(sides, weights)]
 
 
 async def _settle(system: BenchSystem) -> None:
