@@ -11,6 +11,7 @@ from libs.events.errors import MnemosError
 from libs.runtime.config import client_config, load_config
 from libs.runtime.logging import configure_logging
 from mnemos.console import emit, fail, local_client
+from mnemos.dlq import dlq_app
 from mnemos.identities import identities_app
 from mnemos.keys import keys_app
 from mnemos.serve import SERVICES, run_service
@@ -23,6 +24,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(identities_app, name="identities")
+app.add_typer(dlq_app, name="dlq")
 app.command("replay")(replay_command)
 
 NS_OPTION = typer.Option("default", "--ns", help="Namespace (tenant): 1-64 characters of "
@@ -105,7 +107,8 @@ def history(memory_id: str, ns: str = NS_OPTION) -> None:
 
 @app.command()
 def status() -> None:
-    """Stream, consumers and projection checkpoints of the running system."""
+    """Stream, every consumer on it (third-party subscribers too) and its lag, projection
+    checkpoints and lag, dead letters, the audit chain's head and last verification."""
     from mnemos.status import collect_status
 
     report = asyncio.run(collect_status(client_config()))

@@ -102,6 +102,7 @@ from libs.events.operations import (
     path_fields,
 )
 from libs.events.queries import (
+    CountMemories,
     Filters,
     GetBranches,
     GetCommonAncestor,
@@ -185,6 +186,7 @@ from libs.events.views import (
     LinkView,
     LogEntry,
     LogView,
+    MemoryCount,
     MemoryPage,
     MemoryView,
     SearchHit,
@@ -233,6 +235,7 @@ __all__ = [
     "CommandResult",
     "Commit",
     "Conflict",
+    "CountMemories",
     "CreateKey",
     "DagVersionView",
     "DeadLettered",
@@ -270,6 +273,7 @@ __all__ = [
     "MemoryBranchedData",
     "MemoryCommitted",
     "MemoryCommittedData",
+    "MemoryCount",
     "MemoryCreated",
     "MemoryCreatedData",
     "MemoryForgotten",

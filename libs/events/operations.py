@@ -25,6 +25,7 @@ import msgspec
 from libs.events.audit import AuditStatus, AuditStatusRequest, AuditVerifyRequest, VerifyReport
 from libs.events.commands import COMMANDS, CommandResult
 from libs.events.queries import (
+    CountMemories,
     GetBranches,
     GetCommonAncestor,
     GetDiff,
@@ -52,6 +53,7 @@ from libs.events.views import (
     DiffView,
     HistoryView,
     LogView,
+    MemoryCount,
     MemoryPage,
     MemoryView,
     SearchResults,
@@ -161,6 +163,9 @@ _ROWS: Final[tuple[Operation, ...]] = (
     _query("list", ListMemories, MemoryPage,
            "Memories newest first, filtered by all given tags, kind, agent and creation time.",
            Route("GET", "/v1/{ns}/memories")),
+    _query("count", CountMemories, MemoryCount,
+           "How many live memories match the filters (the same filters as list).",
+           Route("GET", "/v1/{ns}/count")),
     _query("history", GetHistory, HistoryView, "The memory's versions and events in stream order.",
            Route("GET", f"{_MEMORY}/history")),
     _query("search", Search, SearchResults,

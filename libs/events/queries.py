@@ -27,6 +27,7 @@ from libs.events.fields import (
 )
 
 __all__ = [
+    "CountMemories",
     "Filters",
     "GetBranches",
     "GetCommonAncestor",
@@ -88,6 +89,10 @@ class ListMemories(Filters, frozen=True, kw_only=True):
 
     limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
     cursor: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+
+
+class CountMemories(Filters, frozen=True, kw_only=True):
+    """``count``: how many live memories match the filters."""
 
 
 class Search(Filters, frozen=True, kw_only=True):

@@ -74,3 +74,8 @@ class EventStore(abc.ABC, Generic[S]):
     @abc.abstractmethod
     async def last_seq(self) -> int:
         """The stream's last sequence (0 when empty)."""
+
+    def storage_refused(self) -> bool:
+        """Whether the store recently refused an append for lack of storage (a full disk or
+        store limit) and none has succeeded since: readiness reports it."""
+        return False

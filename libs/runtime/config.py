@@ -38,6 +38,12 @@ class Config(BaseModel, frozen=True):
         description="Embedded nats-server fsync policy: 'always' (fsync every write; no "
         "acknowledged event lost on power loss) or a duration such as '2m' (NATS default).",
     )
+    nats_tls_ca: Path | None = Field(
+        default=None,
+        description="CA certificate (PEM) that verifies the broker's TLS certificate; set it "
+        "when the broker requires TLS (the cluster in deploy/nats). MNEMOS_NATS_URL may list "
+        "several servers, comma-separated.",
+    )
     database_url: str | None = Field(
         default=None,
         description="External Postgres (>= 15 with pgvector) URL; unset = embedded Postgres.",

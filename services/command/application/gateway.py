@@ -51,6 +51,7 @@ def bind_handlers(commands: CommandService, queries: QueryService, history: Hist
     table: dict[str, Handler] = {name: command for name in COMMANDS}
     table.update({
         "get": local(queries.get), "list": local(queries.list_memories),
+        "count": local(queries.count_memories),
         "history": local(queries.history), "search": local(queries.search),
         "log": local(history.log), "branches": local(history.branches),
         "version": local(history.version), "diff": local(history.diff),

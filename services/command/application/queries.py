@@ -8,11 +8,13 @@ from typing import TypeVar
 
 from libs.embeddings import Embedder
 from libs.events import (
+    CountMemories,
     GetHistory,
     GetMemory,
     GetThread,
     HistoryView,
     ListMemories,
+    MemoryCount,
     MemoryPage,
     MemoryView,
     Search,
@@ -61,6 +63,16 @@ class QueryService:
                 return await queries.list_memories(conn, valid_ns, request)
 
         return await observed_query("list", work())
+
+    async def count_memories(self, ns: str, request: CountMemories) -> MemoryCount:
+        """How many live memories match the filters."""
+        async def work() -> MemoryCount:
+            valid_ns = validate_namespace(ns)
+            await self._rm.wait_for(request.after_seq)
+            async with self._rm.connection() as conn:
+                return await queries.count_memories(conn, valid_ns, request)
+
+        return await observed_query("count", work())
 
     async def history(self, ns: str, request: GetHistory) -> HistoryView:
         """Versions and events of a memory."""
