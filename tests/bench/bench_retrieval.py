@@ -133,11 +133,16 @@ _ENGLISH_STOPWORDS = (  # Postgres' english.stop, which migration 0010 shortened
     "should now")
 
 
-def _retokenise(stopwords: Sequence[str] | None, compounds: bool) -> str:
+def _retokenise(stopwords: Sequence[str] | None, compounds: bool,
+                strip_label: bool = False) -> str:
     """SQL redefining the read model's tokenisation in the bench database, then re-indexing
-    every memory (the statistics trigger recounts): an experiment on the stopword list and
-    the compounds. ``None`` keeps the stopword function."""
-    parts = []
+    every memory (the statistics trigger recounts): an experiment on the stopword list, the
+    compounds and a leading speaker label. ``None`` keeps the stopword function."""
+    doc = (r"regexp_replace(doc, '^\s*[^:\n]{1,40}:\s+', '')" if strip_label else "doc")
+    parts = [
+        "CREATE OR REPLACE FUNCTION mnemos_tsvector(doc text) RETURNS tsvector LANGUAGE sql"
+        f" IMMUTABLE PARALLEL SAFE AS $b$ SELECT ts_delete(to_tsvector('mnemos_english', {doc})"
+        f" || to_tsvector('mnemos_english', mnemos_compounds({doc})), mnemos_stopwords()) $b$"]
     if stopwords is not None:
         words = ", ".join(f"'{w}'" for w in stopwords)
         parts.append(
@@ -186,6 +191,8 @@ async def _sweep(system: BenchSystem, convs: list[Conversation],
             ("before 0.0", replace(base, context_before_share=0.0), None),
             ("before 0.3", replace(base, context_before_share=0.3), None),
         ]),
+        ("no speaker label in the lexical index", _retokenise(None, True, strip_label=True), [
+            ("default", base, None), ("lexical only", lexical_only, None)]),
         ("no compounds", _retokenise(None, False), [
             ("default", base, None), ("lexical only", lexical_only, None)]),
         ("english stopwords (Postgres' list)", _retokenise(_ENGLISH_STOPWORDS.split(), True), [
