@@ -112,11 +112,13 @@ class Search(Filters, frozen=True, kw_only=True):
 
 
 class GetThread(_Request, frozen=True, kw_only=True):
-    """``thread``: a thread's memories in turn order, ``limit`` per page from ``from_position``."""
+    """``thread``: a thread's memories in turn order from ``from_position``, ``limit`` per page;
+    ``cursor`` (the previous page's ``next_cursor``) continues after its last memory."""
 
     thread: ThreadId
     from_position: ThreadPosition | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+    cursor: Annotated[str, msgspec.Meta(max_length=256)] | None = None
 
 
 class _MemoryRequest(_Request, frozen=True, kw_only=True):

@@ -141,11 +141,12 @@ class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ThreadView(msgspec.Struct, frozen=True, kw_only=True):
-    """``thread``: memories of one thread in turn order; ``next_position`` continues the page."""
+    """``thread``: memories of one thread in turn order; pass ``next_cursor`` back as
+    ``cursor`` for the next page (``None``: the end)."""
 
     thread: str
     items: list[MemoryView]
-    next_position: int | None
+    next_cursor: str | None
 
 
 class SearchResults(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,10 +7,21 @@ live-only, as every statement of the read-model query layer.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from typing import Any, Final
 
-from libs.events import Filters, GetThread, MemoryView, ThreadView, validate_namespace
+import msgspec
+
+from libs.events import (
+    Filters,
+    GetThread,
+    InvalidInput,
+    MemoryView,
+    ThreadView,
+    validate_namespace,
+)
 from libs.readmodel.context import Neighbours
 from libs.readmodel.memories import _LIVE, _MEMORY_COLUMNS, _links, _memory_view, filter_sql
 from libs.readmodel.pool import Conn
@@ -80,13 +91,33 @@ async def context_of(conn: Conn, ns: str, memory_ids: Sequence[str], n: int
             for anchor, items in placed.items()}
 
 
+def _encode_cursor(position: int, memory_id: str) -> str:
+    raw = msgspec.json.encode([position, memory_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        position, memory_id = msgspec.json.decode(raw, type=tuple[int, str])
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise InvalidInput("malformed cursor", field="cursor") from None
+    return position, memory_id
+
+
 async def get_thread(conn: Conn, ns: str, request: GetThread) -> ThreadView:
-    """A page of a thread's live memories in order, from ``from_position`` on."""
+    """A page of a thread's live memories in order, from ``from_position`` on, after the
+    cursor's memory (equal positions are ordered by id, so a page never repeats one)."""
     params: dict[str, Any] = {"ns": validate_namespace(ns), "thread": request.thread,
-                              "from": request.from_position, "limit": request.limit + 1}
+                              "from": request.from_position, "limit": request.limit + 1,
+                              "c_pos": None, "c_id": None}
+    if request.cursor:
+        params["c_pos"], params["c_id"] = _decode_cursor(request.cursor)
     cur = await conn.execute(
         f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE {_LIVE} AND m.thread_id = %(thread)s"
         " AND (%(from)s::bigint IS NULL OR m.thread_position >= %(from)s::bigint)"
+        " AND (%(c_id)s::text IS NULL"
+        "      OR (m.thread_position, m.memory_id) > (%(c_pos)s::bigint, %(c_id)s::text))"
         " ORDER BY m.thread_position, m.memory_id LIMIT %(limit)s",
         params,
     )
@@ -94,5 +125,7 @@ async def get_thread(conn: Conn, ns: str, request: GetThread) -> ThreadView:
     page, more = rows[: request.limit], len(rows) > request.limit
     links = await _links(conn, ns, [row["memory_id"] for row in page])
     items = [_memory_view(row, links.get(row["memory_id"], [])) for row in page]
-    next_position = int(rows[request.limit]["thread_position"]) if more else None
-    return ThreadView(thread=request.thread, items=items, next_position=next_position)
+    last = page[-1] if more and page else None
+    next_cursor = (None if last is None
+                   else _encode_cursor(int(last["thread_position"]), last["memory_id"]))
+    return ThreadView(thread=request.thread, items=items, next_cursor=next_cursor)

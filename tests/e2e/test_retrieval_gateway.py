@@ -99,8 +99,22 @@ async def test_threads_order_turns_and_search_returns_context(client: Client) ->
     assert [m["content"] for m in page["items"]] == turns[:3]
     assert [m["thread"] for m in page["items"]] == [
         {"id": "chat-1", "position": p} for p in range(3)]
-    rest = await client.get("threads", thread="chat-1", from_position=page["next_position"])
-    assert [m["content"] for m in rest["items"]] == turns[3:] and rest["next_position"] is None
+    rest = await client.get("threads", thread="chat-1", cursor=page["next_cursor"])
+    assert [m["content"] for m in rest["items"]] == turns[3:] and rest["next_cursor"] is None
+    later = await client.get("threads", thread="chat-1", from_position=3)
+    assert [m["content"] for m in later["items"]] == turns[3:]
+    # Equal positions (a writer's choice) are ordered by id; pages neither repeat nor skip.
+    ties = [await client.remember(f"tie {i}", thread="ties", thread_position=7) for i in range(5)]
+    paged: list[str] = []
+    cursor = None
+    while True:
+        params = {"thread": "ties", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        part = await client.get("threads", **params)
+        paged += [m["memory_id"] for m in part["items"]]
+        cursor = part["next_cursor"]
+        if cursor is None:
+            break
+    assert paged == sorted(t["memory_id"] for t in ties)
     seen = await client.get(f"memories/{other['memory_id']}")
     assert seen["thread"]["id"] == "chat-2" and seen["thread"]["position"] == other["seq"]
 
@@ -171,6 +185,7 @@ async def test_top_k_is_the_same_whatever_k(client: Client) -> None:
     ("get", "threads", {"thread": ""}),
     ("get", "threads", {"thread": "t", "from_position": -1}),
     ("get", "threads", {"thread": "t", "limit": 0}),
+    ("get", "threads", {"thread": "t", "cursor": "not-a-cursor"}),
 ])
 async def test_bad_inputs_are_400_and_append_nothing(client: Client, method: str, path: str,
                                                      payload: dict[str, Any]) -> None:
