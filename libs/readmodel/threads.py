@@ -15,6 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from libs.events import (
+    MAX_THREAD_POSITION,
     Filters,
     GetThread,
     InvalidInput,
@@ -22,6 +23,7 @@ from libs.events import (
     ThreadView,
     validate_namespace,
 )
+from libs.events.text import unstorable_reason
 from libs.readmodel.context import Neighbours
 from libs.readmodel.memories import _LIVE, _MEMORY_COLUMNS, _links, _memory_view, filter_sql
 from libs.readmodel.pool import Conn
@@ -102,6 +104,8 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
         position, memory_id = msgspec.json.decode(raw, type=tuple[int, str])
     except (binascii.Error, ValueError, msgspec.DecodeError):
         raise InvalidInput("malformed cursor", field="cursor") from None
+    if not 0 <= position <= MAX_THREAD_POSITION or unstorable_reason(memory_id) is not None:
+        raise InvalidInput("malformed cursor", field="cursor")
     return position, memory_id
 
 

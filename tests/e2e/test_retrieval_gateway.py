@@ -186,6 +186,8 @@ async def test_top_k_is_the_same_whatever_k(client: Client) -> None:
     ("get", "threads", {"thread": "t", "from_position": -1}),
     ("get", "threads", {"thread": "t", "limit": 0}),
     ("get", "threads", {"thread": "t", "cursor": "not-a-cursor"}),
+    ("get", "threads", {"thread": "t", "cursor": "WzE4NDQ2NzQ0MDczNzA5NTUxNjE1LCJ4Il0"}),  # 2^64-1
+    ("get", "threads", {"thread": "t", "cursor": "WzEsIlx1MDAwMCJd"}),  # [1, "\u0000"]
 ])
 async def test_bad_inputs_are_400_and_append_nothing(client: Client, method: str, path: str,
                                                      payload: dict[str, Any]) -> None:
