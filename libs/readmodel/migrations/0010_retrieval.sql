@@ -14,7 +14,7 @@ CREATE INDEX memories_ns_thread ON memories (ns, thread_id, thread_position)
 
 -- `mnemos_english`: the english Snowball stemmer without its stopword file. The stopwords
 -- dropped are a shorter list (mnemos_stopwords): words that carry meaning in a question - after,
--- before, while, during, both, when, where, who, not, no, only, again, first ... - are kept,
+-- before, while, during, both, when, where, who, not, no, only, again, more, most ... - are kept,
 -- since "what did she do after the race" is about "after". Text search dictionaries read
 -- stopwords only from files in the server's share directory; deleting stemmed stopwords from
 -- the tsvector (ts_delete) needs no file, so the same migration works on any server.
