@@ -380,6 +380,7 @@ LIMIT %(limit)s
 
 async def lexical_ranking(conn: Conn, ns: str, filters: Filters, text: str, limit: int, *,
                           budget: int = CANDIDATE_BUDGET, cap: int = COMMON_CAP,
+                          pairs: bool = True, prefix: bool = True,
                           ) -> list[tuple[str, float]]:
     """``(memory id, BM25 score)`` matching *any* term of ``text``, best first.
 
@@ -397,9 +398,10 @@ async def lexical_ranking(conn: Conn, ns: str, filters: Filters, text: str, limi
     documents with all the common terms, plus a capped set with any of them; every candidate
     gets its exact BM25 score. A document matching only some common terms may therefore be
     missed when a term is too common to read in full. ``budget`` and ``cap`` tune the tiers
-    (tests shrink them to exercise every tier on a small corpus).
+    (tests shrink them to exercise every tier on a small corpus); ``pairs`` and ``prefix``
+    switch query-side expansions off (the retrieval benchmark measures them).
     """
-    terms = query_terms(text)
+    terms = query_terms(text, pairs=pairs, prefix=prefix)
     if terms.empty:
         return []
     params: dict[str, Any] = {

@@ -58,9 +58,10 @@ def _add(target: list[str], term: str) -> None:
         target.append(term)
 
 
-def query_terms(text: str) -> QueryTerms:
+def query_terms(text: str, *, pairs: bool = True, prefix: bool = True) -> QueryTerms:
     """Split ``text`` into :class:`QueryTerms` (at most ``MAX_TERMS`` words and as many
-    compounds, each at most ``MAX_TERM_CHARS`` characters)."""
+    compounds, each at most ``MAX_TERM_CHARS`` characters). ``pairs`` and ``prefix`` switch the
+    joined adjacent words and the prefix off (for measurement)."""
     lowered = _SPEAKER.sub("", text.lower(), count=1)
     words: list[str] = []
     compounds: list[str] = []
@@ -72,9 +73,10 @@ def query_terms(text: str) -> QueryTerms:
         if len(parts) > 1:
             _add(compounds, "".join(parts))
         tokens.extend(parts)
-    for left, right in itertools.pairwise(tokens):
+    for left, right in itertools.pairwise(tokens) if pairs else ():
         _add(compounds, left + right)
     compounds = [term for term in compounds if term not in words]
     last = tokens[-1][:MAX_TERM_CHARS] if tokens else None
-    prefix = last if last is not None and len(last) >= MIN_PREFIX_CHARS else None
-    return QueryTerms(words=tuple(words), compounds=tuple(compounds), prefix=prefix)
+    expand = prefix and last is not None and len(last) >= MIN_PREFIX_CHARS
+    return QueryTerms(words=tuple(words), compounds=tuple(compounds),
+                      prefix=last if expand else None)

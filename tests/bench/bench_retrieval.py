@@ -191,6 +191,10 @@ async def _sweep(system: BenchSystem, convs: list[Conversation],
             ("before 0.0", replace(base, context_before_share=0.0), None),
             ("before 0.3", replace(base, context_before_share=0.3), None),
         ]),
+        ("query: no prefix matching", "lexical:prefix=0", [
+            ("default", base, None), ("lexical only", lexical_only, None)]),
+        ("query: no joined adjacent words", "lexical:pairs=0", [
+            ("default", base, None), ("lexical only", lexical_only, None)]),
         ("no speaker label in the lexical index", _retokenise(None, True, strip_label=True), [
             ("default", base, None), ("lexical only", lexical_only, None)]),
         ("no compounds", _retokenise(None, False), [
@@ -202,11 +206,15 @@ async def _sweep(system: BenchSystem, convs: list[Conversation],
         for title, setup, variants in groups:
             progress(f"sweep: {title}")
             report_line(f"-- sweep: {title}", "")
-            if setup is not None:
+            options: dict[str, bool] = {}
+            if setup is not None and setup.startswith("lexical:"):
+                name, _, value = setup.removeprefix("lexical:").partition("=")
+                options[name] = value == "1"
+            elif setup is not None:
                 async with rm.connection() as conn:
                     for statement in setup.split(";\n"):
                         await conn.execute(statement)
-            await _evaluate(rm, embedder, convs, dia, variants)
+            await _evaluate(rm, embedder, convs, dia, variants, options)
     finally:
         await rm.close()
 
@@ -220,7 +228,8 @@ def _exists(path: Path) -> bool:
 
 
 async def _evaluate(rm: ReadModels, embedder: MiniLMOnnxEmbedder, convs: list[Conversation],
-                    dia: dict[str, dict[str, str]], variants: list[Variant]) -> None:
+                    dia: dict[str, dict[str, str]], variants: list[Variant],
+                    options: dict[str, bool]) -> None:
     cached: list[tuple[Conversation, Any, dict[str, list[tuple[str, float]]]]] = []
     for conv in convs:
         ns = f"locomo-{conv.name}"
@@ -229,7 +238,7 @@ async def _evaluate(rm: ReadModels, embedder: MiniLMOnnxEmbedder, convs: list[Co
             request = Search(q=question.text, k=10)
             async with rm.connection() as conn:
                 lexical = await queries.lexical_ranking(conn, ns, request, question.text,
-                                                        DEPTH)
+                                                        DEPTH, **options)
                 dense = await queries.dense_ranking(conn, ns, request, vector, DEPTH)
             cached.append((conv, question, {"lexical": lexical, "dense": dense}))
     dump = os.environ.get("MNEMOS_BENCH_RANKINGS_DIR")
