@@ -380,7 +380,7 @@ LIMIT %(limit)s
 
 async def lexical_ranking(conn: Conn, ns: str, filters: Filters, text: str, limit: int, *,
                           budget: int = CANDIDATE_BUDGET, cap: int = COMMON_CAP,
-                          pairs: bool = True, prefix: bool = True,
+                          pairs: bool = True, prefix: bool = False,
                           ) -> list[tuple[str, float]]:
     """``(memory id, BM25 score)`` matching *any* term of ``text``, best first.
 

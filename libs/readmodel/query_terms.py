@@ -9,7 +9,8 @@ parser. Beyond the words themselves a query contributes:
   indexed joined), so either spelling finds the other; a joined pair no memory contains has
   document frequency 0 and costs nothing further.
 - **a prefix**: the last word also matches the longer lexemes it starts (``broke`` finds
-  ``broken``): the word an agent is still typing, or the noun a question ends on.
+  ``broken``): the word an agent is still typing, or the noun a question ends on. Off by default
+  in search (``MNEMOS_SEARCH_PREFIX_MATCHING``): it cost recall on the development set.
 - **no speaker labels**: a leading ``Name:`` (a transcript's speaker label) is not a word of
   the question: matching it would rank every turn of that speaker, the shortest first.
 """

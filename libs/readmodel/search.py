@@ -47,6 +47,7 @@ class SearchSettings:
     candidates: int = Config.model_fields["search_candidates"].default
     dense_weight: float = Config.model_fields["search_dense_weight"].default
     lexical_weight: float = Config.model_fields["search_lexical_weight"].default
+    prefix_matching: bool = Config.model_fields["search_prefix_matching"].default
     context_pool: int = Config.model_fields["search_context_pool"].default
     context_after_share: float = Config.model_fields["search_context_after_share"].default
     context_before_share: float = Config.model_fields["search_context_before_share"].default
@@ -60,6 +61,7 @@ class SearchSettings:
         return cls(
             candidates=config.search_candidates, dense_weight=config.search_dense_weight,
             lexical_weight=config.search_lexical_weight,
+            prefix_matching=config.search_prefix_matching,
             context_pool=config.search_context_pool,
             context_after_share=config.search_context_after_share,
             context_before_share=config.search_context_before_share,
@@ -186,7 +188,8 @@ class SearchService:
         async def lexical() -> Ranking:
             async with self._rm.connection() as conn:
                 return await queries.lexical_ranking(conn, ns, request, request.q,
-                                                     settings.candidates)
+                                                     settings.candidates,
+                                                     prefix=settings.prefix_matching)
 
         async def dense(vector: Awaitable[npt.NDArray[np.float32]]) -> Ranking:
             query_vector = await vector

@@ -191,7 +191,7 @@ async def _sweep(system: BenchSystem, convs: list[Conversation],
             ("before 0.0", replace(base, context_before_share=0.0), None),
             ("before 0.3", replace(base, context_before_share=0.3), None),
         ]),
-        ("query: no prefix matching", "lexical:prefix=0", [
+        ("query: prefix matching of the last word", "lexical:prefix=1", [
             ("default", base, None), ("lexical only", lexical_only, None)]),
         ("query: no joined adjacent words", "lexical:pairs=0", [
             ("default", base, None), ("lexical only", lexical_only, None)]),
@@ -206,7 +206,7 @@ async def _sweep(system: BenchSystem, convs: list[Conversation],
         for title, setup, variants in groups:
             progress(f"sweep: {title}")
             report_line(f"-- sweep: {title}", "")
-            options: dict[str, bool] = {}
+            options: dict[str, bool] = {"prefix": base.prefix_matching}
             if setup is not None and setup.startswith("lexical:"):
                 name, _, value = setup.removeprefix("lexical:").partition("=")
                 options[name] = value == "1"

@@ -191,7 +191,8 @@ async def _hybrid(conns: Sequence[Any], ns: str, text: str, vector: npt.NDArray[
     lexical_conn, dense_conn = conns
     request = Search(q=text, k=K)
     fused = await fuse_concurrently({
-        "lexical": queries.lexical_ranking(lexical_conn, ns, request, text, settings.candidates),
+        "lexical": queries.lexical_ranking(lexical_conn, ns, request, text, settings.candidates,
+                                           prefix=settings.prefix_matching),
         "dense": queries.dense_ranking(dense_conn, ns, request, vector, settings.candidates),
     }, settings.fuse)
     ranked = await rank(lexical_conn, ns, request, fused, settings, datetime.now(UTC))
