@@ -71,7 +71,7 @@ class AsyncOperations:
     @overload
     async def commit(self, request: _commands.Commit, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     @overload
-    async def commit(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, branch: str, content: str, metadata: Mapping[str, str | int | float | bool | None] | None = None, expected_head: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def commit(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, branch: str, content: str, metadata: Mapping[str, str | int | float | bool | None] | None = None, expected_head: str | None = None, occurred_at: datetime.datetime | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     async def commit(self, request: _commands.Commit | None = None, **fields: Any) -> _commands.CommandResult:
         """Commit a new version onto a branch. [command]"""
         timeout_s = fields.pop('timeout_s', None)
@@ -104,7 +104,7 @@ class AsyncOperations:
     @overload
     async def count(self, request: _queries.CountMemories, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
     @overload
-    async def count(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
+    async def count(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, occurred_since: datetime.datetime | None = None, occurred_until: datetime.datetime | None = None, thread: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
     async def count(self, request: _queries.CountMemories | None = None, **fields: Any) -> _views.MemoryCount:
         """How many live memories match the filters (the same filters as list). [query (read-only, idempotent)]"""
         timeout_s = fields.pop('timeout_s', None)
@@ -181,7 +181,7 @@ class AsyncOperations:
     @overload
     async def list(self, request: _queries.ListMemories, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryPage: ...
     @overload
-    async def list(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, limit: int | None = None, cursor: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryPage: ...
+    async def list(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, occurred_since: datetime.datetime | None = None, occurred_until: datetime.datetime | None = None, thread: str | None = None, limit: int | None = None, cursor: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryPage: ...
     async def list(self, request: _queries.ListMemories | None = None, **fields: Any) -> _views.MemoryPage:
         """Memories newest first, filtered by all given tags, kind, agent and creation time. [query (read-only, idempotent)]"""
         timeout_s = fields.pop('timeout_s', None)
@@ -247,7 +247,7 @@ class AsyncOperations:
     @overload
     async def remember(self, request: _commands.Remember, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     @overload
-    async def remember(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, content: str, kind: str | None = None, tags: Sequence[str] | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, source: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def remember(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, content: str, kind: str | None = None, tags: Sequence[str] | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, source: str | None = None, occurred_at: datetime.datetime | None = None, thread: str | None = None, thread_position: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     async def remember(self, request: _commands.Remember | None = None, **fields: Any) -> _commands.CommandResult:
         """Create a memory; 201 with the command result. [command]"""
         timeout_s = fields.pop('timeout_s', None)
@@ -269,7 +269,7 @@ class AsyncOperations:
     @overload
     async def revise(self, request: _commands.Revise, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     @overload
-    async def revise(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, content: str, expected_version: int | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, reason: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    async def revise(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, content: str, expected_version: int | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, reason: str | None = None, occurred_at: datetime.datetime | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     async def revise(self, request: _commands.Revise | None = None, **fields: Any) -> _commands.CommandResult:
         """A new version of the memory's content; history is kept. [command (idempotent)]"""
         timeout_s = fields.pop('timeout_s', None)
@@ -302,7 +302,7 @@ class AsyncOperations:
     @overload
     async def search(self, request: _queries.Search, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.SearchResults: ...
     @overload
-    async def search(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, q: str, k: int | None = None, mode: Literal['hybrid', 'dense', 'lexical'] | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.SearchResults: ...
+    async def search(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, occurred_since: datetime.datetime | None = None, occurred_until: datetime.datetime | None = None, thread: str | None = None, q: str, k: int | None = None, mode: Literal['hybrid', 'dense', 'lexical'] | None = None, context: int | None = None, prefer_recent: Literal['occurred', 'recorded'] | None = None, half_life_days: float | None = None, as_of: datetime.datetime | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.SearchResults: ...
     async def search(self, request: _queries.Search | None = None, **fields: Any) -> _views.SearchResults:
         """Hybrid search: dense (pgvector HNSW) and lexical (BM25 over full text), fused. [query (read-only, idempotent)]"""
         timeout_s = fields.pop('timeout_s', None)
@@ -331,6 +331,17 @@ class AsyncOperations:
         ns = fields.pop('ns', None)
         given = {k: v for k, v in fields.items() if v is not None}
         return cast(_commands.CommandResult, await self._invoke('tag', request, ns, timeout_s, given))
+
+    @overload
+    async def thread(self, request: _queries.GetThread, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.ThreadView: ...
+    @overload
+    async def thread(self, *, after_seq: int | None = None, thread: str, from_position: int | None = None, limit: int | None = None, cursor: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.ThreadView: ...
+    async def thread(self, request: _queries.GetThread | None = None, **fields: Any) -> _views.ThreadView:
+        """A thread's memories (a conversation's turns) in order, paginated by position. [query (read-only, idempotent)]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.ThreadView, await self._invoke('thread', request, ns, timeout_s, given))
 
     @overload
     async def version(self, request: _queries.GetVersion, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.DagVersionView: ...
@@ -398,7 +409,7 @@ class SyncOperations:
     @overload
     def commit(self, request: _commands.Commit, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     @overload
-    def commit(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, branch: str, content: str, metadata: Mapping[str, str | int | float | bool | None] | None = None, expected_head: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def commit(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, branch: str, content: str, metadata: Mapping[str, str | int | float | bool | None] | None = None, expected_head: str | None = None, occurred_at: datetime.datetime | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     def commit(self, request: _commands.Commit | None = None, **fields: Any) -> _commands.CommandResult:
         """Commit a new version onto a branch. [command]"""
         timeout_s = fields.pop('timeout_s', None)
@@ -431,7 +442,7 @@ class SyncOperations:
     @overload
     def count(self, request: _queries.CountMemories, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
     @overload
-    def count(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
+    def count(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, occurred_since: datetime.datetime | None = None, occurred_until: datetime.datetime | None = None, thread: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
     def count(self, request: _queries.CountMemories | None = None, **fields: Any) -> _views.MemoryCount:
         """How many live memories match the filters (the same filters as list). [query (read-only, idempotent)]"""
         timeout_s = fields.pop('timeout_s', None)
@@ -508,7 +519,7 @@ class SyncOperations:
     @overload
     def list(self, request: _queries.ListMemories, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryPage: ...
     @overload
-    def list(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, limit: int | None = None, cursor: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryPage: ...
+    def list(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, occurred_since: datetime.datetime | None = None, occurred_until: datetime.datetime | None = None, thread: str | None = None, limit: int | None = None, cursor: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryPage: ...
     def list(self, request: _queries.ListMemories | None = None, **fields: Any) -> _views.MemoryPage:
         """Memories newest first, filtered by all given tags, kind, agent and creation time. [query (read-only, idempotent)]"""
         timeout_s = fields.pop('timeout_s', None)
@@ -574,7 +585,7 @@ class SyncOperations:
     @overload
     def remember(self, request: _commands.Remember, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     @overload
-    def remember(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, content: str, kind: str | None = None, tags: Sequence[str] | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, source: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def remember(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, content: str, kind: str | None = None, tags: Sequence[str] | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, source: str | None = None, occurred_at: datetime.datetime | None = None, thread: str | None = None, thread_position: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     def remember(self, request: _commands.Remember | None = None, **fields: Any) -> _commands.CommandResult:
         """Create a memory; 201 with the command result. [command]"""
         timeout_s = fields.pop('timeout_s', None)
@@ -596,7 +607,7 @@ class SyncOperations:
     @overload
     def revise(self, request: _commands.Revise, /, *, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     @overload
-    def revise(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, content: str, expected_version: int | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, reason: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
+    def revise(self, *, command_id: str | None = None, correlation_id: str | None = None, actor: _commands.CommandActor | dict[str, Any] | None = None, memory_id: str, content: str, expected_version: int | None = None, metadata: Mapping[str, str | int | float | bool | None] | None = None, reason: str | None = None, occurred_at: datetime.datetime | None = None, ns: str | None = None, timeout_s: float | None = None) -> _commands.CommandResult: ...
     def revise(self, request: _commands.Revise | None = None, **fields: Any) -> _commands.CommandResult:
         """A new version of the memory's content; history is kept. [command (idempotent)]"""
         timeout_s = fields.pop('timeout_s', None)
@@ -629,7 +640,7 @@ class SyncOperations:
     @overload
     def search(self, request: _queries.Search, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.SearchResults: ...
     @overload
-    def search(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, q: str, k: int | None = None, mode: Literal['hybrid', 'dense', 'lexical'] | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.SearchResults: ...
+    def search(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, occurred_since: datetime.datetime | None = None, occurred_until: datetime.datetime | None = None, thread: str | None = None, q: str, k: int | None = None, mode: Literal['hybrid', 'dense', 'lexical'] | None = None, context: int | None = None, prefer_recent: Literal['occurred', 'recorded'] | None = None, half_life_days: float | None = None, as_of: datetime.datetime | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.SearchResults: ...
     def search(self, request: _queries.Search | None = None, **fields: Any) -> _views.SearchResults:
         """Hybrid search: dense (pgvector HNSW) and lexical (BM25 over full text), fused. [query (read-only, idempotent)]"""
         timeout_s = fields.pop('timeout_s', None)
@@ -658,6 +669,17 @@ class SyncOperations:
         ns = fields.pop('ns', None)
         given = {k: v for k, v in fields.items() if v is not None}
         return cast(_commands.CommandResult, self._invoke('tag', request, ns, timeout_s, given))
+
+    @overload
+    def thread(self, request: _queries.GetThread, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.ThreadView: ...
+    @overload
+    def thread(self, *, after_seq: int | None = None, thread: str, from_position: int | None = None, limit: int | None = None, cursor: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.ThreadView: ...
+    def thread(self, request: _queries.GetThread | None = None, **fields: Any) -> _views.ThreadView:
+        """A thread's memories (a conversation's turns) in order, paginated by position. [query (read-only, idempotent)]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_views.ThreadView, self._invoke('thread', request, ns, timeout_s, given))
 
     @overload
     def version(self, request: _queries.GetVersion, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.DagVersionView: ...

@@ -361,3 +361,28 @@ __all__ = [
     "validate_writable_namespace",
     "version_id",
 ]
+
+# Retrieval (issue 12): times, threads, context.
+from libs.events.fields import (
+    MAX_THREAD_POSITION,
+    Instant,
+    ThreadId,
+    ThreadPosition,
+    utc_instant,
+)
+from libs.events.model import ThreadRef
+from libs.events.queries import GetThread, RecencyClock
+from libs.events.views import ThreadPlace, ThreadView
+
+__all__ += [
+    "MAX_THREAD_POSITION",
+    "GetThread",
+    "Instant",
+    "RecencyClock",
+    "ThreadId",
+    "ThreadPlace",
+    "ThreadPosition",
+    "ThreadRef",
+    "ThreadView",
+    "utc_instant",
+]

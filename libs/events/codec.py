@@ -7,6 +7,8 @@ and what content-addressed ids are computed over.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar, cast
 
@@ -93,11 +95,38 @@ def decode_json(body: bytes, cls: type[T], what: str = "request") -> T:
     return value
 
 
+def _is_datetime(kind: msgspec.inspect.Type) -> bool:
+    if isinstance(kind, msgspec.inspect.UnionType):
+        return any(_is_datetime(member) for member in kind.types)
+    return isinstance(kind, msgspec.inspect.DateTimeType)
+
+
+@functools.cache
+def _timestamp_fields(cls: type) -> frozenset[str]:
+    """Wire names of ``cls``'s timestamp fields (empty for anything but a struct)."""
+    info = msgspec.inspect.type_info(cls)
+    if not isinstance(info, msgspec.inspect.StructType):
+        return frozenset()
+    return frozenset(f.encode_name for f in info.fields if _is_datetime(f.type))
+
+
+_NUMBER: Final = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|nan)",
+                            re.IGNORECASE)
+
+
 def convert_params(values: Mapping[str, Any], cls: type[T], what: str = "request", *,
                    strict: bool = False) -> T:
     """Build ``cls`` from already-parsed values, with the same checks as :func:`decode_json`:
     query-string text is coerced to each field's type (``strict=False``); values decoded from
-    JSON keep their JSON types (``strict=True``)."""
+    JSON keep their JSON types (``strict=True``). A timestamp is RFC 3339 text in either case:
+    lax coercion would read a number as Unix seconds, which the schema (``date-time``) forbids.
+    """
+    if not strict:
+        for name in _timestamp_fields(cast(type, cls)):
+            value = values.get(name)
+            if isinstance(value, str) and _NUMBER.match(value):
+                raise InvalidInput(f"invalid {what}: {name} must be an RFC 3339 date-time",
+                                   field=name)
     try:
         value = msgspec.convert(dict(values), cls, strict=strict)
     except msgspec.ValidationError as exc:

@@ -12,7 +12,17 @@ import msgspec
 
 from libs.events.codec import decode_json
 from libs.events.errors import UnknownCommand
-from libs.events.fields import KindName, MemoryId, RelationName, Seq, ShortText, TagName
+from libs.events.fields import (
+    Instant,
+    KindName,
+    MemoryId,
+    RelationName,
+    Seq,
+    ShortText,
+    TagName,
+    ThreadId,
+    ThreadPosition,
+)
 from libs.events.model import MetadataValue
 
 __all__ = [
@@ -59,13 +69,21 @@ class CommandBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class Remember(CommandBase, frozen=True, kw_only=True):
-    """Create a memory."""
+    """Create a memory.
+
+    ``occurred_at`` is when what it says happened (default: now, the recording time);
+    ``thread`` names the conversation or session it is a turn of, ``thread_position`` its place
+    there (default: the order the turns are recorded in).
+    """
 
     content: str
     kind: KindName = "note"
     tags: tuple[TagName, ...] = ()
     metadata: dict[str, MetadataValue] = {}
     source: ShortText | None = None
+    occurred_at: Instant | None = None
+    thread: ThreadId | None = None
+    thread_position: ThreadPosition | None = None
 
 
 class Revise(CommandBase, frozen=True, kw_only=True):
@@ -76,6 +94,8 @@ class Revise(CommandBase, frozen=True, kw_only=True):
     expected_version: Seq | None = None
     metadata: dict[str, MetadataValue] | None = None
     reason: ShortText | None = None
+    occurred_at: Instant | None = None
+    """A new time of occurrence (absent: the memory keeps its own)."""
 
 
 class Tag(CommandBase, frozen=True, kw_only=True):
@@ -130,6 +150,9 @@ class Commit(CommandBase, frozen=True, kw_only=True):
     content: str
     metadata: dict[str, MetadataValue] | None = None
     expected_head: VersionId | None = None
+    occurred_at: Instant | None = None
+    """A new time of occurrence (absent: the memory keeps its own); only a commit onto ``main``
+    may carry one, as only it moves the memory."""
 
 
 class Merge(CommandBase, frozen=True, kw_only=True):

@@ -64,6 +64,7 @@ __all__ = [
     "MemoryTaggedData",
     "MetadataValue",
     "Provenance",
+    "ThreadRef",
     "event_types",
 ]
 
@@ -115,8 +116,20 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type",
     command_digest: str | None = None
 
 
+class ThreadRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The thread (a session, a conversation) a memory belongs to, and its place in it.
+
+    ``position`` is the writer's turn order; ``None`` leaves the order to the stream (the read
+    models then use the creating event's sequence, which is the order turns were written).
+    """
+
+    id: str
+    position: int | None = None
+
+
 class MemoryCreatedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Payload of :class:`MemoryCreated` (schema 2: ``text`` became ``content``, ``kind`` added)."""
+    """Payload of :class:`MemoryCreated` (schema 2: ``text`` became ``content``, ``kind`` added;
+    schema 3: ``occurred_at``, when what the memory says happened, and ``thread``)."""
 
     memory_id: str
     version_id: str
@@ -126,17 +139,20 @@ class MemoryCreatedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     tags: tuple[str, ...] = ()
     metadata: dict[str, MetadataValue] = {}
     provenance: Provenance = Provenance()
+    occurred_at: datetime
+    thread: ThreadRef | None = None
 
 
 class MemoryCreated(EventBase, frozen=True, tag="MemoryCreated"):
     """A new memory with its root version."""
 
-    SCHEMA: ClassVar[int] = 2
+    SCHEMA: ClassVar[int] = 3
     data: MemoryCreatedData
 
 
 class MemoryRevisedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Payload of :class:`MemoryRevised`: a new head version with one parent."""
+    """Payload of :class:`MemoryRevised`: a new head version with one parent (schema 2:
+    ``occurred_at``, the memory's new time of occurrence; ``None`` keeps the current one)."""
 
     version_id: str
     parent_version_id: str
@@ -144,11 +160,13 @@ class MemoryRevisedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     content_hash: str
     metadata: dict[str, MetadataValue] = {}
     reason: str | None = None
+    occurred_at: datetime | None = None
 
 
 class MemoryRevised(EventBase, frozen=True, tag="MemoryRevised"):
     """The memory's content changed; the new version's parent is the previous head."""
 
+    SCHEMA: ClassVar[int] = 2
     data: MemoryRevisedData
 
 
@@ -246,7 +264,9 @@ class MemoryBranched(EventBase, frozen=True, tag="MemoryBranched"):
 
 
 class MemoryCommittedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Payload of :class:`MemoryCommitted`: a new version whose parent is the branch's head."""
+    """Payload of :class:`MemoryCommitted`: a new version whose parent is the branch's head
+    (schema 2: ``occurred_at``; ``None`` keeps the memory's; only a commit onto ``main`` moves
+    the memory's, as only it moves the content)."""
 
     branch: str
     version_id: str
@@ -254,11 +274,13 @@ class MemoryCommittedData(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     content: str
     content_hash: str
     metadata: dict[str, MetadataValue] = {}
+    occurred_at: datetime | None = None
 
 
 class MemoryCommitted(EventBase, frozen=True, tag="MemoryCommitted"):
     """A version was committed onto a named branch, whose head moved to it."""
 
+    SCHEMA: ClassVar[int] = 2
     data: MemoryCommittedData
 
 

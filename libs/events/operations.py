@@ -32,6 +32,7 @@ from libs.events.queries import (
     GetHistory,
     GetLog,
     GetMemory,
+    GetThread,
     GetVersion,
     ListMemories,
     Search,
@@ -66,6 +67,7 @@ from libs.events.views import (
     MemoryPage,
     MemoryView,
     SearchResults,
+    ThreadView,
 )
 
 __all__ = [
@@ -181,6 +183,9 @@ _ROWS: Final[tuple[Operation, ...]] = (
     _query("search", Search, SearchResults,
            "Hybrid search: dense (pgvector HNSW) and lexical (BM25 over full text), fused.",
            Route("GET", "/v1/{ns}/search"), Route("POST", "/v1/{ns}/search")),
+    _query("thread", GetThread, ThreadView,
+           "A thread's memories (a conversation's turns) in order, paginated by position.",
+           Route("GET", "/v1/{ns}/threads")),
     _query("log", GetLog, LogView,
            "Versions reachable from a ref (branch or version), newest first, paginated.",
            Route("GET", f"{_MEMORY}/log")),

@@ -9,12 +9,22 @@ wins when both could match.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
 from libs.dag import DEFAULT_BRANCH
-from libs.events.fields import KindName, MemoryId, Seq, ShortText, TagName, VersionId
+from libs.events.fields import (
+    Instant,
+    KindName,
+    MemoryId,
+    Seq,
+    ShortText,
+    TagName,
+    ThreadId,
+    ThreadPosition,
+    VersionId,
+)
 
 __all__ = [
     "CountMemories",
@@ -25,14 +35,20 @@ __all__ = [
     "GetHistory",
     "GetLog",
     "GetMemory",
+    "GetThread",
     "GetVersion",
     "ListMemories",
+    "RecencyClock",
     "Ref",
     "Search",
     "SearchMode",
 ]
 
 SearchMode = Literal["hybrid", "dense", "lexical"]
+RecencyClock = Literal["occurred", "recorded"]
+"""Which clock a recency preference reads: when it happened, or when it was recorded."""
+MAX_CONTEXT: Final = 10
+"""Most neighbour turns a search returns on each side of a hit."""
 Ref = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
 
 
@@ -42,13 +58,18 @@ class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 class Filters(_Request, frozen=True, kw_only=True):
-    """Filters shared by list and search: all tags, kind, creating agent, creation time range."""
+    """Filters shared by list and search: all tags, kind, creating agent, creation time range
+    (``since``/``until``: when it was recorded), occurrence time range (``occurred_since``
+    inclusive, ``occurred_until`` exclusive: when it happened) and thread."""
 
     tags: tuple[TagName, ...] = ()
     kind: KindName | None = None
     agent_id: ShortText | None = None
     since: datetime | None = None
     until: datetime | None = None
+    occurred_since: Instant | None = None
+    occurred_until: Instant | None = None
+    thread: ThreadId | None = None
 
 
 class GetMemory(_Request, frozen=True, kw_only=True):
@@ -80,6 +101,24 @@ class Search(Filters, frozen=True, kw_only=True):
     q: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
     k: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
     mode: SearchMode = "hybrid"
+    context: Annotated[int, msgspec.Meta(ge=0, le=MAX_CONTEXT)] = 0
+    """Neighbour turns to return before and after each hit, within its thread."""
+    prefer_recent: RecencyClock | None = None
+    """Favour recent memories on this clock (``None``: no time preference)."""
+    half_life_days: Annotated[float, msgspec.Meta(gt=0.0, le=36_500.0)] | None = None
+    """Age at which the recency preference halves its boost (default: the server's setting)."""
+    as_of: Instant | None = None
+    """The "now" ages are measured from (default: the time of the search)."""
+
+
+class GetThread(_Request, frozen=True, kw_only=True):
+    """``thread``: a thread's memories in turn order from ``from_position``, ``limit`` per page;
+    ``cursor`` (the previous page's ``next_cursor``) continues after its last memory."""
+
+    thread: ThreadId
+    from_position: ThreadPosition | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+    cursor: Annotated[str, msgspec.Meta(max_length=256)] | None = None
 
 
 class _MemoryRequest(_Request, frozen=True, kw_only=True):

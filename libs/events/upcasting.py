@@ -25,8 +25,24 @@ def _memory_created_v1_to_v2(event: EventDict) -> EventDict:
     return {**event, "schema": 2, "data": data}
 
 
+def _memory_created_v2_to_v3(event: EventDict) -> EventDict:
+    """Schema 2 had no ``occurred_at`` nor ``thread``: such a memory happened when it was
+    recorded (the event's ``at``) and belongs to no thread."""
+    data = dict(event["data"])
+    data.setdefault("occurred_at", event["at"])
+    return {**event, "schema": 3, "data": data}
+
+
+def _occurred_unchanged(event: EventDict) -> EventDict:
+    """Schema 1 of a new version had no ``occurred_at``: the version keeps the memory's."""
+    return {**event, "schema": event["schema"] + 1}
+
+
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("MemoryCreated", 1): _memory_created_v1_to_v2,
+    ("MemoryCreated", 2): _memory_created_v2_to_v3,
+    ("MemoryRevised", 1): _occurred_unchanged,
+    ("MemoryCommitted", 1): _occurred_unchanged,
 }
 
 

@@ -27,6 +27,8 @@ __all__ = [
     "MemoryView",
     "SearchHit",
     "SearchResults",
+    "ThreadPlace",
+    "ThreadView",
     "VersionView",
 ]
 
@@ -38,6 +40,13 @@ class LinkView(msgspec.Struct, frozen=True, kw_only=True):
     relation: str
     seq: int
     created_at: datetime
+
+
+class ThreadPlace(msgspec.Struct, frozen=True, kw_only=True):
+    """A memory's thread and its position there (the writer's, else its creation sequence)."""
+
+    id: str
+    position: int
 
 
 class MemoryView(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +70,9 @@ class MemoryView(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime
     links: list[LinkView] = []
+    occurred_at: datetime
+    """When what the memory says happened (the recording time unless the writer said)."""
+    thread: ThreadPlace | None = None
 
 
 class MemoryPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,13 +127,26 @@ class HistoryView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
-    """A search result: fused score, which sides matched, and each side's rank (1-based)."""
+    """A search result: fused score, which sides matched, each side's rank (1-based) and raw
+    score (cosine similarity, BM25), and with ``context`` its neighbour turns in thread order."""
 
     memory: MemoryView
     score: float
     matched: list[str]
     dense_rank: int | None
     lexical_rank: int | None
+    dense_score: float | None = None
+    lexical_score: float | None = None
+    context: list[MemoryView] = []
+
+
+class ThreadView(msgspec.Struct, frozen=True, kw_only=True):
+    """``thread``: memories of one thread in turn order; pass ``next_cursor`` back as
+    ``cursor`` for the next page (``None``: the end)."""
+
+    thread: str
+    items: list[MemoryView]
+    next_cursor: str | None
 
 
 class SearchResults(msgspec.Struct, frozen=True, kw_only=True):

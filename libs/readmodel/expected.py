@@ -20,6 +20,7 @@ from libs.events import (
     Event,
     MemoryBranched,
     MemoryCommitted,
+    MemoryCommittedData,
     MemoryCreated,
     MemoryForgotten,
     MemoryLinked,
@@ -31,6 +32,7 @@ from libs.events import (
     storable,
     storable_json,
 )
+from libs.readmodel.projections import thread_place
 
 __all__ = ["ExpectedMemory", "fold_memory"]
 
@@ -69,7 +71,9 @@ def _created(state: ExpectedMemory, event: MemoryCreated, seq: int) -> None:
         source=None if d.provenance.source is None else storable(d.provenance.source),
         agent_id=event.actor.agent_id, created_by=actor, updated_by=actor,
         created_command_id=event.command_id, created_at=event.at, updated_at=event.at,
-        revision=seq, forgotten_at=None, forgotten_by=None, forgotten_reason=None)
+        revision=seq, forgotten_at=None, forgotten_by=None, forgotten_reason=None,
+        occurred_at=d.occurred_at)
+    state.row["thread_id"], state.row["thread_position"] = thread_place(d.thread, seq)
     state.versions.add(d.version_id)
     state.branches[DEFAULT_BRANCH] = _branch(d.version_id, seq, event.at, actor)
 
@@ -94,6 +98,8 @@ def _new_head(state: ExpectedMemory, content: str, digest: str, version: str,
 def _revised(state: ExpectedMemory, event: MemoryRevised, seq: int) -> None:
     d = event.data
     _new_head(state, d.content, d.content_hash, d.version_id, dict(d.metadata))
+    if d.occurred_at is not None:
+        state.row["occurred_at"] = d.occurred_at
     state.versions.add(d.version_id)
     state.row["version_count"] += 1
     _touch(state, event, seq)
@@ -141,6 +147,8 @@ def _branch_version(state: ExpectedMemory, event: MemoryCommitted | MemoryMerged
     _move(state, d.branch, d.version_id, seq, event)
     if d.branch == DEFAULT_BRANCH:
         _new_head(state, d.content, d.content_hash, d.version_id, dict(d.metadata))
+        if isinstance(d, MemoryCommittedData) and d.occurred_at is not None:
+            state.row["occurred_at"] = d.occurred_at
     state.row["version_count"] = len(state.versions)
     _touch(state, event, seq)
 

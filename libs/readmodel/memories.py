@@ -32,12 +32,12 @@ from libs.events import (
     MemoryPage,
     MemoryView,
     NotFound,
+    ThreadPlace,
     VersionView,
     event_subject,
     validate_id,
     validate_namespace,
 )
-from libs.readmodel.fusion import query_terms
 from libs.readmodel.lexical_plan import (
     CANDIDATE_BUDGET,
     COMMON_CAP,
@@ -47,11 +47,13 @@ from libs.readmodel.lexical_plan import (
     tsquery_any,
 )
 from libs.readmodel.pool import Conn
+from libs.readmodel.query_terms import query_terms
 from libs.runtime.config import Config
 
 __all__ = [
     "BM25_B",
     "BM25_K1",
+    "clocks",
     "count_memories",
     "dense_ranking",
     "dense_sql",
@@ -77,7 +79,8 @@ BM25_B: Final = 0.75
 _MEMORY_COLUMNS: Final = (
     "m.ns, m.memory_id, m.kind, m.content, m.content_hash, m.head_version_id, m.version_count,"
     " m.revision, m.tags, m.metadata, m.source, m.agent_id, m.created_by, m.updated_by,"
-    " m.created_command_id, m.created_at, m.updated_at"
+    " m.created_command_id, m.created_at, m.updated_at, m.occurred_at, m.thread_id,"
+    " m.thread_position"
 )
 _LIVE: Final = "m.ns = %(ns)s AND m.forgotten_at IS NULL AND m.diverged_seq IS NULL"
 
@@ -100,6 +103,15 @@ def filter_sql(filters: Filters, params: dict[str, Any]) -> str:
     if filters.until is not None:
         clauses.append("m.created_at < %(until)s")
         params["until"] = filters.until
+    if filters.occurred_since is not None:
+        clauses.append("m.occurred_at >= %(occurred_since)s")
+        params["occurred_since"] = filters.occurred_since
+    if filters.occurred_until is not None:
+        clauses.append("m.occurred_at < %(occurred_until)s")
+        params["occurred_until"] = filters.occurred_until
+    if filters.thread is not None:
+        clauses.append("m.thread_id = %(thread)s")
+        params["thread"] = filters.thread
     return " AND ".join(clauses)
 
 
@@ -115,7 +127,9 @@ def _memory_view(row: Mapping[str, Any], links: list[LinkView]) -> MemoryView:
         metadata=dict(row["metadata"]), source=row["source"], agent_id=row["agent_id"],
         created_by=_actor(row["created_by"]), updated_by=_actor(row["updated_by"]),
         created_command_id=row["created_command_id"], created_at=row["created_at"],
-        updated_at=row["updated_at"], links=links,
+        updated_at=row["updated_at"], links=links, occurred_at=row["occurred_at"],
+        thread=None if row["thread_id"] is None else ThreadPlace(
+            id=row["thread_id"], position=row["thread_position"]),
     )
 
 
@@ -264,8 +278,8 @@ async def history(conn: Conn, ns: str, memory_id: str) -> HistoryView:
 async def dense_ranking(
     conn: Conn, ns: str, filters: Filters, vector: npt.NDArray[np.float32], limit: int,
     *, ef_search: int = HNSW_EF_SEARCH,
-) -> list[str]:
-    """Memory ids nearest to ``vector`` (cosine), best first, via the HNSW index.
+) -> list[tuple[str, float]]:
+    """``(memory id, cosine similarity)`` nearest to ``vector``, best first, via the HNSW index.
 
     Iterative scans keep walking the graph until ``limit`` rows pass the filters, so a selective
     filter does not starve the result; ``relaxed_order`` allows slight misordering, which the
@@ -283,7 +297,21 @@ async def dense_ranking(
         await conn.execute("SET LOCAL enable_sort = off")
         cur = await conn.execute(statement, params, prepare=False)
         rows = await cur.fetchall()
-    return [row["memory_id"] for row in rows]
+    return [(row["memory_id"], 1.0 - float(row["distance"])) for row in rows]
+
+
+async def clocks(conn: Conn, ns: str, memory_ids: Sequence[str]
+                 ) -> dict[str, tuple[datetime, datetime]]:
+    """``(occurred_at, created_at)`` of the live memories among ``memory_ids``."""
+    if not memory_ids:
+        return {}
+    cur = await conn.execute(
+        f"SELECT m.memory_id, m.occurred_at, m.created_at FROM memories m WHERE {_LIVE}"
+        " AND m.memory_id = ANY(%(ids)s)",
+        {"ns": validate_namespace(ns), "ids": list(memory_ids)},
+    )
+    return {row["memory_id"]: (row["occurred_at"], row["created_at"])
+            for row in await cur.fetchall()}
 
 
 def dense_sql(where: str) -> str:
@@ -302,13 +330,24 @@ def dense_sql(where: str) -> str:
 # 0002: per-namespace live document count and total length, per-lexeme document frequency, each
 # live memory's tsvector and length in lexical_docs); candidates are read from the GIN index in
 # tiers planned by libs.readmodel.lexical_plan, and only the candidates are scored.
+# The query's lexemes (migration 0010's mnemos_tsvector: the same stemming, stopwords and
+# compounds as the content), plus the commonest lexemes the last word is a prefix of.
 _LEXICAL_STATS_SQL: Final = """
-SELECT q.lexeme, coalesce(d.df, 0) AS df, s.doc_count, s.total_len
-FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS q(lexeme)
+WITH q AS (SELECT unnest(tsvector_to_array(mnemos_tsvector(%(text)s))) AS lexeme),
+p AS (
+    SELECT d.lexeme FROM lexical_df d
+    WHERE %(prefix)s::text IS NOT NULL AND d.ns = %(ns)s AND d.lexeme LIKE %(prefix)s
+      AND d.lexeme NOT IN (SELECT lexeme FROM q) AND NOT d.lexeme = ANY (mnemos_stopwords())
+    ORDER BY d.df DESC, d.lexeme LIMIT %(expansions)s
+)
+SELECT l.lexeme, coalesce(d.df, 0) AS df, s.doc_count, s.total_len
+FROM (SELECT lexeme FROM q UNION SELECT lexeme FROM p) AS l
 CROSS JOIN lexical_ns_stats s
-LEFT JOIN lexical_df d ON d.ns = s.ns AND d.lexeme = q.lexeme
+LEFT JOIN lexical_df d ON d.ns = s.ns AND d.lexeme = l.lexeme
 WHERE s.ns = %(ns)s
 """
+PREFIX_EXPANSIONS: Final = 5
+"""Most longer lexemes the last word of a query also matches (the commonest first)."""
 
 # One candidate tier, read from the narrow lexical_docs (live memories only); `memories` is joined
 # only when a filter needs its columns. The candidates' tsvectors are cut down to the query's
@@ -340,8 +379,14 @@ LIMIT %(limit)s
 
 
 async def lexical_ranking(conn: Conn, ns: str, filters: Filters, text: str, limit: int, *,
-                          budget: int = CANDIDATE_BUDGET, cap: int = COMMON_CAP) -> list[str]:
-    """Memory ids matching *any* term of ``text``, best first by BM25.
+                          budget: int = CANDIDATE_BUDGET, cap: int = COMMON_CAP,
+                          pairs: bool = True, prefix: bool = False,
+                          ) -> list[tuple[str, float]]:
+    """``(memory id, BM25 score)`` matching *any* term of ``text``, best first.
+
+    Terms are those of :func:`libs.readmodel.query_terms.query_terms` (words, compounds, and up
+    to ``PREFIX_EXPANSIONS`` lexemes the last word is a prefix of), stemmed and stopped as the
+    content is (``mnemos_tsvector``, migration 0010).
 
     Matching is an OR of the query's terms (agents ask in sentences; an AND would demand every
     word), ranking is BM25 (k1 = 1.2, b = 0.75, document length = distinct lexemes) so rarer
@@ -353,12 +398,16 @@ async def lexical_ranking(conn: Conn, ns: str, filters: Filters, text: str, limi
     documents with all the common terms, plus a capped set with any of them; every candidate
     gets its exact BM25 score. A document matching only some common terms may therefore be
     missed when a term is too common to read in full. ``budget`` and ``cap`` tune the tiers
-    (tests shrink them to exercise every tier on a small corpus).
+    (tests shrink them to exercise every tier on a small corpus); ``pairs`` and ``prefix``
+    switch query-side expansions off (the retrieval benchmark measures them).
     """
-    terms = query_terms(text)
-    if not terms:
+    terms = query_terms(text, pairs=pairs, prefix=prefix)
+    if terms.empty:
         return []
-    params: dict[str, Any] = {"ns": validate_namespace(ns), "text": " ".join(terms)}
+    params: dict[str, Any] = {
+        "ns": validate_namespace(ns), "text": terms.text(), "expansions": PREFIX_EXPANSIONS,
+        "prefix": None if terms.prefix is None else terms.prefix + "%",
+    }
     cur = await conn.execute(_LEXICAL_STATS_SQL, params)
     rows = await cur.fetchall()
     df = {str(row["lexeme"]): int(row["df"]) for row in rows}
@@ -387,4 +436,4 @@ async def lexical_ranking(conn: Conn, ns: str, filters: Filters, text: str, limi
                                           limit=" LIMIT %(fill)s"))
     statement = _SCORE_SQL.replace("{tiers}", " UNION ALL ".join(tiers))
     cur = await conn.execute(statement, params, prepare=False)  # plan per query: see dense
-    return [row["memory_id"] for row in await cur.fetchall()]
+    return [(row["memory_id"], float(row["score"])) for row in await cur.fetchall()]

@@ -31,6 +31,7 @@ from libs.events import (
     InvalidInput,
     MemoryBranched,
     MemoryCommitted,
+    MemoryCommittedData,
     MemoryCreated,
     MemoryForgotten,
     MemoryLinked,
@@ -39,6 +40,7 @@ from libs.events import (
     MemoryReverted,
     MemoryRevised,
     MemoryTagged,
+    ThreadRef,
     content_hash,
     event_subject,
     storable,
@@ -61,6 +63,7 @@ __all__ = [
     "event_type",
     "is_projected",
     "project",
+    "thread_place",
 ]
 
 
@@ -175,6 +178,22 @@ def _vector(embedding: Embedding | None) -> dict[str, Any]:
     return {"embedding": embedding.vector, "embedding_model": embedding.model}
 
 
+def thread_place(thread: ThreadRef | None, seq: int) -> tuple[str | None, int | None]:
+    """A memory's thread id and position as stored: the writer's position, else the creating
+    event's sequence (the order turns were written in)."""
+    if thread is None:
+        return None, None
+    return storable(thread.id), seq if thread.position is None else thread.position
+
+
+def _thread(thread: ThreadRef | None, seq: int) -> dict[str, Any]:
+    thread_id, position = thread_place(thread, seq)
+    return {"thread_id": thread_id, "thread_position": position}
+
+
+_OCCURRED: Final = "occurred_at = coalesce(%(occurred_at)s, occurred_at), "
+
+
 def _created(event: MemoryCreated, seq: int, embedding: Embedding | None) -> list[Statement]:
     data = event.data
     if data.memory_id != event.aggregate_id:
@@ -190,15 +209,18 @@ def _created(event: MemoryCreated, seq: int, embedding: Embedding | None) -> lis
         "source": None if data.provenance.source is None else storable(data.provenance.source),
         "agent_id": event.actor.agent_id, "command_id": event.command_id,
         "event_id": event.id, "parent_ids": [], "reason": None,
+        "occurred_at": data.occurred_at, **_thread(data.thread, seq),
     }
     insert_memory = Statement(
         "INSERT INTO memories (ns, memory_id, kind, content, content_hash, head_version_id,"
         " version_count, tags, metadata, source, agent_id, created_by, updated_by,"
-        " created_command_id, created_at, updated_at, revision, embedding, embedding_model)"
+        " created_command_id, created_at, updated_at, revision, embedding, embedding_model,"
+        " occurred_at, thread_id, thread_position)"
         " VALUES (%(ns)s, %(memory_id)s, %(kind)s, %(content)s, %(content_hash)s,"
         " %(version_id)s, 1, %(tags)s, %(metadata)s::json, %(source)s, %(agent_id)s,"
         " %(actor)s::jsonb, %(actor)s::jsonb, %(command_id)s, %(at)s, %(at)s, %(seq)s,"
-        " %(embedding)s, %(embedding_model)s)"
+        " %(embedding)s, %(embedding_model)s, %(occurred_at)s, %(thread_id)s,"
+        " %(thread_position)s)"
         " ON CONFLICT (ns, memory_id) DO NOTHING",
         params, expect_rows=1, error="memory {memory_id} already exists in namespace {ns}",
     )
@@ -223,15 +245,15 @@ def _revised(event: MemoryRevised, seq: int, embedding: Embedding | None) -> lis
         "version_id": data.version_id, "parent": data.parent_version_id, "parent_ids": parents,
         "metadata": storable_json(data.metadata),
         "reason": None if data.reason is None else storable(data.reason),
-        "command_id": event.command_id, "event_id": event.id,
+        "command_id": event.command_id, "event_id": event.id, "occurred_at": data.occurred_at,
     }
     # The WHERE on the head makes a revision of anything but the current head a violation.
     update = Statement(
         "UPDATE memories SET content = %(content)s, content_hash = %(content_hash)s,"
         " head_version_id = %(version_id)s, version_count = version_count + 1,"
         " metadata = CASE WHEN %(metadata)s = '{}' THEN metadata ELSE %(metadata)s::json END,"
-        " embedding = %(embedding)s, embedding_model = %(embedding_model)s, " + _TOUCH + " "
-        + _WHERE + " AND head_version_id = %(parent)s",
+        " embedding = %(embedding)s, embedding_model = %(embedding_model)s, " + _OCCURRED
+        + _TOUCH + " " + _WHERE + " AND head_version_id = %(parent)s",
         params, expect_rows=1,
         error="memory {memory_id} does not exist in namespace {ns} or its head is not {parent}",
     )
@@ -324,6 +346,7 @@ def _branch_version(event: MemoryCommitted | MemoryMerged | MemoryReverted, seq:
         "version_id": data.version_id, "parent": parents[0], "parent_ids": parents,
         "metadata": storable_json(data.metadata), "reason": None,
         "command_id": event.command_id, "event_id": event.id, "branch": data.branch,
+        "occurred_at": data.occurred_at if isinstance(data, MemoryCommittedData) else None,
     }
     if data.branch == DEFAULT_BRANCH:
         memory = Statement(
@@ -331,8 +354,8 @@ def _branch_version(event: MemoryCommitted | MemoryMerged | MemoryReverted, seq:
             " head_version_id = %(version_id)s, " + _COUNT_VERSIONS + ","
             " metadata = CASE WHEN %(metadata)s = '{}' THEN metadata"
             " ELSE %(metadata)s::json END,"
-            " embedding = %(embedding)s, embedding_model = %(embedding_model)s, " + _TOUCH + " "
-            + _WHERE + " AND head_version_id = %(parent)s",
+            " embedding = %(embedding)s, embedding_model = %(embedding_model)s, " + _OCCURRED
+            + _TOUCH + " " + _WHERE + " AND head_version_id = %(parent)s",
             params, expect_rows=1,
             error="memory {memory_id} does not exist in namespace {ns} or its head is not {parent}",
         )

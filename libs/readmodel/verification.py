@@ -49,6 +49,7 @@ _MEMORY_COLUMNS: Final = (
     "ns", "memory_id", "kind", "content", "content_hash", "head_version_id", "version_count",
     "tags", "metadata", "source", "agent_id", "created_by", "updated_by", "created_command_id",
     "created_at", "updated_at", "revision", "forgotten_at", "forgotten_by", "forgotten_reason",
+    "occurred_at", "thread_id", "thread_position",
 )
 _RESULT_FIELDS: Final = ("event_id", "event_type", "memory_id", "version_id", "seq")
 _PAGE: Final = 2000

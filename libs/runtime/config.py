@@ -138,6 +138,40 @@ class Config(BaseModel, frozen=True):
         "MNEMOS_HOME/registry.json if it exists, else no provider (registry_sync idles).")
     log_format: Literal["console", "json"] = Field(default="console", description="Log renderer.")
     log_level: str = Field(default="info", description="Minimum log level.")
+    # Retrieval (issue 12; README "Retrieval" gives the evidence behind each default).
+    search_candidates: int = Field(
+        default=100, ge=10, le=1000,
+        description="Candidates each retrieval side (dense, lexical) contributes to the fusion, "
+        "whatever k is, so a top-5 is the first five of the top-10.")
+    search_dense_weight: float = Field(
+        default=0.4, ge=0.0, le=1.0,
+        description="Weight of the dense side's min-max normalised score in the fusion.")
+    search_lexical_weight: float = Field(
+        default=0.6, ge=0.0, le=1.0,
+        description="Weight of the lexical (BM25) side's min-max normalised score.")
+    search_prefix_matching: bool = Field(
+        default=False,
+        description="Also match the longer words a query's last word starts (broke -> broken; "
+        "at most 5, the commonest). Off: it cost 0.004-0.006 evidence recall@10 on the "
+        "development set.")
+    search_context_pool: int = Field(
+        default=30, ge=0, le=200,
+        description="How many of the best fused candidates lend score to their thread "
+        "neighbours (0: threads do not inform ranking).")
+    search_context_after_share: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="Share of a candidate's score added to the next turn of its thread.")
+    search_context_before_share: float = Field(
+        default=0.1, ge=0.0, le=1.0,
+        description="Share of a candidate's score added to the previous turn of its thread.")
+    search_recency_weight: float = Field(
+        default=0.3, ge=0.0, le=1.0,
+        description="With prefer_recent, how much of a score depends on age: an old memory "
+        "keeps 1 - weight of it.")
+    search_recency_half_life_days: float = Field(
+        default=30.0, gt=0.0, le=36_500.0,
+        description="Default age (days) at which the recency boost halves (a search may pass "
+        "half_life_days).")
 
 
 def load_config(**overrides: object) -> Config:

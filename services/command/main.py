@@ -25,6 +25,7 @@ from libs.embeddings import build_embedder
 from libs.events import InvalidInput
 from libs.eventstore import EventStore
 from libs.readmodel.pool import ReadModels
+from libs.readmodel.search import SearchSettings
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import connect_nats, ensure_streams, nats_credentials
@@ -76,7 +77,7 @@ def bootstrap(config: Config, nc: Any, store: EventStore[MemoryState], read_mode
     """Wire the application once: every handler with its dependencies, one registry."""
     commands = CommandService(store, read_models, config)
     queries = QueryService(read_models, lambda: build_embedder(config),
-                           ef_search=config.hnsw_ef_search)
+                           settings=SearchSettings.from_config(config))
     forward = Forwarder(nc)
     handlers = bind_handlers(commands, queries, HistoryService(read_models),
                              KeyService(nc.jetstream()), forward)

@@ -7,10 +7,14 @@ embedder's cost is reported separately by the spine benchmark). Recall@10 compar
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,9 +23,10 @@ import psycopg
 from pgvector.psycopg import register_vector_async
 
 from libs.embeddings import MiniLMOnnxEmbedder
-from libs.events import Filters
+from libs.events import Filters, Search
 from libs.readmodel import memories as queries
-from libs.readmodel.search import candidate_count, fuse_concurrently
+from libs.readmodel.fusion import reciprocal_rank_fusion, score_fusion
+from libs.readmodel.search import SearchSettings, fuse_concurrently, rank
 from libs.runtime.database import connect_async
 from tests.bench.corpus import memory_texts, query_for
 from tests.bench.harness import BenchSystem, percentile, progress, report_line
@@ -30,7 +35,7 @@ __all__ = ["run_search_bench"]
 
 K = 10
 EF_SEARCH_SWEEP = (40, 100, 200, 400, 800)
-QUERIES = 200
+QUERIES = 500
 
 
 async def _count(system: BenchSystem, ns: str) -> int:
@@ -58,11 +63,12 @@ async def _exact_top_k(system: BenchSystem, ns: str, vectors: npt.NDArray[np.flo
     return [[ids[j] for j in row] for row in top]
 
 
-async def _timed(fn: Callable[[], Awaitable[list[str]]], runs: list[float]) -> list[str]:
+async def _timed(fn: Callable[[], Awaitable[Sequence[str] | Sequence[tuple[str, float]]]],
+                 runs: list[float]) -> list[str]:
     began = time.perf_counter()
     result = await fn()
     runs.append(time.perf_counter() - began)
-    return result
+    return [item if isinstance(item, str) else item[0] for item in result]
 
 
 async def run_search_bench(
@@ -98,16 +104,17 @@ async def run_search_bench(
     recalls: list[float] = []
     # Reciprocal rank (top K) of the memory each query was derived from, per retrieval side.
     reciprocal: dict[str, list[float]] = {"lexical": [], "dense": [], "hybrid": []}
+    deep: list[tuple[str, dict[str, list[tuple[str, float]]]]] = []
     qconn = await connect_async(system.postgres.url, "mnemos", autocommit=True)
     second = await connect_async(system.postgres.url, "mnemos", autocommit=True)
-    candidates = candidate_count(K)
+    settings = SearchSettings()
     try:
         # A warm-up pass first: the figures are the steady state, not the first touch of
         # pages that the bulk load left outside shared buffers (that pass is printed too).
         first_pass: list[float] = []
         for text, vector in zip(query_texts, vectors, strict=True):
-            await _timed(partial(_hybrid, (qconn, second), ns, filters, text, vector,
-                                 candidates), first_pass)
+            await _timed(partial(_hybrid, (qconn, second), ns, text, vector, settings),
+                         first_pass)
         report_line(f"search @ {size:,} hybrid, warm-up pass",
                     f"p50 {percentile(first_pass, 50) * 1000:.1f} ms"
                     f"  p95 {percentile(first_pass, 95) * 1000:.1f} ms")
@@ -118,10 +125,14 @@ async def run_search_bench(
             lexical = await _timed(
                 partial(queries.lexical_ranking, qconn, ns, filters, text, K), lexical_ms)
             hybrid = await _timed(
-                partial(_hybrid, (qconn, second), ns, filters, text, vector, candidates),
-                hybrid_ms)
+                partial(_hybrid, (qconn, second), ns, text, vector, settings), hybrid_ms)
             for side, ranking in (("lexical", lexical), ("dense", dense), ("hybrid", hybrid)):
                 reciprocal[side].append(_reciprocal_rank(ranking, source))
+            deep.append((source, {
+                "lexical": await queries.lexical_ranking(qconn, ns, filters, text,
+                                                         settings.candidates),
+                "dense": await queries.dense_ranking(qconn, ns, filters, vector,
+                                                     settings.candidates)}))
         await _ef_search_sweep(qconn, ns, filters, vectors, exact, size)
     finally:
         await qconn.close()
@@ -129,6 +140,33 @@ async def run_search_bench(
     _report(size, dense_ms, lexical_ms, hybrid_ms, recalls)
     report_line(f"MRR@{K} of the source memory @ {size:,}", "  ".join(
         f"{side} {float(np.mean(values)):.3f}" for side, values in reciprocal.items()))
+    _fusion_variants(size, deep)
+    dump = os.environ.get("MNEMOS_BENCH_RANKINGS_DIR")
+    if dump:  # the rankings, for offline study of fusion methods
+        _write(Path(dump, f"spine-{size}.json"), json.dumps(deep))
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def _fusion_variants(size: int, deep: list[tuple[str, dict[str, list[tuple[str, float]]]]]
+                     ) -> None:
+    """MRR@K of the fusion alone under other weights (and RRF), from the same rankings."""
+    variants: dict[str, Callable[[dict[str, list[tuple[str, float]]]], list[str]]] = {
+        f"{d:.1f}/{1 - d:.1f}": partial(_fused_ids, d) for d in (0.6, 0.5, 0.4, 0.3, 0.2)}
+    variants["RRF"] = lambda sides: [hit.doc_id for hit in reciprocal_rank_fusion(
+        {side: [doc for doc, _ in ranking] for side, ranking in sides.items()})]
+    scores = {label: float(np.mean([_reciprocal_rank(fuse(sides), source)
+                                    for source, sides in deep]))
+              for label, fuse in variants.items()}
+    report_line(f"MRR@{K} by fusion (dense/lexical weights) @ {size:,}",
+                "  ".join(f"{label} {value:.3f}" for label, value in scores.items()))
+
+
+def _fused_ids(dense_weight: float, sides: dict[str, list[tuple[str, float]]]) -> list[str]:
+    weights = {"dense": dense_weight, "lexical": 1.0 - dense_weight}
+    return [hit.doc_id for hit in score_fusion(sides, weights)]
 
 
 async def _settle(system: BenchSystem) -> None:
@@ -146,16 +184,21 @@ def _reciprocal_rank(ranking: Sequence[str], wanted: str) -> float:
     return 1.0 / (top.index(wanted) + 1) if wanted in top else 0.0
 
 
-async def _hybrid(conns: Sequence[Any], ns: str, filters: Filters, text: str,
-                  vector: npt.NDArray[np.float32], candidates: int) -> list[str]:
-    """What the gateway does: both sides at once on two connections, fused, then fetched."""
+async def _hybrid(conns: Sequence[Any], ns: str, text: str, vector: npt.NDArray[np.float32],
+                  settings: SearchSettings) -> list[str]:
+    """What the gateway does (libs.readmodel.search): both sides at once on two connections,
+    fused, re-ranked with thread context, then fetched."""
     lexical_conn, dense_conn = conns
+    request = Search(q=text, k=K)
     fused = await fuse_concurrently({
-        "lexical": queries.lexical_ranking(lexical_conn, ns, filters, text, candidates),
-        "dense": queries.dense_ranking(dense_conn, ns, filters, vector, candidates),
-    }, K)
-    found = await queries.fetch_memories(lexical_conn, ns, [hit.doc_id for hit in fused])
-    return [hit.doc_id for hit in fused if hit.doc_id in found]  # fused order
+        "lexical": queries.lexical_ranking(lexical_conn, ns, request, text, settings.candidates,
+                                           prefix=settings.prefix_matching),
+        "dense": queries.dense_ranking(dense_conn, ns, request, vector, settings.candidates),
+    }, settings.fuse)
+    ranked = await rank(lexical_conn, ns, request, fused, settings, datetime.now(UTC))
+    ids = [item.doc_id for item in ranked[:K]]
+    found = await queries.fetch_memories(lexical_conn, ns, ids)
+    return [doc_id for doc_id in ids if doc_id in found]  # ranked order
 
 
 async def _ef_search_sweep(conn: Any, ns: str, filters: Filters,
@@ -181,5 +224,6 @@ def _report(size: int, dense: Sequence[float], lexical: Sequence[float],
 
     report_line(f"search @ {size:,} dense (HNSW) top-{K}", fmt(dense))
     report_line(f"search @ {size:,} lexical (BM25 OR) top-{K}", fmt(lexical))
-    report_line(f"search @ {size:,} hybrid (RRF, {candidate_count(K)} cand.)", fmt(hybrid))
+    candidates = SearchSettings().candidates
+    report_line(f"search @ {size:,} hybrid (score fusion, {candidates} cand.)", fmt(hybrid))
     report_line(f"recall@{K} HNSW vs exact @ {size:,}", f"{float(np.mean(recalls)):.3f}")

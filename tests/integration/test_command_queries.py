@@ -70,7 +70,8 @@ async def stack(config: Config, nats_js: Any) -> AsyncIterator[Stack]:
 
 async def _lexical(stack: Stack, text: str, **filters: object) -> list[str]:
     async with stack.read_models.connection() as conn:
-        return await queries.lexical_ranking(conn, NS, Filters(**filters), text, 50)  # type: ignore[arg-type]
+        ranking = await queries.lexical_ranking(conn, NS, Filters(**filters), text, 50)  # type: ignore[arg-type]
+    return [memory_id for memory_id, _ in ranking]
 
 
 async def test_lexical_side_ranks_partial_matches_by_bm25(stack: Stack) -> None:
@@ -159,11 +160,13 @@ async def test_lexical_tiers_keep_or_semantics_when_terms_are_too_common(stack: 
     await stack.settle()
     expected = [rare, pair, both]  # the rare term, then both common terms (shorter first)
     async with stack.read_models.connection() as conn:
-        exact = await queries.lexical_ranking(conn, NS, Filters(), "alpha beta zeta", 50)
+        exact = [memory_id for memory_id, _ in
+                 await queries.lexical_ranking(conn, NS, Filters(), "alpha beta zeta", 50)]
         # A budget of one posting: only "zeta" is read in full; "alpha" and "beta" come from
         # the capped all-common and any-common tiers, which still find the single-word matches.
-        tiny = await queries.lexical_ranking(conn, NS, Filters(), "alpha beta zeta", 50,
-                                             budget=1, cap=1)
+        tiny = [memory_id for memory_id, _ in
+                await queries.lexical_ranking(conn, NS, Filters(), "alpha beta zeta", 50,
+                                              budget=1, cap=1)]
     for ranked in (exact, tiny):
         assert set(ranked) == {both, pair, only_alpha, only_beta, rare}, ranked
         assert unrelated not in ranked

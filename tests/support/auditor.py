@@ -46,7 +46,8 @@ def memory_created(ns: str, index: int, command_id: str | None = None) -> Memory
         command_id=command_id, correlation_id=command_id, at=datetime.now(UTC),
         data=MemoryCreatedData(
             memory_id=memory_id, version_id=version_id(memory_id, digest, metadata, []),
-            kind="note", content=content, content_hash=digest, tags=("t",), metadata=metadata),
+            kind="note", content=content, content_hash=digest, tags=("t",), metadata=metadata,
+            occurred_at=datetime(2026, 1, 1, tzinfo=UTC)),
     )
 
 

@@ -36,6 +36,7 @@ from libs.events import (
     MemoryTaggedData,
     MetadataValue,
     Provenance,
+    ThreadRef,
     content_hash,
     derive_event_id,
     encode_event,
@@ -68,22 +69,29 @@ class History:
         return {
             "id": derive_event_id(self.ns, command_id), "ns": self.ns, "aggregate": "memory",
             "aggregate_id": memory_id, "actor": ACTOR, "command_id": command_id,
-            "correlation_id": command_id, "at": EPOCH + timedelta(milliseconds=self.count),
+            "correlation_id": command_id, "at": self.now(),
         }
+
+    def now(self) -> datetime:
+        """The recording time of the latest envelope (one millisecond per event)."""
+        return EPOCH + timedelta(milliseconds=self.count)
 
     def created(self, content: str, *, memory_id: str | None = None, kind: str = "note",
                 tags: Sequence[str] = (), metadata: dict[str, MetadataValue] | None = None,
-                source: str | None = None) -> MemoryCreated:
+                source: str | None = None, occurred_at: datetime | None = None,
+                thread: ThreadRef | None = None) -> MemoryCreated:
         memory_id = memory_id or new_memory_id()
         digest = content_hash(content)
         meta = metadata or {}
         version = version_id(memory_id, digest, meta, [])
         self.heads[memory_id] = version
+        envelope = self._envelope(memory_id)
         return MemoryCreated(
-            schema=MemoryCreated.SCHEMA, **self._envelope(memory_id),
+            schema=MemoryCreated.SCHEMA, **envelope,
             data=MemoryCreatedData(memory_id=memory_id, version_id=version, kind=kind,
                                    content=content, content_hash=digest, tags=tuple(tags),
-                                   metadata=meta, provenance=Provenance(source=source)),
+                                   metadata=meta, provenance=Provenance(source=source),
+                                   occurred_at=occurred_at or envelope["at"], thread=thread),
         )
 
     def revised(self, memory_id: str, content: str, *,
@@ -95,7 +103,7 @@ class History:
         version = version_id(memory_id, digest, meta, [parent])
         self.heads[memory_id] = version
         return MemoryRevised(
-            schema=1, **self._envelope(memory_id),
+            schema=MemoryRevised.SCHEMA, **self._envelope(memory_id),
             data=MemoryRevisedData(version_id=version, parent_version_id=parent,
                                    content=content, content_hash=digest, metadata=meta,
                                    reason=reason),

@@ -59,6 +59,7 @@ def _created(ns: str = "team-a", content: str = "The user prefers dark mode") ->
             content_hash=digest,
             tags=("ui",),
             metadata={"confidence": 0.9},
+            occurred_at=datetime(2026, 11, 24, 9, 30, tzinfo=UTC),
         ),
     )
 
@@ -72,7 +73,7 @@ def test_roundtrip_is_lossless_and_canonical() -> None:
     as_dict = msgspec.json.decode(raw)
     assert list(as_dict) == sorted(as_dict)
     assert list(as_dict["data"]) == sorted(as_dict["data"])
-    assert as_dict["type"] == "MemoryCreated" and as_dict["schema"] == 2
+    assert as_dict["type"] == "MemoryCreated" and as_dict["schema"] == 3
 
 
 def test_old_schema_is_upcast_on_read() -> None:

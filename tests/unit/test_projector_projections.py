@@ -47,7 +47,8 @@ def _created(content: str = "hello", tags: tuple[str, ...] = ("b", "a", "b")) ->
     digest = content_hash(content)
     return MemoryCreated(schema=2, **_envelope(), data=MemoryCreatedData(  # type: ignore[arg-type]
         memory_id=MEMORY, version_id=version_id(MEMORY, digest, {}, []), kind="note",
-        content=content, content_hash=digest, tags=tags))
+        content=content, content_hash=digest, tags=tags,
+        occurred_at=datetime(2025, 6, 1, tzinfo=UTC)))
 
 
 def _revised(parent: str, content: str = "v2") -> MemoryRevised:

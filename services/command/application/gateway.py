@@ -56,6 +56,7 @@ def bind_handlers(commands: CommandService, queries: QueryService, history: Hist
         "log": local(history.log), "branches": local(history.branches),
         "version": local(history.version), "diff": local(history.diff),
         "common_ancestor": local(history.common_ancestor),
+        "thread": local(queries.thread),
         "create_key": keys.create, "revoke_key": keys.revoke, "list_keys": keys.list,
         "models": local(queries.models),
     })

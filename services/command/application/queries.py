@@ -11,6 +11,7 @@ from libs.events import (
     CountMemories,
     GetHistory,
     GetMemory,
+    GetThread,
     HistoryView,
     ListMemories,
     MemoryCount,
@@ -18,14 +19,15 @@ from libs.events import (
     MemoryView,
     Search,
     SearchResults,
+    ThreadView,
     validate_id,
     validate_namespace,
 )
 from libs.events.reasoning import ListModels, ModelsView
 from libs.readmodel import memories as queries
-from libs.readmodel import registry_queries
+from libs.readmodel import registry_queries, threads
 from libs.readmodel.pool import ReadModels
-from libs.readmodel.search import SearchService
+from libs.readmodel.search import SearchService, SearchSettings
 from services.command.metrics import observed_query
 
 __all__ = ["QueryService"]
@@ -38,9 +40,9 @@ class QueryService:
     """Serves the four queries; every one is namespace-scoped and waits for ``after_seq``."""
 
     def __init__(self, read_models: ReadModels, embedder: Callable[[], Embedder], *,
-                 ef_search: int = queries.HNSW_EF_SEARCH) -> None:
+                 settings: SearchSettings | None = None) -> None:
         self._rm = read_models
-        self._search = SearchService(read_models, embedder, ef_search=ef_search)
+        self._search = SearchService(read_models, embedder, settings=settings)
 
     async def get(self, ns: str, request: GetMemory) -> MemoryView:
         """One memory with provenance."""
@@ -84,8 +86,19 @@ class QueryService:
 
         return await observed_query("history", work())
 
+    async def thread(self, ns: str, request: GetThread) -> ThreadView:
+        """A page of a thread's memories in turn order."""
+        async def work() -> ThreadView:
+            valid_ns = validate_namespace(ns)
+            await self._rm.wait_for(request.after_seq)
+            async with self._rm.connection() as conn:
+                return await threads.get_thread(conn, valid_ns, request)
+
+        return await observed_query("thread", work())
+
     async def search(self, ns: str, request: Search) -> SearchResults:
-        """Hybrid (or dense-only / lexical-only) retrieval fused by reciprocal rank."""
+        """Hybrid (or dense-only / lexical-only) retrieval, fused by normalised score and
+        re-ranked with thread context (and recency, when asked)."""
         return await observed_query("search", self._search.search(ns, request))
 
     async def models(self, ns: str, request: ListModels) -> ModelsView:

@@ -44,6 +44,7 @@ from services.command.domain.memory import (
     _check_metadata,
     _envelope,
     _require_live,
+    moved_occurrence,
 )
 
 __all__ = [
@@ -99,6 +100,10 @@ def decide_branch(state: MemoryState, command: Branch, ctx: DecisionContext) -> 
 
 def decide_commit(state: MemoryState, command: Commit, ctx: DecisionContext) -> list[Event]:
     """A new version on ``branch`` whose parent is the branch head."""
+    # Only main's versions move the memory (its content, and so its time of occurrence).
+    if command.occurred_at is not None and command.branch != DEFAULT_BRANCH:
+        raise InvalidInput("occurred_at can only move with a commit onto main",
+                           field="occurred_at")
     dag = _dag(state)
     head = _head(dag, command.branch, command.expected_head)
     content = _check_content(command.content, ctx.max_content_bytes)
@@ -106,12 +111,15 @@ def decide_commit(state: MemoryState, command: Commit, ctx: DecisionContext) -> 
                 else _branch_metadata(state, dag, command.branch, head))
     spec = plan_revise(state.memory_id, dag.graph, head, content, metadata)
     parent = dag.record(head)
-    if spec.content_hash == parent.content_hash and metadata == dict(parent.metadata):
-        raise InvalidInput("no change: content and metadata equal the branch head",
+    occurred = moved_occurrence(state, command.occurred_at)
+    if (spec.content_hash == parent.content_hash and metadata == dict(parent.metadata)
+            and occurred is None):
+        raise InvalidInput("no change: content, metadata and occurred_at equal the branch head",
                            reason="no_change")
     data = MemoryCommittedData(
         branch=command.branch, version_id=spec.version_id, parent_version_id=head,
         content=spec.content, content_hash=spec.content_hash, metadata=spec.metadata,
+        occurred_at=occurred,
     )
     envelope = _envelope(ctx, state.memory_id, 0)
     return [MemoryCommitted(schema=MemoryCommitted.SCHEMA, data=data, **envelope)]

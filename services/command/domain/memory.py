@@ -28,6 +28,7 @@ from libs.events import (
     InvalidInput,
     Link,
     MemoryCommitted,
+    MemoryCommittedData,
     MemoryCreated,
     MemoryCreatedData,
     MemoryForgotten,
@@ -50,8 +51,10 @@ from libs.events import (
     Revise,
     SetMetadata,
     Tag,
+    ThreadRef,
     content_hash,
     derive_event_id,
+    utc_instant,
     validate_id,
     version_id,
 )
@@ -76,6 +79,7 @@ __all__ = [
     "decide_tag",
     "evolve",
     "fold",
+    "moved_occurrence",
     "result_for",
     "target_of",
 ]
@@ -100,7 +104,8 @@ class MemoryState:
     this memory to that event's sequence, so a repeated command is recognised from the stream
     itself, even when the read models are behind and the duplicate window has passed;
     ``digests`` maps them to the causing command's digest, which tells a retry (same digest)
-    from a command id reused for another command (a conflict).
+    from a command id reused for another command (a conflict). ``occurred_at`` is when what the
+    memory says happened (set on creation, moved by a revision or a commit onto ``main``).
     """
 
     memory_id: str
@@ -116,6 +121,7 @@ class MemoryState:
     last_seq: int = 0
     applied: Mapping[str, int] = field(default_factory=dict)
     digests: Mapping[str, str] = field(default_factory=dict)
+    occurred_at: datetime | None = None
 
     @property
     def live(self) -> bool:
@@ -144,6 +150,7 @@ def _created(state: MemoryState, event: MemoryCreated) -> MemoryState:
     return replace(
         state, exists=True, kind=data.kind, head_version_id=data.version_id,
         content_hash=data.content_hash, metadata=dict(data.metadata), tags=frozenset(data.tags),
+        occurred_at=data.occurred_at,
     )
 
 
@@ -153,6 +160,7 @@ def _revised(state: MemoryState, event: MemoryRevised) -> MemoryState:
     return replace(
         state, head_version_id=data.version_id, content_hash=data.content_hash,
         metadata=dict(data.metadata) if data.metadata else state.metadata,
+        occurred_at=data.occurred_at or state.occurred_at,
     )
 
 
@@ -162,9 +170,11 @@ def _main_moved(state: MemoryState, event: MemoryCommitted | MemoryMerged | Memo
     data = event.data
     if data.branch != DEFAULT_BRANCH:
         return state
+    occurred = data.occurred_at if isinstance(data, MemoryCommittedData) else None
     return replace(
         state, head_version_id=data.version_id, content_hash=data.content_hash,
         metadata=dict(data.metadata) if data.metadata else state.metadata,
+        occurred_at=occurred or state.occurred_at,
     )
 
 
@@ -307,12 +317,18 @@ def decide_remember(state: MemoryState, command: Remember, ctx: DecisionContext)
     if len(tags) > MAX_TAGS:
         raise InvalidInput(f"at most {MAX_TAGS} tags", field="tags")
     metadata = _check_metadata(command.metadata)
+    if command.thread_position is not None and command.thread is None:
+        raise InvalidInput("thread_position needs a thread", field="thread_position")
     digest = content_hash(content)
+    thread = (None if command.thread is None
+              else ThreadRef(id=command.thread, position=command.thread_position))
+    occurred = ctx.at if command.occurred_at is None else utc_instant(command.occurred_at)
     data = MemoryCreatedData(
         memory_id=state.memory_id,
         version_id=version_id(state.memory_id, digest, metadata, ()),
         kind=command.kind, content=content, content_hash=digest, tags=tuple(tags),
         metadata=metadata, provenance=Provenance(source=command.source),
+        occurred_at=occurred, thread=thread,
     )
     envelope = _envelope(ctx, state.memory_id, 0)
     return [MemoryCreated(schema=MemoryCreated.SCHEMA, data=data, **envelope)]
@@ -327,16 +343,26 @@ def decide_revise(state: MemoryState, command: Revise, ctx: DecisionContext) -> 
     # is set_metadata's job (an empty object cannot both mean "keep" and "clear").
     metadata = _check_metadata(command.metadata) if command.metadata else dict(state.metadata)
     digest = content_hash(content)
-    if digest == state.content_hash and metadata == dict(state.metadata):
-        raise _no_change("content and metadata equal the current version")
+    occurred = moved_occurrence(state, command.occurred_at)
+    if (digest == state.content_hash and metadata == dict(state.metadata)
+            and occurred is None):
+        raise _no_change("content, metadata and occurred_at equal the current version")
     parent = state.head_version_id
     data = MemoryRevisedData(
         version_id=version_id(state.memory_id, digest, metadata, (parent,)),
         parent_version_id=parent, content=content, content_hash=digest, metadata=metadata,
-        reason=command.reason,
+        reason=command.reason, occurred_at=occurred,
     )
     envelope = _envelope(ctx, state.memory_id, 0)
     return [MemoryRevised(schema=MemoryRevised.SCHEMA, data=data, **envelope)]
+
+
+def moved_occurrence(state: MemoryState, requested: datetime | None) -> datetime | None:
+    """The new ``occurred_at`` a version records (UTC), or None when it keeps the memory's."""
+    if requested is None:
+        return None
+    moved = utc_instant(requested)
+    return None if moved == state.occurred_at else moved
 
 
 def decide_tag(state: MemoryState, command: Tag, ctx: DecisionContext) -> list[Event]:
