@@ -16,6 +16,7 @@ from typing import ClassVar, Final
 
 import msgspec
 
+from libs.events.compression import MemoryCompressedData
 from libs.events.security import ApiKeyIssuedData, ApiKeyRevokedData
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "MemoryBranchedData",
     "MemoryCommitted",
     "MemoryCommittedData",
+    "MemoryCompressed",
     "MemoryCreated",
     "MemoryCreatedData",
     "MemoryForgotten",
@@ -305,6 +307,20 @@ class ApiKeyRevoked(EventBase, frozen=True, tag="ApiKeyRevoked"):
     data: ApiKeyRevokedData
 
 
+# --- compression (libs/events/compression.py holds the receipt) ------------------------------
+
+
+class MemoryCompressed(EventBase, frozen=True, tag="MemoryCompressed"):
+    """The compressor compressed one version of the memory; ``data`` holds the compressed text
+    and its receipt. Appended to the memory's subject by the compressor, never by a command:
+    it moves the memory's sequence (optimistic concurrency sees it) and changes nothing a
+    command checks. Its command id is derived from the receipt id and the version event's
+    command id (:func:`libs.events.compression.compression_command_id`), so one compression is
+    one event however often it is run."""
+
+    data: MemoryCompressedData
+
+
 Event = (
     MemoryCreated
     | MemoryRevised
@@ -320,6 +336,8 @@ Event = (
     # security
     | ApiKeyIssued
     | ApiKeyRevoked
+    # compression
+    | MemoryCompressed
 )
 """Every event type Mnemos appends to its stream."""
 
