@@ -1,0 +1,278 @@
+"""The compressor service on real NATS and Postgres (issue 13): on-write receipts, projected
+and served; poison versions dead-lettered without stopping; a killed process loses and
+duplicates nothing; replay reproduces the receipts without recompressing; a dead LLM endpoint
+does not delay the offline receipts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from libs.consumer.stream import read_stream, stream_bounds
+from libs.events import (
+    DEADLETTER_STREAM,
+    Actor,
+    MemoryCompressed,
+    MemoryCreated,
+    MemoryCreatedData,
+    content_hash,
+    decode_event,
+    derive_event_id,
+    encode_event,
+    event_subject,
+    new_command_id,
+    new_memory_id,
+    version_id,
+)
+from libs.readmodel.digest import read_model_digest
+from libs.runtime.config import Config
+from services.compressor import main as compressor_main
+from services.compressor.compressor import Compressor
+from services.compressor.engines.llm import LlmEngine
+from services.compressor.service import CompressorSettings
+from services.projector.replay import replay
+from tests.support.events import CountingEmbedder, read_models, running_projector
+from tests.support.services import running_gateway
+from tests.support_http.server import Recorded, ReplayServer
+
+pytestmark = pytest.mark.integration
+
+NS = "notes"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "compressor"
+T = TypeVar("T")
+
+
+def texts() -> dict[str, str]:
+    rows = [json.loads(line) for line in
+            (FIXTURES / "handmade.jsonl").read_text(encoding="utf-8").splitlines()]
+    return {row["id"]: row["text"] for row in rows}
+
+
+TEXTS = texts()
+LONG = [TEXTS[k] for k in ("hand-meeting-notes", "hand-incident-report", "hand-code-review",
+                           "hand-contract-clause")]
+
+
+def settings(config: Config, **kw: Any) -> CompressorSettings:
+    options = {"fetch_wait_s": 0.2, **kw.pop("consumer_options", {})}
+    return CompressorSettings(min_tokens=kw.pop("min_tokens", 40), schema=config.db_schema,
+                              ack_wait_s=kw.pop("ack_wait_s", 3.0), consumer_options=options,
+                              **kw)
+
+
+@contextlib.asynccontextmanager
+async def running_compressor(config: Config, **kw: Any) -> AsyncIterator[asyncio.Task[None]]:
+    stop = asyncio.Event()
+    compressor = kw.pop("compressor", None)
+    task = asyncio.create_task(compressor_main.run(
+        config, stop, compressor=compressor, settings=settings(config, **kw),
+        embedder=CountingEmbedder()))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], timeout_s: float = 60.0) -> T:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = await probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.1)
+
+
+async def compressions_in_stream(nc: Any) -> list[tuple[int, MemoryCompressed]]:
+    js = nc.jetstream()
+    _, last = await stream_bounds(js)
+    out = []
+    async for msg in read_stream(nc, js, 1, last):
+        try:
+            event = decode_event(msg.data)
+        except Exception:
+            continue
+        if isinstance(event, MemoryCompressed):
+            out.append((msg.seq, event))
+    return out
+
+
+def created(text: str, ns: str = NS) -> MemoryCreated:
+    command_id, memory_id = new_command_id(), new_memory_id()
+    digest = content_hash(text)
+    return MemoryCreated(
+        id=derive_event_id(ns, command_id), schema=MemoryCreated.SCHEMA, ns=ns,
+        aggregate="memory", aggregate_id=memory_id, actor=Actor(principal="tests"),
+        command_id=command_id, correlation_id=command_id, at=datetime.now(UTC),
+        data=MemoryCreatedData(memory_id=memory_id, version_id=version_id(memory_id, digest, {},
+                                                                           []),
+                               kind="note", content=text, content_hash=digest))
+
+
+async def publish(js: Any, event: MemoryCreated) -> int:
+    ack = await js.publish(event_subject(event.ns, "memory", event.aggregate_id),
+                           encode_event(event), headers={"Nats-Msg-Id": event.id}, timeout=5)
+    return int(ack.seq)
+
+
+async def receipts(http: httpx.AsyncClient, memory_id: str,
+                   after_seq: int | None = None) -> list[dict[str, Any]]:
+    params = {"after_seq": after_seq} if after_seq else {}
+    response = await http.get(f"/v1/{NS}/memories/{memory_id}/receipts", params=params)
+    if response.status_code == 503:  # the compressor is still starting
+        return []
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["compressions"]
+    return found
+
+
+async def test_remembering_a_long_text_yields_a_projected_receipt(config: Config) -> None:
+    async with running_gateway(config) as (http, nc), running_compressor(config):
+        short = (await http.post(f"/v1/{NS}/memories", json={
+            "content": TEXTS["hand-short-note"]})).json()
+        long = (await http.post(f"/v1/{NS}/memories", json={"content": LONG[0]})).json()
+        found = await eventually(lambda: receipts(http, long["memory_id"], long["seq"]))
+        receipt = found[0]["receipt"]
+        assert receipt["version_id"] == long["version_id"]
+        assert receipt["trigger"] == "on_write" and receipt["tokenizer"].startswith("cl100k_base")
+        assert receipt["compressed_tokens"] < receipt["original_tokens"]
+        assert receipt["engine"] in {"extractive", "facts"}
+        assert {c["engine"] for c in receipt["contest"]} == {"extractive", "facts"}
+        assert found[0]["content"] != LONG[0]
+        # The original is what get serves, always.
+        got = (await http.get(f"/v1/{NS}/memories/{long['memory_id']}")).json()
+        assert got["content"] == LONG[0]
+        # The compression moved the memory's revision (it is an event on its subject) ...
+        assert got["revision"] == found[0]["seq"]
+        # ... and the short note got none.
+        assert await receipts(http, short["memory_id"], short["seq"]) == []
+        assert (await http.get(f"/v1/{NS}/memories/{new_memory_id()}/receipts")
+                ).status_code == 404
+        assert (await http.get(f"/v1/{NS}/memories/BAD!/receipts")).status_code == 400
+        # One event per receipt in the stream.
+        events = await compressions_in_stream(nc)
+        assert [e.data.receipt.receipt_id for _, e in events] == [receipt["receipt_id"]]
+
+
+async def test_a_poison_version_is_dead_lettered_and_the_next_is_compressed(
+        config: Config) -> None:
+    async with running_gateway(config) as (http, nc), running_compressor(config):
+        js = nc.jetstream()
+        await js.publish(f"mnemos.evt.{NS}.memory.poison", b"not an event", timeout=5)
+        long = (await http.post(f"/v1/{NS}/memories", json={"content": LONG[1]})).json()
+        await eventually(lambda: receipts(http, long["memory_id"], long["seq"]))
+        info = await js.stream_info(DEADLETTER_STREAM)
+        letters = [await js.get_msg(DEADLETTER_STREAM, seq=seq)
+                   for seq in range(1, int(info.state.last_seq) + 1)]
+        ours = [m for m in letters if m.subject == f"mnemos.dlq.compressor.{NS}"]
+        assert len(ours) == 1 and ours[0].data == b"not an event"  # (the projector has its own)
+        assert ours[0].headers and "not an event" in ours[0].headers["Mnemos-Error"]
+
+
+def _spawn(config: Config, home: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MNEMOS_NATS_URL": config.nats_url or "",
+           "MNEMOS_DATABASE_URL": config.database_url or "", "MNEMOS_HOME": str(home),
+           "MNEMOS_DB_SCHEMA": config.db_schema, "MNEMOS_COMPRESS_MIN_TOKENS": "40",
+           "MNEMOS_COMPRESSOR_ACK_WAIT_S": "2", "MNEMOS_LOG_LEVEL": "warning"}
+    return subprocess.Popen([sys.executable, "-m", "mnemos", "serve", "compressor"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def test_killing_the_compressor_mid_stream_loses_and_duplicates_nothing(
+        config: Config, nats_js: Any, tmp_path: Path) -> None:
+    versions = [created(f"{LONG[i % 4]}\n\nCopy {i}: ticket OPS-{1000 + i}.") for i in range(60)]
+    async with running_projector(config):
+        process = _spawn(config, tmp_path / "home")
+        try:
+            for event in versions[:30]:
+                await publish(nats_js, event)
+            nc = nats_js._nc
+
+            async def some() -> int | None:
+                return len(await compressions_in_stream(nc)) or None
+
+            await eventually(some)
+            process.send_signal(signal.SIGKILL)  # mid-stream: versions taken, not acked
+            process.wait(10)
+            for event in versions[30:]:
+                await publish(nats_js, event)
+            process = _spawn(config, tmp_path / "home")
+
+            async def all_done() -> list[tuple[int, MemoryCompressed]] | None:
+                events = await compressions_in_stream(nc)
+                return events if len({e.aggregate_id for _, e in events}) == 60 else None
+
+            events = await eventually(all_done, timeout_s=120)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+        per_receipt = Counter(e.data.receipt.receipt_id for _, e in events)
+        assert len(per_receipt) == 60 and set(per_receipt.values()) == {1}
+        assert {e.data.receipt.version_id for _, e in events} == {
+            v.data.version_id for v in versions}
+
+
+async def test_replay_reproduces_the_receipts_without_recompressing(config: Config) -> None:
+    url = config.database_url or ""
+    async with running_gateway(config) as (http, _), running_compressor(config):
+        made = [(await http.post(f"/v1/{NS}/memories", json={"content": t})).json()
+                for t in LONG]
+        ids = [m["memory_id"] for m in made]
+        for m in made:
+            await eventually(lambda m=m: receipts(http, m["memory_id"], m["seq"]))  # type: ignore[misc]
+        before = {m: await receipts(http, m) for m in ids}
+    # Everything stopped: the compressor cannot take part in the rebuild.
+    report = await replay(config, swap=True, embedder=CountingEmbedder(), progress=False)
+    assert report.verified is True, report.summary()
+    assert report.rebuild_digest == report.live_digest
+    async with read_models(url) as conn:
+        cur = await conn.execute("SELECT memory_id, receipt FROM memory_compressions")
+        rebuilt = {row["memory_id"]: row["receipt"] for row in await cur.fetchall()}
+        assert await read_model_digest(conn) == report.rebuild_digest
+    assert rebuilt == {m: found[0]["receipt"] for m, found in before.items()}
+
+
+async def test_a_dead_llm_endpoint_does_not_delay_offline_receipts(config: Config) -> None:
+    with ReplayServer() as provider:
+        # The provider accepts the request and never answers in time.
+        provider.add("POST", "/v1/chat/completions", Recorded.json({}).slowed(30.0))
+        config = config.model_copy(update={"compressor_llm_url": provider.url,
+                                           "compressor_llm_timeout_s": 4.0})
+        compressor: Compressor = compressor_main.build_compressor(config)
+        assert [type(e) for e in compressor.llm_engines] == [LlmEngine]
+        async with running_gateway(config) as (http, nc), running_compressor(
+                config, compressor=compressor):
+            started = time.monotonic()
+            long = (await http.post(f"/v1/{NS}/memories", json={"content": LONG[2]})).json()
+            found = await eventually(lambda: receipts(http, long["memory_id"], long["seq"]))
+            offline_after = time.monotonic() - started
+            assert offline_after < 3.5, offline_after  # well before the LLM's 4 s timeout
+            assert {c["engine"] for c in found[0]["receipt"]["contest"]} == {"extractive",
+                                                                            "facts"}
+
+            async def both() -> list[dict[str, Any]] | None:
+                got = await receipts(http, long["memory_id"])
+                return got if len(got) == 2 else None
+
+            full = (await eventually(both, timeout_s=30))[1]["receipt"]
+            llm = [c for c in full["contest"] if c["engine"] == "llm"]
+            assert llm and llm[0]["outcome"] in {"timeout", "error"}, full["contest"]
+            assert full["engine"] == found[0]["receipt"]["engine"]
+            assert provider.requests  # the engine did ask
+            del nc
