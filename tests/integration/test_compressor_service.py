@@ -5,8 +5,6 @@ does not delay the offline receipts."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -14,12 +12,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 
 from libs.consumer.stream import read_stream, stream_bounds
@@ -40,11 +36,13 @@ from libs.events import (
 )
 from libs.readmodel.digest import read_model_digest
 from libs.runtime.config import Config
+from services.auditor.verify import verify
 from services.compressor import main as compressor_main
 from services.compressor.compressor import Compressor
 from services.compressor.engines.llm import LlmEngine
-from services.compressor.service import CompressorSettings
 from services.projector.replay import replay
+from tests.support.auditor import running_auditor, wait_for_head
+from tests.support.compressor import eventually, receipts, running_compressor
 from tests.support.events import CountingEmbedder, read_models, running_projector
 from tests.support.services import running_gateway
 from tests.support_http.server import Recorded, ReplayServer
@@ -65,38 +63,6 @@ def texts() -> dict[str, str]:
 TEXTS = texts()
 LONG = [TEXTS[k] for k in ("hand-meeting-notes", "hand-incident-report", "hand-code-review",
                            "hand-contract-clause")]
-
-
-def settings(config: Config, **kw: Any) -> CompressorSettings:
-    options = {"fetch_wait_s": 0.2, **kw.pop("consumer_options", {})}
-    return CompressorSettings(min_tokens=kw.pop("min_tokens", 40), schema=config.db_schema,
-                              ack_wait_s=kw.pop("ack_wait_s", 3.0), consumer_options=options,
-                              **kw)
-
-
-@contextlib.asynccontextmanager
-async def running_compressor(config: Config, **kw: Any) -> AsyncIterator[asyncio.Task[None]]:
-    stop = asyncio.Event()
-    compressor = kw.pop("compressor", None)
-    task = asyncio.create_task(compressor_main.run(
-        config, stop, compressor=compressor, settings=settings(config, **kw),
-        embedder=CountingEmbedder()))
-    try:
-        yield task
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout_s: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = await probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.1)
 
 
 async def compressions_in_stream(nc: Any) -> list[tuple[int, MemoryCompressed]]:
@@ -129,17 +95,6 @@ async def publish(js: Any, event: MemoryCreated) -> int:
     ack = await js.publish(event_subject(event.ns, "memory", event.aggregate_id),
                            encode_event(event), headers={"Nats-Msg-Id": event.id}, timeout=5)
     return int(ack.seq)
-
-
-async def receipts(http: httpx.AsyncClient, memory_id: str,
-                   after_seq: int | None = None) -> list[dict[str, Any]]:
-    params = {"after_seq": after_seq} if after_seq else {}
-    response = await http.get(f"/v1/{NS}/memories/{memory_id}/receipts", params=params)
-    if response.status_code == 503:  # the compressor is still starting
-        return []
-    assert response.status_code == 200, response.text
-    found: list[dict[str, Any]] = response.json()["compressions"]
-    return found
 
 
 async def test_remembering_a_long_text_yields_a_projected_receipt(config: Config) -> None:
@@ -230,13 +185,21 @@ async def test_killing_the_compressor_mid_stream_loses_and_duplicates_nothing(
 
 async def test_replay_reproduces_the_receipts_without_recompressing(config: Config) -> None:
     url = config.database_url or ""
-    async with running_gateway(config) as (http, _), running_compressor(config):
+    async with running_gateway(config) as (http, nc), running_compressor(config), \
+            running_auditor(config):
         made = [(await http.post(f"/v1/{NS}/memories", json={"content": t})).json()
                 for t in LONG]
         ids = [m["memory_id"] for m in made]
         for m in made:
             await eventually(lambda m=m: receipts(http, m["memory_id"], m["seq"]))  # type: ignore[misc]
         before = {m: await receipts(http, m) for m in ids}
+        # The compressions are on the audit chain, and the read models equal the fold of
+        # their events (mnemos audit verify --full).
+        _, last = await stream_bounds(nc.jetstream())
+        await wait_for_head(config, last)
+        verified = await verify(config, full=True)
+        assert verified.ok and verified.read_model_issue_count == 0, verified.read_model_issues
+        assert verified.memories_checked >= len(ids)
     # Everything stopped: the compressor cannot take part in the rebuild.
     report = await replay(config, swap=True, embedder=CountingEmbedder(), progress=False)
     assert report.verified is True, report.summary()
@@ -246,6 +209,13 @@ async def test_replay_reproduces_the_receipts_without_recompressing(config: Conf
         rebuilt = {row["memory_id"]: row["receipt"] for row in await cur.fetchall()}
         assert await read_model_digest(conn) == report.rebuild_digest
     assert rebuilt == {m: found[0]["receipt"] for m, found in before.items()}
+    # A compression row edited by hand is named by verification.
+    async with read_models(url) as conn:
+        await conn.execute("UPDATE memory_compressions SET ratio = 0.01"
+                           " WHERE memory_id = %s", (ids[0],))
+    tampered = await verify(config, full=True)
+    assert [(i.table, i.field) for i in tampered.read_model_issues] == [
+        ("memory_compressions", before[ids[0]][0]["receipt"]["receipt_id"])]
 
 
 async def test_a_dead_llm_endpoint_does_not_delay_offline_receipts(config: Config) -> None:
