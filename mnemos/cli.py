@@ -114,6 +114,36 @@ def status() -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def receipts(memory_id: str, ns: str = NS_OPTION,
+             version: str | None = typer.Option(None, "--version", help="Only this version.")
+             ) -> None:
+    """Show a memory's compressions and their receipts (`get` shows the original)."""
+    try:
+        emit(local_client().receipts(ns, memory_id, version))
+    except MnemosError as exc:
+        fail(exc)
+
+
+@app.command()
+def context(
+    task: str = typer.Argument(..., help="The task the context is for, in plain words."),
+    purpose: str = typer.Option("summary", help="factual_recall, financial, legal, "
+                                "compliance, code, summary or brainstorming."),
+    budget: int = typer.Option(2000, help="Token budget (cl100k_base tokens)."),
+    ns: str = NS_OPTION,
+    k: int = typer.Option(20, help="How many relevant memories to consider."),
+    originals_only: bool = typer.Option(False, "--originals-only",
+                                        help="Serve no compressed or pruned form."),
+) -> None:
+    """Assemble context for a task and purpose within a token budget (with receipts)."""
+    try:
+        emit(local_client().context(ns, task, purpose, budget, k=k,
+                                    originals_only=originals_only))
+    except MnemosError as exc:
+        fail(exc)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

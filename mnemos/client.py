@@ -96,6 +96,21 @@ class GatewayClient:
                                             json={"reason": reason})
         return result
 
+    def receipts(self, ns: str, memory_id: str, version_id: str | None = None
+                 ) -> dict[str, Any]:
+        """A memory's compressions with their receipts."""
+        params = {"version_id": version_id} if version_id is not None else {}
+        result: dict[str, Any] = self._call("GET", f"/v1/{ns}/memories/{memory_id}/receipts",
+                                            params=params)
+        return result
+
+    def context(self, ns: str, task: str, purpose: str, budget: int, **fields: Any
+                ) -> dict[str, Any]:
+        """Context for a task and purpose within a token budget."""
+        result: dict[str, Any] = self._call("POST", f"/v1/{ns}/context", json={
+            "task": task, "purpose": purpose, "budget": budget, **fields})
+        return result
+
     def ready(self) -> bool:
         """Whether the gateway reports ready."""
         try:
