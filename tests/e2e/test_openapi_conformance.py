@@ -15,6 +15,7 @@ import pytest
 from libs.runtime.config import Config
 from tests.e2e.test_security import _admin_key, _secured
 from tests.support.auditor import running_auditor
+from tests.support.compressor import running_compressor
 from tests.support.services import running_gateway
 
 pytestmark = pytest.mark.integration
@@ -44,7 +45,14 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         config: Config, nats_js: Any, tmp_path: Path) -> None:
     secured = _secured(config)
     admin = await _admin_key(nats_js)
-    async with running_auditor(secured), running_gateway(secured) as (http, _nc):
+    async with running_auditor(secured), running_compressor(secured), \
+            running_gateway(secured) as (http, _nc):
         base = str(http.base_url).rstrip("/")
+        for _ in range(300):  # the compressor answers its operations (not a 503 while it starts)
+            probe = await http.get("/v1/x/memories/x/receipts",
+                                   headers={"Authorization": f"Bearer {admin}"})
+            if probe.status_code != 503:
+                break
+            await asyncio.sleep(0.1)
         code, output = await run_schemathesis(base, admin, tmp_path / "report")
     assert code == 0, output[-12000:]
