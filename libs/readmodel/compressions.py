@@ -34,16 +34,18 @@ def _receipt(value: object) -> CompressionReceipt:
     return msgspec.convert(value, CompressionReceipt)
 
 
-async def known_receipts(conn: Conn, ns: str, memory_id: str,
-                         receipt_ids: Iterable[str]) -> set[str]:
-    """Which of ``receipt_ids`` are already projected for this memory."""
-    ids = sorted(set(receipt_ids))
-    if not ids:
+async def known_receipts(conn: Conn, keys: Iterable[tuple[str, str, str]]) -> set[str]:
+    """Which of the ``(ns, memory_id, receipt_id)`` are already projected (one query, by the
+    primary key)."""
+    wanted = sorted(set(keys))
+    if not wanted:
         return set()
     cur = await conn.execute(
-        "SELECT receipt_id FROM memory_compressions WHERE ns = %(ns)s"
-        " AND memory_id = %(memory_id)s AND receipt_id = ANY(%(ids)s)",
-        {"ns": ns, "memory_id": memory_id, "ids": ids})
+        "SELECT c.receipt_id FROM memory_compressions c"
+        " JOIN unnest(%(ns)s::text[], %(memory)s::text[], %(receipt)s::text[])"
+        " AS k(ns, memory_id, receipt_id) USING (ns, memory_id, receipt_id)",
+        {"ns": [k[0] for k in wanted], "memory": [k[1] for k in wanted],
+         "receipt": [k[2] for k in wanted]})
     return {str(row["receipt_id"]) for row in await cur.fetchall()}
 
 
