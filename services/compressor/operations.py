@@ -31,6 +31,7 @@ from libs.events import (
     is_blank,
     validate_namespace,
 )
+from libs.events.compression import MemoryCompressedData
 from libs.readmodel.compressions import forms_of, receipts_of
 from libs.readmodel.pool import ReadModels
 from libs.readmodel.search import SearchService
@@ -38,12 +39,43 @@ from libs.runtime.bus import OperationHandler, Progress
 from services.compressor.assembly import (
     CompressedForm,
     MemoryCandidate,
+    Pruner,
     assemble,
     query_pruner,
 )
 from services.compressor.tokenizer import TokenCounter
 
-__all__ = ["COMPRESSOR_OPERATIONS", "ContextAssembler", "compressor_handlers"]
+__all__ = ["COMPRESSOR_OPERATIONS", "MAX_PRUNES", "MIN_PRUNE_SHARE", "ContextAssembler",
+           "bounded_pruner", "compressor_handlers"]
+
+MAX_PRUNES: Final = 3
+"""Query-aware prunings tried per context at most (each runs the extractive engine)."""
+
+MIN_PRUNE_SHARE: Final = 0.4
+"""A memory is pruned only into room of at least this share of its original tokens: below
+it, keeping every protected span is out of reach (the corpus' median ratio at span recall 1
+is about 0.6), so the pruning would only fail its gates and cost time."""
+
+
+def bounded_pruner(prune: Pruner, tokens: TokenCounter) -> Pruner:
+    """``prune`` tried at most :data:`MAX_PRUNES` times, and only where it can succeed."""
+    attempts = 0
+
+    def bounded(candidate: MemoryCandidate, room: int) -> MemoryCompressedData | None:
+        nonlocal attempts
+        if attempts >= MAX_PRUNES:
+            return None
+        original = next((f.receipt.original_tokens for f in candidate.forms
+                         if f.receipt.tokenizer == tokens.name), None)
+        if original is None:
+            original = tokens.count(candidate.original)
+        if room < MIN_PRUNE_SHARE * original:
+            return None
+        attempts += 1
+        return prune(candidate, room)
+
+    return bounded
+
 
 COMPRESSOR_OPERATIONS: Final[Mapping[str, Operation]] = {
     name: op for name, op in OPERATIONS.items() if op.owner == "compressor"}
@@ -86,7 +118,7 @@ class ContextAssembler:
                             forms=tuple(CompressedForm(content, receipt)
                                         for content, receipt in forms.get(m.memory_id, [])))
             for m in memories]
-        prune = (query_pruner(request.task, tokens=self.tokens)
+        prune = (bounded_pruner(query_pruner(request.task, tokens=self.tokens), self.tokens)
                  if request.prune and not request.originals_only else None)
         # Tokenizing and pruning are CPU work: off the loop, which also answers the bus.
         assembled = await asyncio.to_thread(

@@ -5,6 +5,7 @@ does not delay the offline receipts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -115,6 +116,9 @@ async def test_remembering_a_long_text_yields_a_projected_receipt(config: Config
         assert got["content"] == LONG[0]
         # The compression moved the memory's revision (it is an event on its subject) ...
         assert got["revision"] == found[0]["seq"]
+        history = (await http.get(f"/v1/{NS}/memories/{long['memory_id']}/history")).json()
+        assert [e["type"] for e in history["events"]] == ["MemoryCreated", "MemoryCompressed"]
+        assert len(history["versions"]) == 1
         # ... and the short note got none.
         assert await receipts(http, short["memory_id"], short["seq"]) == []
         assert (await http.get(f"/v1/{NS}/memories/{new_memory_id()}/receipts")
@@ -140,34 +144,43 @@ async def test_a_poison_version_is_dead_lettered_and_the_next_is_compressed(
         assert ours[0].headers and "not an event" in ours[0].headers["Mnemos-Error"]
 
 
-def _spawn(config: Config, home: Path) -> subprocess.Popen[bytes]:
+def _spawn(config: Config, home: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MNEMOS_NATS_URL": config.nats_url or "",
            "MNEMOS_DATABASE_URL": config.database_url or "", "MNEMOS_HOME": str(home),
            "MNEMOS_DB_SCHEMA": config.db_schema, "MNEMOS_COMPRESS_MIN_TOKENS": "40",
-           "MNEMOS_COMPRESSOR_ACK_WAIT_S": "2", "MNEMOS_LOG_LEVEL": "warning"}
+           "MNEMOS_COMPRESSOR_ACK_WAIT_S": "2", "MNEMOS_LOG_LEVEL": "info",
+           "MNEMOS_LOG_FORMAT": "json"}
+    out = log.open("ab")
     return subprocess.Popen([sys.executable, "-m", "mnemos", "serve", "compressor"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=out, stderr=subprocess.STDOUT)
 
 
-async def test_killing_the_compressor_mid_stream_loses_and_duplicates_nothing(
+def _compressed_by(log: Path) -> int:
+    return sum('"event": "compressed"' in line for line in
+               log.read_text(errors="replace").splitlines())
+
+
+async def test_instances_share_the_work_and_a_killed_one_loses_and_duplicates_nothing(
         config: Config, nats_js: Any, tmp_path: Path) -> None:
     versions = [created(f"{LONG[i % 4]}\n\nCopy {i}: ticket OPS-{1000 + i}.") for i in range(60)]
+    logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
     async with running_projector(config):
-        process = _spawn(config, tmp_path / "home")
+        a = _spawn(config, tmp_path / "home", logs["a"])
+        b = _spawn(config, tmp_path / "home", logs["b"])
         try:
-            for event in versions[:30]:
+            for event in versions[:30]:  # paced: both instances' pull requests get some
                 await publish(nats_js, event)
-            nc = nats_js._nc
+                await asyncio.sleep(0.03)
 
-            async def some() -> int | None:
-                return len(await compressions_in_stream(nc)) or None
+            async def a_worked() -> int | None:
+                return _compressed_by(logs["a"]) or None
 
-            await eventually(some)
-            process.send_signal(signal.SIGKILL)  # mid-stream: versions taken, not acked
-            process.wait(10)
+            await eventually(a_worked)
+            a.send_signal(signal.SIGKILL)  # mid-stream: what it took and did not ack comes back
+            a.wait(10)
             for event in versions[30:]:
                 await publish(nats_js, event)
-            process = _spawn(config, tmp_path / "home")
+            nc = nats_js._nc
 
             async def all_done() -> list[tuple[int, MemoryCompressed]] | None:
                 events = await compressions_in_stream(nc)
@@ -175,12 +188,15 @@ async def test_killing_the_compressor_mid_stream_loses_and_duplicates_nothing(
 
             events = await eventually(all_done, timeout_s=120)
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
+            for process in (a, b):
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(30)
         per_receipt = Counter(e.data.receipt.receipt_id for _, e in events)
         assert len(per_receipt) == 60 and set(per_receipt.values()) == {1}
         assert {e.data.receipt.version_id for _, e in events} == {
             v.data.version_id for v in versions}
+        assert _compressed_by(logs["a"]) > 0 and _compressed_by(logs["b"]) > 0
 
 
 async def test_replay_reproduces_the_receipts_without_recompressing(config: Config) -> None:

@@ -138,3 +138,23 @@ def test_a_compression_that_contradicts_itself_is_an_invariant_violation(change:
     with pytest.raises(InvariantViolation):
         project(compression_event(source(), data, AT), 2, None)
     assert isinstance(compression_event(source(), data, AT), MemoryCompressed)
+
+
+def test_context_prunes_only_where_it_can_succeed_and_a_bounded_number_of_times() -> None:
+    from services.compressor.assembly import MemoryCandidate
+    from services.compressor.operations import MAX_PRUNES, bounded_pruner
+    from services.compressor.tokenizer import default_tokenizer
+
+    tokens = default_tokenizer()
+    calls: list[int] = []
+
+    def prune(candidate: MemoryCandidate, room: int) -> None:
+        calls.append(room)
+
+    bounded = bounded_pruner(prune, tokens)
+    candidate = MemoryCandidate(memory_id=MEMORY, version_id="0" * 32, original=NOTES)
+    size = tokens.count(NOTES)
+    assert bounded(candidate, int(size * 0.2)) is None and calls == []  # hopeless: not tried
+    for _ in range(MAX_PRUNES + 2):
+        bounded(candidate, int(size * 0.8))
+    assert len(calls) == MAX_PRUNES
