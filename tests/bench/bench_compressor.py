@@ -174,17 +174,26 @@ async def populate(system: BenchSystem, count: int) -> None:
 
 
 async def context_latency(system: BenchSystem, queries: int
-                          ) -> tuple[list[float], int, list[int], list[int]]:
-    """Sequential context requests through the gateway; latencies, max used, pieces, left."""
+                          ) -> tuple[list[float], list[float], int, list[int], list[int]]:
+    """Sequential context requests through the gateway, each after a plain ``search`` of the
+    same task (k = 20, the baseline: the context's own search); latencies of both, max used
+    tokens, pieces and left-out counts."""
     words = [re.findall(r"[A-Za-z]{4,}", t) for t in bench_compressor_engines.load_texts()]
     rng = random.Random(5)
     base = f"http://127.0.0.1:{system.config.http_port}"
     samples: list[float] = []
+    searches: list[float] = []
     used, pieces, left = 0, [], []
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         for i in range(queries + 5):
             pool = rng.choice([w for w in words if len(w) >= 6])
             task = " ".join(rng.sample(pool, 6))
+            started = time.perf_counter()
+            found = await http.get(f"/v1/{NS}/search", params={"q": task, "k": 20})
+            searched = time.perf_counter() - started
+            found.raise_for_status()
+            if i >= 5:
+                searches.append(searched)
             started = time.perf_counter()
             response = await http.post(f"/v1/{NS}/context", json={
                 "task": task, "purpose": "summary", "budget": BUDGET})
@@ -196,7 +205,7 @@ async def context_latency(system: BenchSystem, queries: int
                 used = max(used, int(view["used_tokens"]))
                 pieces.append(len(view["pieces"]))
                 left.append(len(view["left_out"]))
-    return samples, used, pieces, left
+    return samples, searches, used, pieces, left
 
 
 def uptime() -> str:
@@ -230,7 +239,9 @@ async def main_async(args: argparse.Namespace) -> None:
         await populate(system, max(0, args.memories - len(lags)))
         report_line("populate: projected with embeddings and compressed",
                     f"{args.memories - len(lags)} in {time.perf_counter() - started:.0f} s")
-        samples, used, pieces, left = await context_latency(system, args.queries)
+        samples, searches, used, pieces, left = await context_latency(system, args.queries)
+        report_line("search via gateway, same tasks, k 20 (baseline)",
+                    f"p50 {ms(percentile(searches, 50))}  p95 {ms(percentile(searches, 95))}")
         report_line(f"context via gateway at {args.memories} memories, budget {BUDGET} "
                     f"({len(samples)} tasks)",
                     f"p50 {ms(percentile(samples, 50))}  p95 {ms(percentile(samples, 95))}  "

@@ -35,7 +35,7 @@ async def context(http: httpx.AsyncClient, **body: Any) -> httpx.Response:
 
 async def test_context_within_budget_with_receipts_and_left_out(config: Config) -> None:
     tokens = default_tokenizer()
-    async with running_gateway(config) as (http, _), running_compressor(config):
+    async with running_gateway(config) as (http, nc), running_compressor(config):
         made = [(await http.post(f"/v1/{NS}/memories", json={"content": row["text"]})).json()
                 for row in HAND]
         for memory, row in zip(made, HAND, strict=True):
@@ -73,6 +73,17 @@ async def test_context_within_budget_with_receipts_and_left_out(config: Config) 
         only = (await context(http, purpose="summary", budget=1200, k=12,
                               originals_only=True)).json()
         assert {p["form"] for p in only["pieces"]} == {"original"} and not only["receipts"]
+        # The same operations over NATS (the catalog generates both transports).
+        body = json.dumps({"task": TASK, "purpose": "summary", "budget": 300}).encode()
+        reply = json.loads((await nc.request(f"mnemos.qry.{NS}.context", body, timeout=30)).data)
+        assert reply["ok"] and reply["result"]["used_tokens"] <= 300, reply
+        first = made[0]["memory_id"]
+        reply = json.loads((await nc.request(f"mnemos.qry.{NS}.receipts", json.dumps(
+            {"memory_id": first}).encode(), timeout=30)).data)
+        assert reply["ok"] and reply["result"]["compressions"], reply
+        bad = json.loads((await nc.request(f"mnemos.qry.{NS}.context", json.dumps(
+            {"task": TASK, "purpose": "summary", "budget": -5}).encode(), timeout=30)).data)
+        assert not bad["ok"] and bad["error"]["code"] == "invalid_input"
 
 
 @pytest.mark.parametrize("body", [
