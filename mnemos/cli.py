@@ -10,10 +10,16 @@ import typer
 from libs.events.errors import MnemosError
 from libs.runtime.config import client_config, load_config
 from libs.runtime.logging import configure_logging
-from mnemos.console import emit, fail, local_client
+from mnemos.console import fail, use_json
+from mnemos.dlq import dlq_app
 from mnemos.identities import identities_app
 from mnemos.keys import keys_app
+from mnemos.mcp import mcp_command
+from mnemos.registry_cli import consult_command, models_command, registry_app
 from mnemos.serve import SERVICES, run_service
+from mnemos.stop import stop_command
+from mnemos.transfer_cli import export_command, import_command
+from mnemos.verbs import register_verbs
 from services.auditor.cli import app as audit_app
 from services.projector.cli import replay_command
 
@@ -23,15 +29,24 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(identities_app, name="identities")
+app.add_typer(dlq_app, name="dlq")
 app.command("replay")(replay_command)
-
-NS_OPTION = typer.Option("default", "--ns", help="Namespace (tenant): 1-64 characters of "
-                         "a-z, 0-9, _ and -.")
-
+app.add_typer(registry_app, name="registry")
+app.command("models")(models_command)
+app.command("consult")(consult_command)
+app.command("mcp")(mcp_command)
+app.command("stop")(stop_command)
+app.command("import")(import_command)
+app.command("export")(export_command)
+register_verbs(app, taken=frozenset({"up", "serve", "status", "replay", "mcp", "stop", "import",
+                                      "export", "audit", "keys", "identities", "dlq", "registry",
+                                      "models", "consult"}))
 
 @app.callback()
-def _root() -> None:
+def _root(as_json: bool = typer.Option(False, "--json", help="Every verb prints its reply "
+                                       "as JSON.")) -> None:
     """Mnemos: a memory operating system for AI agents."""
+    use_json(as_json)
     config = load_config()
     configure_logging(config.log_format, config.log_level)
 
@@ -57,91 +72,15 @@ def serve(service: str = typer.Argument(..., help=f"One of: {', '.join(SERVICES)
 
 
 @app.command()
-def remember(
-    content: str = typer.Argument(..., help="What to remember."),
-    ns: str = NS_OPTION,
-    kind: str = typer.Option("note", help="Kind of memory (note, preference, fact, …)."),
-    tag: list[str] = typer.Option([], "--tag", help="Tag (repeatable)."),
-    source: str | None = typer.Option(None, help="Where the content came from."),
-) -> None:
-    """Store a memory; prints its id and stream sequence."""
-    try:
-        emit(local_client().remember(ns, content, kind=kind, tags=tag, source=source))
-    except MnemosError as exc:
-        fail(exc)
-
-
-@app.command()
-def recall(
-    query: str = typer.Argument(..., help="What you are looking for, in plain words."),
-    ns: str = NS_OPTION,
-    k: int = typer.Option(5, help="How many results."),
-    mode: str = typer.Option("hybrid", help="hybrid, dense or lexical."),
-) -> None:
-    """Search memories (hybrid: vectors + full text, fused)."""
-    try:
-        emit(local_client().search(ns, query, k=k, mode=mode))
-    except MnemosError as exc:
-        fail(exc)
-
-
-@app.command()
-def get(memory_id: str, ns: str = NS_OPTION) -> None:
-    """Show one memory with its provenance."""
-    try:
-        emit(local_client().get(ns, memory_id))
-    except MnemosError as exc:
-        fail(exc)
-
-
-@app.command()
-def history(memory_id: str, ns: str = NS_OPTION) -> None:
-    """Show a memory's versions and events."""
-    try:
-        emit(local_client().history(ns, memory_id))
-    except MnemosError as exc:
-        fail(exc)
-
-
-@app.command()
 def status() -> None:
-    """Stream, consumers and projection checkpoints of the running system."""
+    """Stream, every consumer on it (third-party subscribers too) and its lag, projection
+    checkpoints and lag, dead letters, the audit chain's head and last verification."""
     from mnemos.status import collect_status
 
     report = asyncio.run(collect_status(client_config()))
     sys.stdout.write(report.to_json() + "\n")
     if report.errors:
         raise typer.Exit(1)
-
-
-@app.command()
-def receipts(memory_id: str, ns: str = NS_OPTION,
-             version: str | None = typer.Option(None, "--version", help="Only this version.")
-             ) -> None:
-    """Show a memory's compressions and their receipts (`get` shows the original)."""
-    try:
-        emit(local_client().receipts(ns, memory_id, version))
-    except MnemosError as exc:
-        fail(exc)
-
-
-@app.command()
-def context(
-    task: str = typer.Argument(..., help="The task the context is for, in plain words."),
-    purpose: str = typer.Option("summary", help="factual_recall, financial, legal, "
-                                "compliance, code, summary or brainstorming."),
-    budget: int = typer.Option(2000, help="Token budget (cl100k_base tokens)."),
-    ns: str = NS_OPTION,
-    k: int = typer.Option(20, help="How many relevant memories to consider."),
-    originals_only: bool = typer.Option(False, "--originals-only",
-                                        help="Serve no compressed or pruned form."),
-) -> None:
-    """Assemble context for a task and purpose within a token budget (with receipts)."""
-    try:
-        emit(local_client().context(ns, task, purpose, budget, k=k,
-                                    originals_only=originals_only))
-    except MnemosError as exc:
-        fail(exc)
 
 
 def main() -> None:

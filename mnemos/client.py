@@ -96,19 +96,22 @@ class GatewayClient:
                                             json={"reason": reason})
         return result
 
-    def receipts(self, ns: str, memory_id: str, version_id: str | None = None
-                 ) -> dict[str, Any]:
-        """A memory's compressions with their receipts."""
-        params = {"version_id": version_id} if version_id is not None else {}
-        result: dict[str, Any] = self._call("GET", f"/v1/{ns}/memories/{memory_id}/receipts",
-                                            params=params)
+    def models(self, ns: str, **params: Any) -> dict[str, Any]:
+        """The model registry (``key`` = one model with its field sources)."""
+        query = {k: v for k, v in params.items() if v is not None}
+        result: dict[str, Any] = self._call("GET", f"/v1/{ns}/models", params=query)
         return result
 
-    def context(self, ns: str, task: str, purpose: str, budget: int, **fields: Any
-                ) -> dict[str, Any]:
-        """Context for a task and purpose within a token budget."""
-        result: dict[str, Any] = self._call("POST", f"/v1/{ns}/context", json={
-            "task": task, "purpose": purpose, "budget": budget, **fields})
+    def consult(self, ns: str, prompt: str, **fields: Any) -> dict[str, Any]:
+        """Ask several routed models and get their consensus by content."""
+        body = {"prompt": prompt, **{k: v for k, v in fields.items() if v is not None}}
+        result: dict[str, Any] = self._call("POST", f"/v1/{ns}/consult", json=body)
+        return result
+
+    def registry_sync(self, target: str = "all") -> dict[str, Any]:
+        """Sync the providers and/or the leaderboard now (admin)."""
+        result: dict[str, Any] = self._call("POST", "/v1/registry/sync",
+                                            json={"target": target})
         return result
 
     def ready(self) -> bool:

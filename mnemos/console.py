@@ -13,8 +13,11 @@ from libs.auth.local_admin import local_key
 from libs.events.errors import MnemosError
 from libs.runtime.config import load_config
 from mnemos.client import GatewayClient, describe_error, gateway_url
+from mnemos_sdk import Mnemos
 
-__all__ = ["emit", "fail", "local_client"]
+__all__ = ["emit", "fail", "local_client", "sdk_client", "use_json", "wants_json"]
+
+_OUTPUT: dict[str, bool] = {"json": False}
 
 
 def local_client() -> GatewayClient:
@@ -32,3 +35,20 @@ def fail(exc: MnemosError) -> NoReturn:
     """``exc`` for people on stderr; exit code 2."""
     sys.stderr.write(describe_error(exc) + "\n")
     raise typer.Exit(2)
+
+
+def sdk_client() -> Mnemos:
+    """The SDK's blocking client of the gateway this machine runs, as the local admin."""
+    config = load_config()
+    return Mnemos.http(gateway_url(config), credential=local_key(config.home) or "",
+                       principal="cli")
+
+
+def use_json(on: bool) -> None:
+    """``mnemos --json VERB``: every verb prints its reply as JSON."""
+    _OUTPUT["json"] = on
+
+
+def wants_json() -> bool:
+    """Whether ``--json`` was given before the verb."""
+    return _OUTPUT["json"]

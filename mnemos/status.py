@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -9,14 +10,15 @@ from typing import Any
 import msgspec
 from nats.js.errors import NotFoundError
 
-from libs.events.stream import EVENTS_STREAM
+from libs.events.stream import DEADLETTER_STREAM, EVENTS_STREAM
 from libs.runtime.config import Config
 from libs.runtime.instance import read_runtime
 from libs.runtime.nats_client import connect_nats, nats_credentials
 
 __all__ = ["Status", "collect_status"]
 
-CONSUMERS = ("projector", "auditor")
+CONSUMERS = ("projector", "auditor", "compressor", "registry", "replay")
+"""Name prefixes of the durable consumers Mnemos's own services create."""
 
 
 @dataclass
@@ -27,6 +29,11 @@ class Status:
     stream: dict[str, Any] = field(default_factory=dict)
     consumers: dict[str, dict[str, Any]] = field(default_factory=dict)
     checkpoints: dict[str, int] = field(default_factory=dict)
+    lag: dict[str, int] = field(default_factory=dict)
+    """Events each projection checkpoint is behind the stream's last sequence."""
+    dead_letters: dict[str, Any] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
+    """Chain head, its lag behind the stream, the last verification's result."""
     errors: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -46,7 +53,33 @@ async def collect_status(config: Config) -> Status:
         status.errors.append("no NATS URL: start `mnemos up` or set MNEMOS_NATS_URL")
     if database_url:
         _database_status(database_url, config.db_schema, status)
+        last = int(status.stream.get("last_seq") or 0)
+        status.lag = {name: max(0, last - seq) for name, seq in status.checkpoints.items()}
+    if nats_url and database_url:
+        await _audit_status(config.model_copy(update={"nats_url": nats_url,
+                                                      "database_url": database_url}), status)
     return status
+
+
+async def _audit_status(config: Config, status: Status) -> None:
+    import psycopg
+
+    from services.auditor.status import audit_status
+
+    try:
+        audit = await audit_status(config)
+    except psycopg.errors.UndefinedTable:
+        status.audit = {"head_seq": None, "note": "no audit chain yet: has the auditor run?"}
+        return
+    except Exception as exc:  # the rest of the status is still worth printing
+        status.errors.append(f"audit chain: {type(exc).__name__}: {exc}".strip())
+        return
+    verification = audit.get("last_verification") or {}
+    status.audit = {"head_seq": audit["chain"]["head_seq"], "pending": audit["pending"],
+                    "writer_active": audit["writer_active"],
+                    "last_verification_ok": verification.get("ok"),
+                    "last_verification_at": verification.get("finished_at"),
+                    "incidents": len(audit.get("incidents") or [])}
 
 
 async def _nats_status(url: str, status: Status, config: Config) -> None:
@@ -58,17 +91,24 @@ async def _nats_status(url: str, status: Status, config: Config) -> None:
     try:
         js = nc.jetstream()
         info = await js.stream_info(EVENTS_STREAM)
+        last_seq = int(info.state.last_seq or 0)
         status.stream = {"name": EVENTS_STREAM, "messages": info.state.messages,
-                         "first_seq": info.state.first_seq, "last_seq": info.state.last_seq,
+                         "first_seq": info.state.first_seq, "last_seq": last_seq,
                          "bytes": info.state.bytes}
-        for name in CONSUMERS:
-            try:
-                consumer = await js.consumer_info(EVENTS_STREAM, name)
-            except NotFoundError:
-                continue
-            status.consumers[name] = {"pending": consumer.num_pending,
-                                      "ack_pending": consumer.num_ack_pending,
-                                      "delivered_seq": consumer.delivered.stream_seq}
+        # Every durable consumer on the stream, Mnemos's own and third-party subscribers alike.
+        for consumer in await js.consumers_info(EVENTS_STREAM):
+            name = str(consumer.name)
+            status.consumers[name] = {
+                "owner": "mnemos" if name.split("_", maxsplit=1)[0] in CONSUMERS else "third-party",
+                "pending": consumer.num_pending, "ack_pending": consumer.num_ack_pending,
+                "redelivered": consumer.num_redelivered,
+                "delivered_seq": consumer.delivered.stream_seq if consumer.delivered else None,
+                "ack_floor_seq": consumer.ack_floor.stream_seq if consumer.ack_floor else None,
+                "filter": consumer.config.filter_subject if consumer.config else None,
+            }
+        with contextlib.suppress(NotFoundError):
+            dlq = await js.stream_info(DEADLETTER_STREAM)
+            status.dead_letters = {"stream": DEADLETTER_STREAM, "messages": dlq.state.messages}
     except NotFoundError:
         status.errors.append(f"stream {EVENTS_STREAM} does not exist yet")
     finally:

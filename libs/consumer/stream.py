@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -26,6 +26,7 @@ from nats.js.errors import NotFoundError
 
 from libs.consumer.deliveries import stream_seq_of
 from libs.events import EVENT_WILDCARD, EVENTS_STREAM, durable_consumer_config
+from libs.runtime.nats_client import servers_of
 
 __all__ = [
     "BatchPuller",
@@ -107,11 +108,20 @@ class BatchPuller:
         return await self._request(batch, {"no_wait": True}, 0.0)
 
     async def pull(self, batch: int, wait_s: float) -> list[Msg]:
-        """Up to ``batch`` messages: at once if any are ready, else within ``wait_s``."""
+        """Up to ``batch`` messages: at once if any are ready, else as soon as the first one
+        arrives within ``wait_s`` (with whatever else is ready by then).
+
+        The lingering request asks for one message: a request for a whole batch would only be
+        completed by a full batch or its expiry, so a trickle of events (an agent writing a
+        few a second) would wait out ``wait_s`` each time.
+        """
         msgs = await self._request(batch, {"no_wait": True}, 0.0)
-        if msgs:
+        if msgs or batch < 1:
             return msgs
-        return await self._request(batch, {"expires": int(wait_s * 1e9)}, wait_s)
+        first = await self._request(1, {"expires": int(wait_s * 1e9)}, wait_s)
+        if not first or batch == 1:
+            return first
+        return first + await self._request(batch - 1, {"no_wait": True}, 0.0)
 
     async def close(self) -> None:
         """Stop receiving."""
@@ -125,14 +135,15 @@ async def _quietly(action: Awaitable[Any]) -> None:
         await action
 
 
-async def connect_tool(url: str, name: str, identity: dict[str, str] | None = None) -> Client:
+async def connect_tool(url: str, name: str, identity: Mapping[str, Any] | None = None
+                       ) -> Client:
     """A short-lived connection for one verification, proof or status call.
 
     Unlike the services' ``connect_nats`` (reconnect forever, log every disconnect), a tool
     fails fast when NATS is down and closes without warnings.
     """
-    return await nats.connect(url, name=name, connect_timeout=5, max_reconnect_attempts=3,
-                              **(identity or {}),
+    return await nats.connect(servers_of(url), name=name, connect_timeout=5,
+                              max_reconnect_attempts=3, **(identity or {}),
                               reconnect_time_wait=0.5, error_cb=_ignore_error)
 
 

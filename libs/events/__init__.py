@@ -113,6 +113,7 @@ from libs.events.operations import (
     path_fields,
 )
 from libs.events.queries import (
+    CountMemories,
     Filters,
     GetBranches,
     GetCommonAncestor,
@@ -196,6 +197,7 @@ from libs.events.views import (
     LinkView,
     LogEntry,
     LogView,
+    MemoryCount,
     MemoryPage,
     MemoryView,
     SearchHit,
@@ -249,6 +251,7 @@ __all__ = [
     "Conflict",
     "ContextPieceView",
     "ContextView",
+    "CountMemories",
     "CreateKey",
     "DagVersionView",
     "DeadLettered",
@@ -289,6 +292,7 @@ __all__ = [
     "MemoryCommitted",
     "MemoryCommittedData",
     "MemoryCompressed",
+    "MemoryCount",
     "MemoryCreated",
     "MemoryCreatedData",
     "MemoryForgotten",

@@ -17,6 +17,21 @@ from typing import ClassVar, Final
 import msgspec
 
 from libs.events.compression import MemoryCompressedData
+from libs.events.registry import (
+    ConsensusAbstainedData,
+    ConsensusReachedData,
+    ConsultationAnswerReceivedData,
+    ConsultationModelFailedData,
+    ConsultationStartedData,
+    ModelChangedData,
+    ModelListedData,
+    ModelRestoredData,
+    ModelRetiredData,
+    ModelSuspectData,
+    ProviderSyncedData,
+    ProviderSyncFailedData,
+    RankingPublishedData,
+)
 from libs.events.security import ApiKeyIssuedData, ApiKeyRevokedData
 
 __all__ = [
@@ -321,6 +336,98 @@ class MemoryCompressed(EventBase, frozen=True, tag="MemoryCompressed"):
     data: MemoryCompressedData
 
 
+# --- the reasoning layer (design section 7; payloads in libs/events/registry.py) ----------
+# Registry events live in namespace ``system``: aggregate ``model`` (id
+# ``registry.model_aggregate_id(key)``), ``provider`` (id = provider name) and ``ranking`` (id =
+# leaderboard source). Consultations live in the caller's namespace, aggregate ``consultation``.
+
+
+class ModelListed(EventBase, frozen=True, tag="ModelListed"):
+    """A provider lists a model the registry did not know (its full record, with sources)."""
+
+    data: ModelListedData
+
+
+class ModelChanged(EventBase, frozen=True, tag="ModelChanged"):
+    """Catalogue fields of a known model changed (a field diff)."""
+
+    data: ModelChangedData
+
+
+class ModelSuspect(EventBase, frozen=True, tag="ModelSuspect"):
+    """A model went missing from its provider's list once, or a probe of it failed."""
+
+    data: ModelSuspectData
+
+
+class ModelRetired(EventBase, frozen=True, tag="ModelRetired"):
+    """A model is no longer routed: missing on N consecutive syncs, or deprecated."""
+
+    data: ModelRetiredData
+
+
+class ModelRestored(EventBase, frozen=True, tag="ModelRestored"):
+    """A suspect or retired model is listed (and healthy) again."""
+
+    data: ModelRestoredData
+
+
+class ProviderSynced(EventBase, frozen=True, tag="ProviderSynced"):
+    """A provider's full list was fetched (one row of the sync log)."""
+
+    data: ProviderSyncedData
+
+
+class ProviderSyncFailed(EventBase, frozen=True, tag="ProviderSyncFailed"):
+    """A provider's sync failed: its models are kept, marked stale."""
+
+    data: ProviderSyncFailedData
+
+
+class RankingPublished(EventBase, frozen=True, tag="RankingPublished"):
+    """A leaderboard category joined to the registry (entries, weights, unmatched names)."""
+
+    data: RankingPublishedData
+
+
+class ConsultationStarted(EventBase, frozen=True, tag="ConsultationStarted"):
+    """A consultation began: prompt, context hash and receipts, the models routed to."""
+
+    data: ConsultationStartedData
+
+
+class ConsultationAnswerReceived(EventBase, frozen=True, tag="ConsultationAnswerReceived"):
+    """One consulted model answered (text, latency, tokens, cost)."""
+
+    data: ConsultationAnswerReceivedData
+
+
+class ConsultationModelFailed(EventBase, frozen=True, tag="ConsultationModelFailed"):
+    """One consulted model's call failed or was cut off (and what took its slot)."""
+
+    data: ConsultationModelFailedData
+
+
+class ConsensusReached(EventBase, frozen=True, tag="ConsensusReached"):
+    """The consultation's answer: the medoid of the largest agreeing cluster, by content."""
+
+    data: ConsensusReachedData
+
+
+class ConsensusAbstained(EventBase, frozen=True, tag="ConsensusAbstained"):
+    """The consultation abstained: agreement below the threshold, or too few answers."""
+
+    data: ConsensusAbstainedData
+
+
+REGISTRY_EVENTS: Final = (ModelListed, ModelChanged, ModelSuspect, ModelRetired, ModelRestored,
+                          ProviderSynced, ProviderSyncFailed, RankingPublished)
+"""The registry's event classes (namespace ``system``)."""
+CONSULTATION_EVENTS: Final = (ConsultationStarted, ConsultationAnswerReceived,
+                              ConsultationModelFailed, ConsensusReached, ConsensusAbstained)
+"""A consultation's event classes (the caller's namespace)."""
+
+
 Event = (
     MemoryCreated
     | MemoryRevised
@@ -338,6 +445,20 @@ Event = (
     | ApiKeyRevoked
     # compression
     | MemoryCompressed
+    # reasoning layer
+    | ModelListed
+    | ModelChanged
+    | ModelSuspect
+    | ModelRetired
+    | ModelRestored
+    | ProviderSynced
+    | ProviderSyncFailed
+    | RankingPublished
+    | ConsultationStarted
+    | ConsultationAnswerReceived
+    | ConsultationModelFailed
+    | ConsensusReached
+    | ConsensusAbstained
 )
 """Every event type Mnemos appends to its stream."""
 

@@ -26,6 +26,7 @@ from libs.events.audit import AuditStatus, AuditStatusRequest, AuditVerifyReques
 from libs.events.commands import COMMANDS, CommandResult
 from libs.events.context import AssembleContext, ContextView, GetReceipts, ReceiptsView
 from libs.events.queries import (
+    CountMemories,
     GetBranches,
     GetCommonAncestor,
     GetDiff,
@@ -35,6 +36,16 @@ from libs.events.queries import (
     GetVersion,
     ListMemories,
     Search,
+)
+from libs.events.reasoning import (
+    Consult,
+    ConsultResult,
+    ListModels,
+    ModelsView,
+    RouteQuery,
+    RouteView,
+    SyncRegistry,
+    SyncReport,
 )
 from libs.events.security import (
     CreateKey,
@@ -52,6 +63,7 @@ from libs.events.views import (
     DiffView,
     HistoryView,
     LogView,
+    MemoryCount,
     MemoryPage,
     MemoryView,
     SearchResults,
@@ -88,8 +100,8 @@ class Operation:
     ``owner`` is the service that answers it (``gateway`` for the read models and commands; the
     gateway forwards the others over ``mnemos.svc.<owner>.<name>``). ``namespace`` fixes the
     namespace of operations outside tenants' (the audit chain lives in ``system``).
-    ``read_only``, ``destructive`` and ``idempotent`` are what an agent may assume (MCP tool
-    annotations); ``streams`` marks replies preceded by progress messages.
+    ``read_only``, ``destructive``, ``idempotent`` and ``open_world`` are what an agent may
+    assume (MCP tool annotations); ``streams`` marks replies preceded by progress messages.
     """
 
     name: str
@@ -105,6 +117,8 @@ class Operation:
     destructive: bool = False
     idempotent: bool = True
     streams: bool = False
+    open_world: bool = False
+    """Reaches outside Mnemos (e.g. LLM providers): the MCP ``openWorldHint``."""
 
     @property
     def subject_prefix(self) -> str:
@@ -160,6 +174,9 @@ _ROWS: Final[tuple[Operation, ...]] = (
     _query("list", ListMemories, MemoryPage,
            "Memories newest first, filtered by all given tags, kind, agent and creation time.",
            Route("GET", "/v1/{ns}/memories")),
+    _query("count", CountMemories, MemoryCount,
+           "How many live memories match the filters (the same filters as list).",
+           Route("GET", "/v1/{ns}/count")),
     _query("history", GetHistory, HistoryView, "The memory's versions and events in stream order.",
            Route("GET", f"{_MEMORY}/history")),
     _query("search", Search, SearchResults,
@@ -208,6 +225,25 @@ _ROWS: Final[tuple[Operation, ...]] = (
               "each in the cheapest form safe for the purpose, with receipts and what was left "
               "out.", routes=(Route("POST", "/v1/{ns}/context"),), scope=Scope.READ,
               owner="compressor", read_only=True),
+    # the reasoning layer (design section 7)
+    _query("models", ListModels, ModelsView,
+           "The model registry (filters: provider, family, capability, liveness; key = one "
+           "model's record with each field's source) and every provider's last sync.",
+           Route("GET", "/v1/{ns}/models")),
+    Operation(name="route", kind="query", request=RouteQuery, reply=RouteView,
+              summary="Explain a routing decision: hard filters, then the profile's score; "
+              "candidates best first (the failover order).",
+              routes=(Route("GET", "/v1/{ns}/route"),),
+              scope=Scope.READ, owner="registry_sync", read_only=True),
+    Operation(name="consult", kind="command", request=Consult, reply=ConsultResult,
+              summary="Ask several routed models of different families (with the namespace's "
+              "memory context) and reach consensus by content; every step is an event.",
+              routes=(Route("POST", "/v1/{ns}/consult"),), scope=Scope.WRITE,
+              owner="registry_sync", idempotent=False, open_world=True),
+    Operation(name="registry_sync", kind="command", request=SyncRegistry, reply=SyncReport,
+              summary="Sync the providers and/or the leaderboard now (admin).",
+              routes=(Route("POST", "/v1/registry/sync"),), scope=Scope.ADMIN,
+              owner="registry_sync", namespace="system", idempotent=False),
 )
 
 OPERATIONS: Final[Mapping[str, Operation]] = MappingProxyType({op.name: op for op in _ROWS})

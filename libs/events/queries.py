@@ -17,6 +17,7 @@ from libs.dag import DEFAULT_BRANCH
 from libs.events.fields import KindName, MemoryId, Seq, ShortText, TagName, VersionId
 
 __all__ = [
+    "CountMemories",
     "Filters",
     "GetBranches",
     "GetCommonAncestor",
@@ -67,6 +68,10 @@ class ListMemories(Filters, frozen=True, kw_only=True):
 
     limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
     cursor: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+
+
+class CountMemories(Filters, frozen=True, kw_only=True):
+    """``count``: how many live memories match the filters."""
 
 
 class Search(Filters, frozen=True, kw_only=True):

@@ -22,6 +22,7 @@ __all__ = [
     "LinkView",
     "LogEntry",
     "LogView",
+    "MemoryCount",
     "MemoryPage",
     "MemoryView",
     "SearchHit",
@@ -67,6 +68,12 @@ class MemoryPage(msgspec.Struct, frozen=True, kw_only=True):
 
     items: list[MemoryView]
     next_cursor: str | None
+
+
+class MemoryCount(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of ``count``."""
+
+    count: int
 
 
 class VersionView(msgspec.Struct, frozen=True, kw_only=True):

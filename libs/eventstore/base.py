@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from libs.events import Event
@@ -72,5 +73,15 @@ class EventStore(abc.ABC, Generic[S]):
         """The event stored at stream sequence ``seq``."""
 
     @abc.abstractmethod
+    async def appended_at(self, seq: int) -> datetime:
+        """When the store received the message at ``seq`` (its own clock, the one its duplicate
+        window runs on), without decoding it: an undecodable event still has a time."""
+
+    @abc.abstractmethod
     async def last_seq(self) -> int:
         """The stream's last sequence (0 when empty)."""
+
+    def storage_refused(self) -> bool:
+        """Whether the store recently refused an append for lack of storage (a full disk or
+        store limit) and none has succeeded since: readiness reports it."""
+        return False

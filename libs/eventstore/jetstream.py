@@ -9,8 +9,10 @@ cache has not seen yet, so several processes can share the stream without coordi
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 import nats.errors
@@ -38,6 +40,12 @@ log = get_logger(__name__)
 
 S = TypeVar("S")
 
+JS_ERR_INSUFFICIENT_RESOURCES: Final = 10023
+"""JetStream's answer to a write it has no storage for (disk full, ``max_file_store`` reached)."""
+STORAGE_RECHECK_S: Final = 10.0
+"""How long a storage refusal keeps readiness down without a successful append; after it
+traffic may come back and test the storage again."""
+
 DEFAULT_CACHE_SIZE: Final = 10_000
 """Aggregate states kept in process; a miss costs one fold of the aggregate's subject."""
 
@@ -62,6 +70,13 @@ class JetStreamEventStore(EventStore[S]):
         self._cache: OrderedDict[tuple[str, str], S] = OrderedDict()
         self._cache_size = cache_size
         self._timeout_s = timeout_s
+        self._storage_refused_at: float | None = None
+
+    def storage_refused(self) -> bool:
+        """True for :data:`STORAGE_RECHECK_S` after JetStream refused an append for lack of
+        storage, unless an append succeeded since."""
+        refused = self._storage_refused_at
+        return refused is not None and time.monotonic() - refused < STORAGE_RECHECK_S
 
     def _subject(self, ns: str, aggregate_id: str) -> str:
         return event_subject(ns, self.fold.aggregate, aggregate_id)
@@ -96,6 +111,12 @@ class JetStreamEventStore(EventStore[S]):
 
     async def event_at(self, seq: int) -> Event:
         return self._decode(await self._get(seq=seq))
+
+    async def appended_at(self, seq: int) -> datetime:
+        raw = await self._get(seq=seq)
+        if raw.time is None:
+            raise MnemosError(f"the stream gave no time for seq {seq}", seq=seq)
+        return raw.time  # type: ignore[no-any-return]
 
     async def last_seq(self) -> int:
         async with broker_call("stream info"):
@@ -141,6 +162,12 @@ class JetStreamEventStore(EventStore[S]):
                 self.invalidate(ns, aggregate_id)
                 if exc.err_code == JS_ERR_WRONG_LAST_SEQUENCE:
                     raise WrongExpectedSequence(subject, expected) from None
+                if exc.err_code == JS_ERR_INSUFFICIENT_RESOURCES:
+                    self._storage_refused_at = time.monotonic()
+                    log.error("stream_storage_full", subject=subject, error=exc.description)
+                    raise Unavailable("the event stream has no storage left (JetStream: "
+                                      f"{exc.description}); free disk space or raise the store "
+                                      "limit", err_code=exc.err_code) from exc
                 raise Unavailable(f"JetStream refused the append: {exc.description}",
                                   err_code=exc.err_code) from exc
             if ack.duplicate:
@@ -148,6 +175,7 @@ class JetStreamEventStore(EventStore[S]):
                 original = await self.event_at(int(ack.seq))
                 log.info("append_duplicate", event_id=event.id, seq=ack.seq)
                 return [*appended, Appended(original, int(ack.seq), True)]
+            self._storage_refused_at = None
             appended.append(Appended(event, int(ack.seq), False))
             expected = int(ack.seq)
         if before is None and expected_seq == 0:

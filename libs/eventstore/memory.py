@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from libs.events import Event, NotFound, decode_event, encode_event, event_subject
@@ -25,6 +26,7 @@ class InMemoryEventStore(EventStore[S]):
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(fold)
         self._messages: list[tuple[str, bytes]] = []
+        self._times: list[datetime] = []
         self._last_by_subject: dict[str, int] = {}
         self._seqs_by_subject: dict[str, list[int]] = {}
         self._ids: dict[str, tuple[int, float]] = {}
@@ -38,6 +40,11 @@ class InMemoryEventStore(EventStore[S]):
         if not 1 <= seq <= len(self._messages):
             raise NotFound(f"no message at seq {seq}", seq=seq)
         return decode_event(self._messages[seq - 1][1])
+
+    async def appended_at(self, seq: int) -> datetime:
+        if not 1 <= seq <= len(self._times):
+            raise NotFound(f"no message at seq {seq}", seq=seq)
+        return self._times[seq - 1]
 
     async def last_seq(self) -> int:
         return len(self._messages)
@@ -62,6 +69,7 @@ class InMemoryEventStore(EventStore[S]):
             if seen is not None and now - seen[1] < self._window_s:
                 return [*appended, Appended(await self.event_at(seen[0]), seen[0], True)]
             self._messages.append((subject, encode_event(event)))
+            self._times.append(datetime.now(UTC))
             seq = len(self._messages)
             self._last_by_subject[subject] = seq
             self._seqs_by_subject.setdefault(subject, []).append(seq)

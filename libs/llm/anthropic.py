@@ -8,12 +8,13 @@ display_name, created_at}], has_more, first_id, last_id}``; the next page is ask
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, Final
 
+import httpx
 import msgspec
 
+from libs.llm.chat_base import ChatClientBase, system_text
 from libs.llm.errors import MalformedResponse
 from libs.llm.transport import ProviderHttp, decode_body
 from libs.llm.types import (
@@ -22,7 +23,6 @@ from libs.llm.types import (
     FinishReason,
     ListedModel,
     Listing,
-    check_messages,
     clean_int,
     clean_text,
 )
@@ -119,38 +119,22 @@ _FINISH: Final[dict[str, FinishReason]] = {
 }
 
 
-class AnthropicChatClient:
-    """``POST /v1/messages`` for one model; system turns become the top-level ``system``."""
+class AnthropicChatClient(ChatClientBase):
+    """``POST /v1/messages`` for one model; system turns become the top-level ``system``; the
+    reply's text joins the answer's text blocks."""
 
-    def __init__(self, http: ProviderHttp, model: str) -> None:
-        self._http = http
-        self._model = model
-
-    @property
-    def provider(self) -> str:
-        return self._http.name
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    async def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, timeout_s: float
-    ) -> ChatReply:
-        """One message; the reply's text joins the answer's text blocks."""
-        check_messages(messages, max_tokens, timeout_s)
-        system = "\n\n".join(m.content for m in messages if m.role == "system")
+    async def _post(self, messages: Sequence[ChatMessage], max_tokens: int, timeout_s: float
+                    ) -> httpx.Response:
         body: dict[str, object] = {
             "model": self._model, "max_tokens": max_tokens,
             "messages": [{"role": m.role, "content": m.content}
                          for m in messages if m.role != "system"],
         }
-        if system:
+        if system := system_text(messages):
             body["system"] = system
-        started = time.perf_counter()
-        response = await self._http.request("POST", "/v1/messages", json=body,
-                                            timeout_s=timeout_s)
-        latency = time.perf_counter() - started
+        return await self._http.request("POST", "/v1/messages", json=body, timeout_s=timeout_s)
+
+    def _reply(self, response: httpx.Response, latency: float) -> ChatReply:
         parsed = decode_body(response, _Message, self.provider)
         texts = [b.text for b in parsed.content if b.type == "text" and b.text is not None]
         if not texts:

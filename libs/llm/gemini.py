@@ -8,13 +8,14 @@ outputTokenLimit, supportedGenerationMethods}], nextPageToken}``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
+import httpx
 import msgspec
 
+from libs.llm.chat_base import ChatClientBase, system_text
 from libs.llm.errors import MalformedResponse, ProviderRejected
 from libs.llm.transport import ProviderHttp, decode_body
 from libs.llm.types import (
@@ -23,7 +24,6 @@ from libs.llm.types import (
     FinishReason,
     ListedModel,
     Listing,
-    check_messages,
     clean_int,
     clean_text,
 )
@@ -157,47 +157,33 @@ _FINISH: Final[dict[str, FinishReason]] = {
 }
 
 
-class GeminiChatClient:
+class GeminiChatClient(ChatClientBase):
     """``POST /v1beta/models/{model}:generateContent``; system turns become
-    ``systemInstruction``, assistant turns the ``model`` role."""
+    ``systemInstruction``, assistant turns the ``model`` role; thought parts are left out of
+    the reply's text."""
 
     def __init__(self, http: ProviderHttp, model: str, *,
                  key_in_query: str | None = None) -> None:
-        self._http = http
-        self._model = model
+        super().__init__(http, model)
         self._key = key_in_query
 
-    @property
-    def provider(self) -> str:
-        return self._http.name
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    async def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, timeout_s: float
-    ) -> ChatReply:
-        """One generation; thought parts are left out of the reply's text."""
-        check_messages(messages, max_tokens, timeout_s)
-        system = "\n\n".join(m.content for m in messages if m.role == "system")
+    async def _post(self, messages: Sequence[ChatMessage], max_tokens: int, timeout_s: float
+                    ) -> httpx.Response:
         body: dict[str, object] = {
             "contents": [{"role": "model" if m.role == "assistant" else "user",
                           "parts": [{"text": m.content}]}
                          for m in messages if m.role != "system"],
             "generationConfig": {"maxOutputTokens": max_tokens},
         }
-        if system:
+        if system := system_text(messages):
             body["systemInstruction"] = {"parts": [{"text": system}]}
         path = f"{API_PREFIX}/models/{quote(self._model, safe='')}:generateContent"
-        started = time.perf_counter()
-        response = await self._http.request(
+        return await self._http.request(
             "POST", path, json=body, timeout_s=timeout_s,
             params={"key": self._key} if self._key else None)
-        latency = time.perf_counter() - started
-        return self._reply(decode_body(response, _Response, self.provider), latency)
 
-    def _reply(self, parsed: _Response, latency: float) -> ChatReply:
+    def _reply(self, response: httpx.Response, latency: float) -> ChatReply:
+        parsed = decode_body(response, _Response, self.provider)
         if not parsed.candidates:
             reason = parsed.prompt_feedback.block_reason if parsed.prompt_feedback else None
             if reason:

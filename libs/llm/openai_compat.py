@@ -10,13 +10,14 @@ A list that says ``has_more`` is followed with ``after=<last_id>`` until it stop
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import httpx
 import msgspec
 
+from libs.llm.chat_base import ChatClientBase
 from libs.llm.errors import MalformedResponse
 from libs.llm.transport import ProviderHttp, decode_body
 from libs.llm.types import (
@@ -25,7 +26,6 @@ from libs.llm.types import (
     FinishReason,
     ListedModel,
     Listing,
-    check_messages,
     clean_float,
     clean_int,
     clean_text,
@@ -178,8 +178,9 @@ _FINISH: Final[dict[str, FinishReason]] = {
 }
 
 
-class OpenAIChatClient:
-    """``POST /v1/chat/completions`` for one model.
+class OpenAIChatClient(ChatClientBase):
+    """``POST /v1/chat/completions`` for one model; the reply's text is the first choice's
+    message.
 
     ``max_tokens_field`` is ``max_tokens`` (understood by every compatible server) or
     ``max_completion_tokens`` (required by OpenAI's reasoning models).
@@ -187,29 +188,17 @@ class OpenAIChatClient:
 
     def __init__(self, http: ProviderHttp, model: str, *,
                  max_tokens_field: str = "max_tokens") -> None:
-        self._http = http
-        self._model = model
+        super().__init__(http, model)
         self._max_tokens_field = max_tokens_field
 
-    @property
-    def provider(self) -> str:
-        return self._http.name
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    async def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, timeout_s: float
-    ) -> ChatReply:
-        """One completion; the reply's text is the first choice's message."""
-        check_messages(messages, max_tokens, timeout_s)
+    async def _post(self, messages: Sequence[ChatMessage], max_tokens: int, timeout_s: float
+                    ) -> httpx.Response:
         body = {"model": self._model, self._max_tokens_field: max_tokens,
                 "messages": [{"role": m.role, "content": m.content} for m in messages]}
-        started = time.perf_counter()
-        response = await self._http.request("POST", "/v1/chat/completions", json=body,
-                                            timeout_s=timeout_s)
-        latency = time.perf_counter() - started
+        return await self._http.request("POST", "/v1/chat/completions", json=body,
+                                        timeout_s=timeout_s)
+
+    def _reply(self, response: httpx.Response, latency: float) -> ChatReply:
         parsed = decode_body(response, _Completion, self.provider)
         if not parsed.choices or parsed.choices[0].message.content is None:
             raise MalformedResponse(f"{self.provider} completion has no message text",

@@ -39,6 +39,12 @@ DIGEST_TABLES: Final[dict[str, tuple[str, ...]]] = {
     "lexical_df": ("ns", "lexeme"),
     "dead_letters": ("consumer", "seq"),
     "memory_compressions": ("ns", "memory_id", "receipt_id"),
+    # the reasoning layer (migration 0009)
+    "registry_models": ("key",),
+    "registry_providers": ("provider",),
+    "registry_rankings": ("source", "category"),
+    "registry_consultations": ("ns", "consultation_id"),
+    "registry_events": ("seq",),
 }
 """Each table of the digest with its primary key (the dump order)."""
 

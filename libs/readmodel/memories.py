@@ -20,6 +20,7 @@ import numpy.typing as npt
 from libs.events import (
     AGGREGATE_MEMORY,
     Actor,
+    CountMemories,
     DeadLettered,
     EventView,
     Filters,
@@ -27,6 +28,7 @@ from libs.events import (
     InvalidInput,
     LinkView,
     ListMemories,
+    MemoryCount,
     MemoryPage,
     MemoryView,
     NotFound,
@@ -50,6 +52,7 @@ from libs.runtime.config import Config
 __all__ = [
     "BM25_B",
     "BM25_K1",
+    "count_memories",
     "dense_ranking",
     "dense_sql",
     "fetch_memories",
@@ -190,6 +193,15 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     except (binascii.Error, ValueError, msgspec.DecodeError):
         raise InvalidInput("malformed cursor", field="cursor") from None
     return created_at, memory_id
+
+
+async def count_memories(conn: Conn, ns: str, request: CountMemories) -> MemoryCount:
+    """How many live memories match the filters."""
+    params: dict[str, Any] = {"ns": validate_namespace(ns)}
+    cur = await conn.execute(
+        f"SELECT count(*) AS n FROM memories m WHERE {filter_sql(request, params)}", params)
+    row = await cur.fetchone()
+    return MemoryCount(count=int(row["n"]) if row else 0)
 
 
 async def list_memories(conn: Conn, ns: str, request: ListMemories) -> MemoryPage:

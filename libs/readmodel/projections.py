@@ -18,7 +18,7 @@ The lexical search statistics (``lexical_docs``, ``lexical_ns_stats``, ``lexical
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, LiteralString
 
 import numpy as np
@@ -46,6 +46,12 @@ from libs.events import (
     storable_json,
     version_id,
 )
+from libs.readmodel.registry import (
+    REGISTRY_AGGREGATES,
+    REGISTRY_PROJECTIONS,
+    project_registry,
+)
+from libs.readmodel.statement import Statement
 
 __all__ = [
     "Embedding",
@@ -73,20 +79,6 @@ class Embedding:
     vector: npt.NDArray[np.float32]
 
 
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """One SQL statement of a projection.
-
-    When ``expect_rows`` is set, a different row count means the event contradicts the read
-    model and ``error`` (formatted with the parameters) is raised as :class:`InvariantViolation`.
-    """
-
-    query: LiteralString
-    params: Mapping[str, Any] = field(default_factory=dict)
-    expect_rows: int | None = None
-    error: str = ""
-
-
 def content_of(event: Event) -> str | None:
     """The content an event introduces (to embed), or None for events that keep the content."""
     if isinstance(event, MemoryCreated | MemoryRevised):
@@ -99,7 +91,7 @@ def content_of(event: Event) -> str | None:
 def is_projected(event: Event) -> bool:
     """Whether the read models project this event type (other aggregates, e.g. the audit
     chain's checkpoints, share the stream and are passed over)."""
-    return type(event) in _PROJECTIONS
+    return type(event) in _PROJECTIONS or type(event) in REGISTRY_PROJECTIONS
 
 
 def check_subject(event: Event, subject: str) -> None:
@@ -108,7 +100,8 @@ def check_subject(event: Event, subject: str) -> None:
     Optimistic concurrency is per subject, so an event on a foreign subject would corrupt
     revisions; and a token the subject builder rejects is refused here too.
     """
-    if is_projected(event) and event.aggregate != AGGREGATE_MEMORY:
+    if is_projected(event) and event.aggregate != REGISTRY_AGGREGATES.get(
+            type(event), AGGREGATE_MEMORY):
         raise InvariantViolation(f"unexpected aggregate {event.aggregate!r}")
     expected = event_subject(event.ns, event.aggregate, event.aggregate_id)
     if subject != expected:
@@ -121,6 +114,8 @@ def project(event: Event, seq: int, embedding: Embedding | None) -> list[Stateme
     ``embedding`` is the vector of the event's content (see :func:`content_of`), if any.
     Only for events :func:`is_projected` accepts.
     """
+    if type(event) in REGISTRY_PROJECTIONS:  # the reasoning layer's tables (.registry)
+        return project_registry(event, seq)
     specific = _PROJECTIONS[type(event)](event, seq, embedding)
     return [*specific, _event_row(event, seq), _command_result(event, seq)]
 
@@ -472,3 +467,4 @@ _PROJECTIONS: Final[dict[type, _Projection]] = {
     MemoryReverted: _reverted,
     MemoryCompressed: _compressed,
 }
+

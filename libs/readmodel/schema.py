@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Final
 
@@ -15,10 +16,12 @@ from libs.runtime.migrations import apply_migrations
 __all__ = [
     "COMPONENT",
     "MIGRATIONS_DIR",
+    "OLD_SCHEMA_INFIX",
     "EmbeddingDimensionMismatch",
     "advisory_key",
     "copy_embedding_cache",
     "drop_schema",
+    "old_schemas",
     "prepare_schema",
     "rename_schema",
 ]
@@ -59,6 +62,18 @@ def prepare_schema(database_url: str, schema: str, embedding_dim: int) -> None:
 async def drop_schema(conn: Any, schema: str) -> None:
     """Drop ``schema`` and everything in it (a rebuild's leftovers), if it exists."""
     await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+OLD_SCHEMA_INFIX: Final = "_old_"
+"""A swapped-out schema is ``<live>_old_<YYYYmmddHHMMSS>`` (UTC)."""
+
+
+async def old_schemas(conn: Any, live: str) -> list[str]:
+    """The schemas a replay swapped out of ``live``, oldest first."""
+    cur = await conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname ~ %s ORDER BY nspname",
+        (f"^{re.escape(live)}{OLD_SCHEMA_INFIX}[0-9]{{14}}$",), prepare=False)
+    return [str(row[0]) for row in await cur.fetchall()]
 
 
 async def rename_schema(conn: Any, old: str, new: str) -> None:

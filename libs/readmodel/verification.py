@@ -20,10 +20,12 @@ import msgspec
 
 from libs.events import Event, ReadModelIssue
 from libs.readmodel.expected import ExpectedMemory, fold_memory
+from libs.readmodel.registry_expected import fold_registry
 
 __all__ = [
     "EVENT_ROW_QUERIES",
     "check_folds",
+    "check_registry",
     "check_result_count",
     "dead_letter_seqs",
     "event_rows",
@@ -260,3 +262,69 @@ async def check_folds(conn: Conn, since_seq: int, issue: Issue,
             continue
         _compare(key, fold_memory(events), rows, issue)
         checked += 1
+
+
+# --- the reasoning layer's tables (migration 0009) ------------------------------------------
+
+_REGISTRY_TABLES: Final = {
+    "registry_models": ("models", ("key",)),
+    "registry_providers": ("providers", ("provider",)),
+    "registry_rankings": ("rankings", ("source", "category")),
+    "registry_consultations": ("consultations", ("ns", "consultation_id")),
+}
+
+
+def _registry_event(row: dict[str, Any]) -> Event:
+    raw = {"id": row["event_id"], "type": row["type"], "schema": row["schema"],
+           "ns": row["ns"], "aggregate": row["aggregate"], "aggregate_id": row["aggregate_id"],
+           "actor": row["actor"], "command_id": row["command_id"],
+           "correlation_id": row["command_id"], "at": row["at"], "data": row["data"]}
+    event: Event = msgspec.convert(raw, Event)
+    return event
+
+
+async def check_registry(conn: Conn, issue: Issue) -> int:
+    """Compare the registry tables with the fold of the ``registry_events`` rows (see
+    :mod:`.registry_expected`); return how many rows were checked (0 without the tables)."""
+    cur = await conn.execute("SELECT to_regclass('registry_events') AS t")
+    found = await cur.fetchone()
+    if not found or found["t"] is None:
+        return 0
+    events: list[tuple[Event, int]] = []
+    async with conn.cursor(name="audit_registry_events") as cursor:
+        cursor.itersize = _PAGE
+        await cursor.execute("SELECT * FROM registry_events ORDER BY seq")
+        async for row in cursor:
+            events.append((_registry_event(dict(row)), int(row["seq"])))
+    expected, problems = fold_registry(events)
+    for problem in problems:
+        issue(ReadModelIssue(table="registry_events", seq=0, event_id=None, field="seq",
+                             detail=problem))
+    checked = 0
+    for table, (attr, key_columns) in _REGISTRY_TABLES.items():
+        want: dict[Any, dict[str, Any]] = getattr(expected, attr)
+        cur = await conn.execute(f"SELECT * FROM {table}")
+        have = {}
+        for row in await cur.fetchall():
+            key = row[key_columns[0]] if len(key_columns) == 1 else tuple(
+                row[c] for c in key_columns)
+            have[key] = dict(row)
+        for key in sorted(set(have) | set(want), key=str):
+            checked += 1
+            got, wanted = have.get(key), want.get(key)
+            if got is None or wanted is None:
+                issue(ReadModelIssue(
+                    table=table, seq=0, event_id=None, field="row",
+                    detail=f"{table} row {key!r} is {'missing' if got is None else 'extra'}: "
+                    "the fold of registry_events says "
+                    f"{'it exists' if got is None else 'it does not'}"))
+                continue
+            for column in sorted(set(got) | set(wanted)):
+                if got.get(column) != wanted.get(column):
+                    seq = int(wanted.get("updated_seq") or wanted.get("seq")
+                              or wanted.get("last_seq") or 0)
+                    issue(ReadModelIssue(
+                        table=table, seq=seq, event_id=None, field=column,
+                        detail=f"{table} row {key!r}: {column} is {_short(got.get(column))}, "
+                        f"the fold of its events says {_short(wanted.get(column))}"))
+    return checked

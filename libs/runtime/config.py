@@ -38,6 +38,12 @@ class Config(BaseModel, frozen=True):
         description="Embedded nats-server fsync policy: 'always' (fsync every write; no "
         "acknowledged event lost on power loss) or a duration such as '2m' (NATS default).",
     )
+    nats_tls_ca: Path | None = Field(
+        default=None,
+        description="CA certificate (PEM) that verifies the broker's TLS certificate; set it "
+        "when the broker requires TLS (the cluster in deploy/nats). MNEMOS_NATS_URL may list "
+        "several servers, comma-separated.",
+    )
     database_url: str | None = Field(
         default=None,
         description="External Postgres (>= 15 with pgvector) URL; unset = embedded Postgres.",
@@ -144,6 +150,11 @@ class Config(BaseModel, frozen=True):
         default=30.0, ge=1.0, le=3600,
         description="A version taken by a compressor instance that dies is compressed by "
         "another after this long (JetStream ack wait of the shared consumer).")
+    registry_config: Path | None = Field(
+        default=None,
+        description="The reasoning layer's configuration (JSON: providers, price table, "
+        "leaderboard, intervals; see README 'Reasoning layer'); unset = "
+        "MNEMOS_HOME/registry.json if it exists, else no provider (registry_sync idles).")
     log_format: Literal["console", "json"] = Field(default="console", description="Log renderer.")
     log_level: str = Field(default="info", description="Minimum log level.")
 

@@ -170,7 +170,8 @@ def _service_publish(name: str) -> list[str]:
         "auditor": ["mnemos.evt.system.audit.>", *_consumer(EVENTS_STREAM, "*")],
         "compressor": ["mnemos.evt.*.memory.*",
                        *_consumer(EVENTS_STREAM, "compressor")],
-        "registry_sync": ["mnemos.evt.system.model.>", "mnemos.evt.system.registry.>",
+        "registry_sync": ["mnemos.evt.system.model.>", "mnemos.evt.system.provider.>",
+                          "mnemos.evt.system.ranking.>",
                           "mnemos.evt.*.consultation.*", "mnemos.svc.compressor.>",
                           *_consumer(EVENTS_STREAM, "registry_sync")],
     }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -21,6 +24,8 @@ __all__ = [
     "credentials",
     "ensure_streams",
     "nats_credentials",
+    "servers_of",
+    "tls_context",
 ]
 
 log = get_logger(__name__)
@@ -35,9 +40,29 @@ def credentials(home: Path, identity: str) -> dict[str, str]:
     return identities.connect_options(identity)
 
 
-def nats_credentials(config: Config) -> dict[str, str]:
-    """The broker credentials of ``config``'s identity (none when it has none)."""
+def _identity_options(config: Config) -> dict[str, str]:
     return credentials(config.home, config.nats_identity) if config.nats_identity else {}
+
+
+def tls_context(ca_file: Path) -> ssl.SSLContext:
+    """A client TLS context that trusts only the broker CA in ``ca_file`` (PEM) and checks the
+    server's name against the URL's host."""
+    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+
+
+def nats_credentials(config: Config) -> dict[str, Any]:
+    """The ``nats.connect`` options of ``config``'s broker identity (none when it has none),
+    plus the TLS context when ``nats_tls_ca`` names the broker's CA."""
+    options: dict[str, Any] = dict(_identity_options(config))
+    if config.nats_tls_ca is not None:
+        options["tls"] = tls_context(config.nats_tls_ca.expanduser())
+    return options
+
+
+def servers_of(url: str) -> list[str]:
+    """The server URLs of ``url``, which may list several, comma-separated (a cluster)."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    return servers or [url]
 
 
 async def await_streams(js: JetStreamContext, config: Config) -> bool:
@@ -46,7 +71,7 @@ async def await_streams(js: JetStreamContext, config: Config) -> bool:
     gateway may declare streams, so a service with broker credentials waits for them; without
     any (no seed provisioned for its identity) the broker is open to everyone and the service
     declares them itself."""
-    if not nats_credentials(config):  # no seed provisioned: an open broker
+    if not _identity_options(config):  # no seed provisioned: an open broker
         await ensure_streams(js, config)
         return True
     try:
@@ -56,9 +81,11 @@ async def await_streams(js: JetStreamContext, config: Config) -> bool:
     return True
 
 
-async def connect_nats(url: str, name: str, identity: dict[str, str] | None = None) -> Client:
+async def connect_nats(url: str, name: str, identity: Mapping[str, Any] | None = None
+                       ) -> Client:
     """Connect with reconnects forever: a restarted broker is waited for, not fatal.
-    ``identity``: the broker credentials (see :func:`credentials`)."""
+    ``url`` may list several servers (:func:`servers_of`); ``identity``: the broker
+    credentials and TLS options (see :func:`nats_credentials`)."""
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc), client=name)
 
@@ -73,7 +100,7 @@ async def connect_nats(url: str, name: str, identity: dict[str, str] | None = No
         log.info("nats_reconnected", client=name)
 
     client = await nats.connect(
-        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+        servers_of(url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
         error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
         **(identity or {}),
     )

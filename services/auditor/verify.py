@@ -37,6 +37,7 @@ from libs.events import (
 )
 from libs.readmodel.verification import (
     check_folds,
+    check_registry,
     check_result_count,
     dead_letter_seqs,
     event_rows,
@@ -414,6 +415,7 @@ async def run_verification(conn: Conn, nc: Client, *, full: bool = False,
                                                             skip=walk.untrusted)
                 if since == 0:
                     await check_result_count(conn, walk._issue)
+                    report.read_model_checked += await check_registry(conn, walk._issue)
     await conn.set_isolation_level(None)
     elapsed = time.monotonic() - walk.started
     report.duration_s = round(elapsed, 3)

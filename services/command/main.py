@@ -130,7 +130,8 @@ async def run(config: Config, stop: asyncio.Event) -> None:
         await entrypoint.start()
 
         async def readiness() -> dict[str, bool]:
-            return {"nats": bool(nc.is_connected), "database": await read_models.ping()}
+            return {"nats": bool(nc.is_connected), "database": await read_models.ping(),
+                    "storage": not store.storage_refused()}
 
         app = create_app(gateway, principals, config.max_request_bytes, readiness)
         server = _Server(uvicorn.Config(

@@ -9,9 +9,10 @@ import asyncio
 
 import typer
 
+from libs.events import MnemosError
 from libs.runtime.config import client_config
 from libs.runtime.logging import configure_logging
-from services.projector.replay import replay
+from services.projector.replay import drop_old_schemas, replay
 
 __all__ = ["replay_command"]
 
@@ -24,10 +25,23 @@ def replay_command(
         False, "--force", help="Swap even when the digests differ (e.g. after a projection fix)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    cleanup: bool = typer.Option(
+        False, "--cleanup", help="Rebuild nothing: drop the schemas earlier swaps kept "
+        "(<schema>_old_<time>), all but the newest --keep."
+    ),
+    keep: int = typer.Option(0, "--keep", help="With --cleanup: how many old schemas to keep."),
 ) -> None:
     """Rebuild the read models from the event stream into a fresh schema, verify, and swap."""
     config = client_config()
     configure_logging(config.log_format, config.log_level, service="replay")
+    if cleanup:
+        try:
+            dropped = asyncio.run(drop_old_schemas(config, keep))
+        except MnemosError as exc:
+            typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo("\n".join(f"dropped {s}" for s in dropped) or "no old schemas to drop")
+        return
     report = asyncio.run(replay(config, swap=swap, force=force, progress=progress))
     typer.echo(report.summary())
     if report.verified is False and not report.swapped:

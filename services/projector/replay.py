@@ -24,13 +24,15 @@ from tqdm import tqdm
 
 from libs.consumer import ConsumerRuntime
 from libs.embeddings import Embedder, build_embedder
-from libs.events import EVENTS_STREAM, Conflict
+from libs.events import EVENTS_STREAM, Conflict, InvalidInput
 from libs.readmodel.bookkeeping import live_checkpoint, table_exists
 from libs.readmodel.digest import read_model_digest, row_counts
 from libs.readmodel.schema import (
+    OLD_SCHEMA_INFIX,
     advisory_key,
     copy_embedding_cache,
     drop_schema,
+    old_schemas,
     prepare_schema,
     rename_schema,
 )
@@ -41,7 +43,7 @@ from libs.runtime.nats_client import connect_nats, ensure_streams, nats_credenti
 from services.projector.handler import ProjectorSettings, projector_runtime
 from services.projector.main import database_url_of, nats_url_of
 
-__all__ = ["ReplayReport", "replay"]
+__all__ = ["ReplayReport", "drop_old_schemas", "replay"]
 
 log = get_logger(__name__)
 
@@ -204,6 +206,29 @@ async def _compare_and_swap(url: str, report: ReplayReport, projector: ConsumerR
 async def _rename(conn: psycopg.AsyncConnection[Any], report: ReplayReport) -> None:
     live, rebuild = report.live_schema, report.rebuild_schema
     if report.live_checkpoint is not None:
-        report.old_schema = f"{live}_old_{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+        report.old_schema = (f"{live}{OLD_SCHEMA_INFIX}"
+                             f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}")
         await rename_schema(conn, live, report.old_schema)
     await rename_schema(conn, rebuild, live)
+
+
+async def drop_old_schemas(config: Config, keep: int = 0) -> list[str]:
+    """Drop the schemas earlier swaps left behind (``<schema>_old_<time>``), all but the newest
+    ``keep``; the schemas dropped, oldest first. Holds the replay lock, so it never races a
+    replay that is about to rename one."""
+    if keep < 0:
+        raise InvalidInput("keep must be 0 or more", field="keep")
+    live = config.db_schema
+    async with await psycopg.AsyncConnection.connect(database_url_of(config),
+                                                     autocommit=True) as conn:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s)",
+                                 (advisory_key("replay", live),))
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            raise Conflict(f"a replay of schema {live!r} is running; clean up after it")
+        old = await old_schemas(conn, live)
+        doomed = old[: max(0, len(old) - keep)]
+        for schema in doomed:
+            await drop_schema(conn, schema)
+            log.info("old_schema_dropped", schema=schema)
+        return doomed

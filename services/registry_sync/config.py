@@ -35,7 +35,12 @@ class RegistrySyncConfig(msgspec.Struct, frozen=True, kw_only=True):
       parameters when it is a paged rows API; ``leaderboard_category`` the category to use.
     - ``leaderboard_aliases``: leaderboard name -> model keys or ids (the explicit alias table).
     - ``family_aliases``: model-id glob -> family.
-    - ``provider_interval_s`` (daily) and ``leaderboard_interval_s`` (weekly): the timers.
+    - ``leaderboard_name``: the ranking source (``mnemos.evt.system.ranking.<name>``).
+    - ``provider_interval_s`` (daily) and ``leaderboard_interval_s`` (weekly): the timers,
+      checked every ``tick_check_s``; after a failed provider or leaderboard fetch the next
+      attempt comes ``retry_failed_s`` later (not a whole interval); ``publish_timeout_s``
+      bounds each event's publish and
+      ``fold_timeout_s`` the wait until the service has folded what it published.
     """
 
     providers: tuple[ProviderConfig, ...] = ()
@@ -46,8 +51,13 @@ class RegistrySyncConfig(msgspec.Struct, frozen=True, kw_only=True):
     leaderboard_category: str = "overall"
     leaderboard_aliases: dict[str, tuple[str, ...]] = {}
     family_aliases: dict[str, str] = {}
+    leaderboard_name: str = "arena"
     provider_interval_s: float = 86_400.0
     leaderboard_interval_s: float = 7 * 86_400.0
+    retry_failed_s: float = 900.0
+    tick_check_s: float = 1.0
+    publish_timeout_s: float = 10.0
+    fold_timeout_s: float = 60.0
     liveness: LivenessPolicy = LivenessPolicy()
     routing: RoutingPolicy = RoutingPolicy()
     consensus: ConsensusPolicy = ConsensusPolicy()

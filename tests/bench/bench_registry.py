@@ -1,22 +1,31 @@
-"""Benchmark of the reasoning layer's core (prints figures, asserts nothing).
+"""Benchmark of the reasoning layer (prints figures, asserts nothing).
 
-- sync of 3 providers x 500 models (OpenAI-compatible in one page, Anthropic and Gemini in
-  pages of 100) plus a 1,000-row leaderboard over a paged rows API, all from local replay
-  servers: wall time and payloads produced;
-- consensus for 5 answers with the offline MiniLM embedder (embedding included);
-- routing decision p50/p99 over the synced registry (~1,500 models).
+- **through the real service** (``--service``, the default): nats-server, PostgreSQL, the
+  projector, the gateway and ``mnemos serve registry_sync`` as processes; 3 providers x 500
+  models (OpenAI-compatible in one page, Anthropic and Gemini in pages of 100) plus a
+  1,000-row leaderboard over a paged rows API, from local replay servers: wall time from the
+  service's start until every event is folded by it and projected, events published; then an
+  on-demand ``registry_sync`` with nothing changed and one with 100 models withdrawn; the
+  ``route`` operation's latency over HTTP (gateway -> NATS -> registry_sync);
+- the core alone: the same sync without bus and database; routing decision p50/p99 over the
+  synced registry (~1,500 models); consensus for 5 answers with the offline MiniLM embedder.
 
-Run: ``.venv/bin/python -m tests.bench.bench_registry``
+Run: ``.venv/bin/python -m tests.bench.bench_registry`` (``--core`` skips the service part).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import statistics
+import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import httpx
+import psycopg
 
 from libs.embeddings import MiniLMOnnxEmbedder
 from libs.llm import ProviderConfig, build_http, build_lister
@@ -25,6 +34,7 @@ from services.registry_sync.leaderboard import load_board
 from services.registry_sync.routing import RouteRequest, RoutingIndex
 from services.registry_sync.state import EMPTY
 from services.registry_sync.sync import rank_tick, sync_tick
+from tests.bench.harness import percentile, report_line, running_system
 from tests.support_http import Recorded, ReplayServer
 
 MODELS = 500
@@ -132,7 +142,90 @@ def bench_consensus() -> None:
           f" agreement={result.agreement:.2f}")
 
 
+def _registry_file(path: Path, o: ReplayServer, a: ReplayServer, g: ReplayServer,
+                   b: ReplayServer) -> None:
+    providers = [{"name": "openai", "kind": "openai", "base_url": o.url},
+                 {"name": "anthropic", "kind": "anthropic", "base_url": a.url},
+                 {"name": "gemini", "kind": "gemini", "base_url": g.url}]
+    path.write_text(json.dumps({"providers": providers, "leaderboard": b.url + "/rows",
+                                "leaderboard_rows_api": {}, "tick_check_s": 0.1}))
+
+
+def _counts(url: str) -> tuple[int, int, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM mnemos.registry_models),"
+            " (SELECT count(*) FROM mnemos.registry_rankings),"
+            " (SELECT count(*) FROM mnemos.registry_events)").fetchone()
+    return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+
+
+def _wait_projected(url: str, events: int, timeout_s: float = 300) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(psycopg.Error):
+            if _counts(url)[2] >= events:
+                return time.perf_counter()
+        time.sleep(0.05)
+    raise TimeoutError(f"{events} registry events not projected")
+
+
+def _route_ready(http: httpx.Client, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if http.get("/v1/bench/route").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise TimeoutError("registry_sync did not answer route")
+
+
+def bench_service() -> None:
+    with ReplayServer() as o, ReplayServer() as a, ReplayServer() as g, ReplayServer() as b, \
+            running_system() as system:
+        serve(o, a, g, b)
+        registry = system.workdir / "registry.json"
+        _registry_file(registry, o, a, g, b)
+        system.start_service("projector")
+        system.start_service("command")
+        system.wait_gateway()
+        url = system.postgres.url
+        started = time.perf_counter()
+        system.start_service("registry_sync", MNEMOS_REGISTRY_CONFIG=str(registry))
+        http = httpx.Client(base_url=f"http://127.0.0.1:{system.config.http_port}", timeout=60)
+        first = 3 * MODELS + 3 + 1  # listed, synced per provider, one ranking
+        projected = _wait_projected(url, first)
+        _route_ready(http)
+        models, rankings, events = _counts(url)
+        report_line("service: first sync 3x500 models + 1,000-row board (start->projected)",
+                    f"{(projected - started) * 1000:.0f} ms, {events} events, {models} models,"
+                    f" {rankings} ranking")
+        quiet = http.post("/v1/registry/sync", json={"target": "all"}).json()
+        report_line("service: on-demand sync, nothing changed",
+                    f"{quiet['duration_s'] * 1000:.0f} ms, {quiet['events']} events")
+        o.add("GET", "/v1/models", Recorded.json({"object": "list", "data": [
+            {"id": f"gpt-bench-{i}", "object": "model", "created": 1700000000 + i,
+             "owned_by": "system", "context_window": 8192 * (1 + i % 16)}
+            for i in range(MODELS - 100)]}))
+        changed = http.post("/v1/registry/sync", json={"target": "providers"}).json()
+        report_line("service: on-demand sync, 100 models withdrawn",
+                    f"{changed['duration_s'] * 1000:.0f} ms, {changed['events']} events "
+                    f"{changed['by_type']}")
+        timings = []
+        for i in range(300):
+            params = {"profile": ("cheap", "balanced", "best")[i % 3],
+                      "context_tokens": (0, 50_000, 200_000)[i % 3]}
+            t0 = time.perf_counter()
+            response = http.get("/v1/bench/route", params=params)
+            timings.append((time.perf_counter() - t0) * 1000)
+            assert response.status_code == 200, response.text
+        report_line("service: route over HTTP (gateway->NATS->registry_sync), 300 calls",
+                    f"p50 {percentile(timings, 50):.1f} ms, p99 {percentile(timings, 99):.1f} ms")
+        http.close()
+
+
 def main() -> None:
+    if "--core" not in sys.argv:
+        bench_service()
     index = asyncio.run(bench_sync())
     bench_routing(index)
     bench_consensus()

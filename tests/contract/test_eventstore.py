@@ -80,6 +80,13 @@ class EventStoreContract:
         assert (await store.event_at(second[-1].seq)).id == second[-1].event.id
         assert await store.last_seq() == 3
 
+    async def test_each_message_has_the_stores_time(self, store: EventStore[Any]) -> None:
+        before = datetime.now(UTC)
+        appended = await store.append(NS, "t", [tagged("t", "x")], 0)
+        at = await store.appended_at(appended[-1].seq)
+        assert at.tzinfo is not None
+        assert abs((at - before).total_seconds()) < 60  # the store's clock, not the event's
+
     async def test_expected_sequence_conflict_appends_nothing(self, store: EventStore[Any]
                                                               ) -> None:
         created = await store.append(NS, "a", [tagged("a", "x")], 0)

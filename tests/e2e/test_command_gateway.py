@@ -258,7 +258,7 @@ async def test_operations_endpoints_and_read_your_writes_timeout(system: System)
     http = system.http
     assert (await http.get("/healthz")).json() == {"ok": True}
     ready = (await http.get("/readyz")).json()
-    assert ready == {"ready": True, "nats": True, "database": True}
+    assert ready == {"ready": True, "nats": True, "database": True, "storage": True}
     spec = (await http.get("/openapi.json")).json()
     for path in ("/v1/{ns}/commands/{name}", "/v1/{ns}/memories", "/v1/{ns}/search",
                  "/v1/{ns}/memories/{memory_id}/revise", "/v1/{ns}/memories/{memory_id}/history"):
@@ -275,3 +275,34 @@ async def test_operations_endpoints_and_read_your_writes_timeout(system: System)
     assert far.status_code == 400
     error = far.json()["error"]
     assert error["code"] == "invalid_input" and error["detail"]["field"] == "after_seq"
+
+
+async def test_the_cli_shows_the_servers_reason_and_field(system: System) -> None:
+    """Issue 10, defect 12: ``mnemos recall x --mode fuzzy`` prints which field and why, not only
+    "invalid request parameters" (the CLI's client and error text, against the real gateway)."""
+    import asyncio
+
+    from libs.events.errors import MnemosError
+    from mnemos.client import GatewayClient, describe_error
+
+    client = GatewayClient(str(system.http.base_url))
+    with pytest.raises(MnemosError) as raised:
+        await asyncio.to_thread(lambda: client.search(NS, "x", mode="fuzzy"))
+    text = describe_error(raised.value)
+    assert text.startswith("error [invalid_input]"), text
+    assert "mode" in text, text
+
+
+async def test_count_answers_on_http_and_nats_with_the_filters_of_list(system: System) -> None:
+    """``count``: the small example of issue 11 (one struct, one handler, one catalog row)."""
+    ns = "count-ns"
+    for n in range(3):
+        last = await system.remember(ns=ns, content=f"counted {n}", tags=["c"] if n else [])
+    counted = await system.http.get(f"/v1/{ns}/count", params={"after_seq": last["seq"]})
+    assert counted.status_code == 200 and counted.json() == {"count": 3}, counted.text
+    tagged = await system.http.get(f"/v1/{ns}/count", params={"tags": "c"})
+    assert tagged.json() == {"count": 2}, tagged.text
+    reply = await system.request(f"mnemos.qry.{ns}.count", json.dumps({"tags": ["c"]}).encode())
+    assert reply["ok"] is True and reply["result"] == {"count": 2}, reply
+    bad = await system.http.get(f"/v1/{ns}/count", params={"kind": "NOT A KIND"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_input", bad.text

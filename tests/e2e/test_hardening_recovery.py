@@ -19,6 +19,7 @@ from libs.runtime.config import Config, load_config
 from libs.runtime.nats_server import NatsServer, free_port
 from libs.runtime.postgres_server import PostgresServer
 from services.command import main as gateway_main
+from services.projector import main as projector_main
 from tests.support.services import running_gateway
 
 pytestmark = pytest.mark.integration
@@ -147,3 +148,57 @@ async def test_the_first_query_after_postgres_restarts_succeeds(
         for _ in range(5):
             response = await http.get(path)
             assert response.status_code == 200, response.text
+
+
+async def test_services_started_before_postgres_wait_for_it(
+        recovery_config: Config, own_postgres: PostgresServer) -> None:
+    """Issue 10, defect 11: a projector (and a gateway) started while Postgres is down wait and
+    back off instead of exiting, then serve once it is up."""
+    own_postgres.stop()
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(projector_main.run(recovery_config, stop)),
+             asyncio.create_task(gateway_main.run(recovery_config, stop))]
+    try:
+        await asyncio.sleep(4)
+        exited = [task for task in tasks if task.done()]
+        assert not exited, [task.exception() for task in exited]
+        own_postgres.start()
+        base = f"http://{recovery_config.http_host}:{recovery_config.http_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=15) as http:
+            for _ in range(600):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            created = (await http.post(f"/v1/{NS}/memories", json={"content": "late"})).json()
+            served = await http.get(f"/v1/{NS}/memories/{created['memory_id']}",
+                                    params={"after_seq": created["seq"]})
+            assert served.status_code == 200, served.text
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+
+
+async def test_a_poison_event_not_yet_dead_lettered_does_not_fail_commands(
+        recovery_config: Config) -> None:
+    """An undecodable event waiting for the projector (here: none runs) used to fail every
+    command that carried a command id with a 500, because the duplicate-window check decoded
+    the oldest unprojected event; it now reads that message's stream time only."""
+    config = recovery_config
+    async with running_gateway(config) as (http, nc):
+        created = (await http.post(f"/v1/{NS}/memories", json={"content": "before"})).json()
+        assert (await http.get(f"/v1/{NS}/memories/{created['memory_id']}",
+                               params={"after_seq": created["seq"]})).status_code == 200
+    nc = await nats.connect(config.nats_url or "")
+    try:
+        await nc.jetstream().publish(f"mnemos.evt.{NS}.memory.poison", b"not an event")
+    finally:
+        await nc.close()
+    async with gateway_only(config) as http:  # read models up, no projector: poison waits
+        for _ in range(200):
+            if (await http.get("/readyz")).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        answer = await http.post(f"/v1/{NS}/memories",
+                                 json={"content": "after", "command_id": new_command_id()})
+        assert answer.status_code == 201, answer.text

@@ -42,7 +42,8 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], home: Path,
 
 
 def _cli(env: dict[str, str], *args: str) -> dict[str, object]:
-    done = subprocess.run([sys.executable, "-m", "mnemos", *args], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "mnemos", "--json", *args], env=env,
+                          capture_output=True,
                           check=True, timeout=60)
     result: dict[str, object] = json.loads(done.stdout)
     return result

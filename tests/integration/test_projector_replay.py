@@ -158,3 +158,30 @@ def test_the_replay_command_reports(config: Config, monkeypatch: pytest.MonkeyPa
     assert result.exit_code == 0, result.output
     assert "rebuilt mnemos_rebuild to seq 0" in result.output
     assert "swapped: mnemos_rebuild is now mnemos" in result.output
+
+
+async def test_cleanup_drops_only_the_schemas_swaps_left_behind(config: Config, nats_js) -> None:
+    """Issue 17: ``mnemos replay --cleanup [--keep N]`` removes ``<schema>_old_<time>`` schemas,
+    oldest first, and nothing else (the live schema, look-alikes, other deployments' schemas)."""
+    import psycopg
+
+    from services.projector.replay import drop_old_schemas
+
+    url, live = config.database_url or "", config.db_schema
+    names = [f"{live}_old_20260101000000", f"{live}_old_20260102000000",
+             f"{live}_old_20260103000000", f"{live}_old_notatime", f"{live}_older_20260101000000",
+             f"x{live}_old_20260101000000"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+    try:
+        assert await drop_old_schemas(config, keep=1) == names[:2]
+        assert await drop_old_schemas(config, keep=1) == []
+        assert await drop_old_schemas(config) == names[2:3]
+        with psycopg.connect(url) as conn:
+            left = {row[0] for row in conn.execute("SELECT nspname FROM pg_namespace")}
+        assert set(names[3:]) <= left and not set(names[:3]) & left
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}"')

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,7 +16,7 @@ from libs.runtime.config import Config
 from services.command import main as gateway_main
 from services.projector import main as projector_main
 
-__all__ = ["running_gateway"]
+__all__ = ["running_gateway", "running_gateway_alone"]
 
 
 async def _wait_ready(http: httpx.AsyncClient, tasks: list[asyncio.Task[None]]) -> None:
@@ -48,3 +50,28 @@ async def running_gateway(config: Config) -> AsyncIterator[tuple[httpx.AsyncClie
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
         await nc.drain()
+
+
+@asynccontextmanager
+async def running_gateway_alone(config: Config) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway alone (no projector) on ``config``, whatever broker credentials and TLS it
+    names; yields an HTTP client of it once it listens (readiness is the test's to check)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway_main.run(config, stop))
+    base = f"http://{config.http_host}:{config.http_port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                if task.done():
+                    task.result()
+                    raise AssertionError("the gateway exited early")
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, "the gateway did not listen within 60 s"
+                await asyncio.sleep(0.1)
+            yield http
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)

@@ -2,7 +2,8 @@
 
 - a service imports only ``libs`` (and itself): never another service, never the CLI;
 - ``libs`` import no service and not the CLI;
-- nothing outside ``libs/readmodel`` writes SQL against the read-model tables.
+- nothing outside ``libs/readmodel`` writes SQL against the read-model tables;
+- ``libs/events`` (the contract) imports no other Mnemos package but the pure ``libs/dag``.
 """
 
 from __future__ import annotations
@@ -56,4 +57,14 @@ def test_only_libs_readmodel_writes_sql_against_the_read_models() -> None:
             for number, line in enumerate(path.read_text().splitlines(), start=1):
                 if _SQL.search(line):
                     offences.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offences == []
+
+
+def test_the_contract_imports_no_other_mnemos_package() -> None:
+    """``libs/events`` is what every process (and the SDK) shares: it stands on its own, beside
+    the pure DAG rules it names (``libs/dag``: standard library only)."""
+    offences = [f"{path.relative_to(ROOT)} imports {module}"
+                for path in (ROOT / "libs" / "events").rglob("*.py") for module in _imports(path)
+                if module.split(".")[0] in ("services", "mnemos")
+                or (module.startswith("libs.") and module.split(".")[1] not in ("events", "dag"))]
     assert offences == []

@@ -213,10 +213,12 @@ class CommandService:
         checkpoint = await self._read_models.projected_seq()
         covered = True
         if checkpoint < await self._store.last_seq():
-            oldest = await self._store.event_at(checkpoint + 1)
+            # The store's own time of the message: the clock its duplicate window runs on, and
+            # readable even when the event is poison the projector has yet to dead-letter.
+            oldest_at = await self._store.appended_at(checkpoint + 1)
             span = self._config.duplicate_window_s
             window = span - min(DUPLICATE_WINDOW_MARGIN_S, span / 10)
-            covered = (self._clock() - oldest.at).total_seconds() < window
+            covered = (self._clock() - oldest_at).total_seconds() < window
         self._horizon = (now, covered)
         return covered
 

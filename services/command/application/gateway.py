@@ -51,11 +51,13 @@ def bind_handlers(commands: CommandService, queries: QueryService, history: Hist
     table: dict[str, Handler] = {name: command for name in COMMANDS}
     table.update({
         "get": local(queries.get), "list": local(queries.list_memories),
+        "count": local(queries.count_memories),
         "history": local(queries.history), "search": local(queries.search),
         "log": local(history.log), "branches": local(history.branches),
         "version": local(history.version), "diff": local(history.diff),
         "common_ancestor": local(history.common_ancestor),
         "create_key": keys.create, "revoke_key": keys.revoke, "list_keys": keys.list,
+        "models": local(queries.models),
     })
     for op in OPERATIONS.values():
         if op.owner != "gateway":

@@ -8,10 +8,12 @@ from typing import TypeVar
 
 from libs.embeddings import Embedder
 from libs.events import (
+    CountMemories,
     GetHistory,
     GetMemory,
     HistoryView,
     ListMemories,
+    MemoryCount,
     MemoryPage,
     MemoryView,
     Search,
@@ -19,7 +21,9 @@ from libs.events import (
     validate_id,
     validate_namespace,
 )
+from libs.events.reasoning import ListModels, ModelsView
 from libs.readmodel import memories as queries
+from libs.readmodel import registry_queries
 from libs.readmodel.pool import ReadModels
 from libs.readmodel.search import SearchService
 from services.command.metrics import observed_query
@@ -59,6 +63,16 @@ class QueryService:
 
         return await observed_query("list", work())
 
+    async def count_memories(self, ns: str, request: CountMemories) -> MemoryCount:
+        """How many live memories match the filters."""
+        async def work() -> MemoryCount:
+            valid_ns = validate_namespace(ns)
+            await self._rm.wait_for(request.after_seq)
+            async with self._rm.connection() as conn:
+                return await queries.count_memories(conn, valid_ns, request)
+
+        return await observed_query("count", work())
+
     async def history(self, ns: str, request: GetHistory) -> HistoryView:
         """Versions and events of a memory."""
         async def work() -> HistoryView:
@@ -73,3 +87,13 @@ class QueryService:
     async def search(self, ns: str, request: Search) -> SearchResults:
         """Hybrid (or dense-only / lexical-only) retrieval fused by reciprocal rank."""
         return await observed_query("search", self._search.search(ns, request))
+
+    async def models(self, ns: str, request: ListModels) -> ModelsView:
+        """The model registry (shared by every namespace; the reader needs read on ``ns``)."""
+        async def work() -> ModelsView:
+            validate_namespace(ns)
+            await self._rm.wait_for(request.after_seq)
+            async with self._rm.connection() as conn:
+                return await registry_queries.list_models(conn, request)
+
+        return await observed_query("models", work())

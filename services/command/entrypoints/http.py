@@ -32,6 +32,7 @@ from libs.events import (
     path_fields,
 )
 from libs.events import Route as CatalogRoute
+from libs.events.catalogue import CATALOGUE_PATH
 from libs.runtime.logging import get_logger
 from services.command.application.gateway import Gateway
 from services.command.application.principals import PrincipalResolver
@@ -47,6 +48,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 _ENCODER: Final = msgspec.json.Encoder()
 TITLE: Final = "Mnemos gateway"
 DESCRIPTION: Final = "Commands and queries of Mnemos, a memory OS for AI agents."
+EVENT_SCHEMA_PATH: Final = "/schema/events.json"
+"""The event catalogue (JSON Schema, ``libs/events/schema/events.json``)."""
 
 
 def _json(value: object, status: int = 200) -> Response:
@@ -149,6 +152,7 @@ def create_app(gateway: Gateway, principals: PrincipalResolver, max_request_byte
 
 def _operations_routes(readiness: Readiness, document: dict[str, Any]) -> list[BaseRoute]:
     spec = json.dumps(document).encode()
+    catalogue = CATALOGUE_PATH.read_bytes()
 
     async def healthz(request: Request) -> Response:
         return _json({"ok": True})
@@ -167,10 +171,15 @@ def _operations_routes(readiness: Readiness, document: dict[str, Any]) -> list[B
     async def docs(request: Request) -> Response:
         return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{TITLE} - docs")
 
+    async def event_schema(request: Request) -> Response:
+        # the committed catalogue, next to the OpenAPI document: for subscribers in any language
+        return Response(catalogue, media_type="application/schema+json")
+
     return [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
-            Route("/docs", docs, methods=["GET"])]
+            Route("/docs", docs, methods=["GET"]),
+            Route(EVENT_SCHEMA_PATH, event_schema, methods=["GET"])]
 
 
 async def _mnemos_error(request: Request, exc: Exception) -> Response:

@@ -133,7 +133,8 @@ def openapi_document(title: str, version: str, description: str) -> dict[str, An
         "responses": _responses(OPERATIONS["revise"], Route("POST", GENERIC_COMMAND_PATH)),
     }}
     for path, summary in (("/healthz", "Liveness: the process answers."),
-                          ("/readyz", "Readiness: NATS connected and the database reachable."),
+                          ("/readyz", "Readiness: NATS connected, the database reachable and the "
+                           "event stream not refusing appends for lack of storage."),
                           ("/metrics", "Prometheus metrics of this process.")):
         paths[path] = {"get": {"operationId": path.strip("/"), "summary": summary,
                                "tags": ["operations"],
