@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +43,7 @@ from services.compressor import main as compressor_main
 from services.compressor.compressor import Compressor
 from services.compressor.engines.llm import LlmEngine
 from services.projector.replay import replay
+from tests.integration import test_registry_service as reg
 from tests.support.auditor import running_auditor, wait_for_head
 from tests.support.compressor import eventually, receipts, running_compressor
 from tests.support.events import CountingEmbedder, read_models, running_projector
@@ -262,3 +264,45 @@ async def test_a_dead_llm_endpoint_does_not_delay_offline_receipts(config: Confi
             assert full["engine"] == found[0]["receipt"]["engine"]
             assert provider.requests  # the engine did ask
             del nc
+
+
+
+@pytest.fixture
+def providers() -> Iterator[dict[str, ReplayServer]]:
+    """The registry test's providers (each lists its models)."""
+    started = {name: ReplayServer().start() for name in reg.PROVIDERS}
+    try:
+        for name, model in reg.PROVIDERS.items():
+            started[name].add("GET", "/v1/models", reg.models_body(model, f"{model}-mini"))
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+async def test_a_consultation_takes_its_context_from_the_compressor(
+        config: Config, providers: dict[str, ReplayServer], tmp_path: Path) -> None:
+    """Consultations call context assembly (purpose factual_recall) and carry its receipts."""
+    board = reg.leaderboard(tmp_path, {"gpt-4o": (1500, 50_000), "llama-3.3-70b": (1450, 40_000),
+                                       "claude-sonnet-4": (1300, 30_000),
+                                       "gemini-2.5-pro": (1250, 30_000)})
+    for name, text in (("alpha", reg.DISSENT), ("beta", reg.AGREE_1), ("gamma", reg.AGREE_2),
+                       ("delta", reg.AGREE_1)):
+        providers[name].add("POST", "/v1/chat/completions", reg.chat_reply(text))
+    async with reg.running(config, reg.settings(providers, leaderboard=board)) as system, \
+            running_compressor(config):
+        http = system.http
+        note = (f"{LONG[0]}\n\nThe user is planning a trip to Australia's capital in March.")
+        made = (await http.post(f"/v1/{reg.NS}/memories", json={"content": note})).json()
+        await eventually(lambda: receipts(http, made["memory_id"], made["seq"], ns=reg.NS))
+        await reg.until_routed(http, lambda keys: len(keys) >= 3, profile="best")
+        response = await http.post(f"/v1/{reg.NS}/consult", json={
+            "prompt": "Where is the user travelling, and what were the February numbers?",
+            "profile": "best", "models": 3, "timeout_s": 5})
+        assert response.status_code == 200, response.text
+        context = response.json()["context"]
+        assert context["source"] == "assembly", context
+        assert made["memory_id"] in context["memory_ids"]
+        stored = {c["receipt"]["receipt_id"] for c in await receipts(
+            http, made["memory_id"], ns=reg.NS)}
+        assert set(context["receipts"]) <= stored  # the receipts of the compressed pieces sent
