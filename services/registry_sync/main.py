@@ -90,12 +90,8 @@ class _LazyEmbedder:
 
 def _search_context(read_models: ReadModels, embedder: _LazyEmbedder
                     ) -> Callable[[str, str, int], Any]:
-    """The consultation's context from the search layer, best hits first within the budget.
-
-    Seam: when the compressor's context assembly is an operation of the catalog, call it here
-    instead (it sizes memories by their receipts and returns them); the result's shape
-    (:class:`ContextPiece`) stays the same.
-    """
+    """The consultation's context from the search layer, best hits first within the budget:
+    the fallback of :func:`_assembled_context` when no compressor answers."""
     search = SearchService(read_models, embedder.get)
 
     async def context(ns: str, query: str, tokens: int) -> ContextPiece:
