@@ -19,7 +19,7 @@ from libs.runtime.logging import configure_logging, get_logger
 
 __all__ = ["SERVICES", "run_service"]
 
-SERVICES: Final = ("command", "projector", "auditor", "registry_sync")
+SERVICES: Final = ("command", "projector", "auditor", "compressor", "registry_sync")
 STOP_GRACE_S: Final = 15.0
 """After SIGTERM a service finishes its work in flight within this long, or is cancelled."""
 CANCEL_GRACE_S: Final = 5.0

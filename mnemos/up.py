@@ -36,7 +36,7 @@ __all__ = ["Endpoints", "run_up"]
 
 log = get_logger(__name__)
 
-METRICS_PORT_OFFSET = {"projector": 1, "auditor": 2, "registry_sync": 4}
+METRICS_PORT_OFFSET = {"projector": 1, "auditor": 2, "compressor": 3, "registry_sync": 4}
 """Prometheus ports of the consumers under ``mnemos up``: the HTTP port plus this offset."""
 
 
@@ -232,7 +232,7 @@ def _print_banner(endpoints: Endpoints, admin_key: Path | None) -> None:
         f"  Data         {endpoints.home}",
         f"  Services     {', '.join(SERVICES)} (one process each)",
         f"  Metrics      {endpoints.http_url}/metrics (gateway), ports +1 projector, +2 auditor,"
-        " +4 registry_sync",
+        " +3 compressor, +4 registry_sync",
         "  Try:         mnemos remember 'The user prefers dark mode' && mnemos recall 'ui theme'",
         "  Stop:        Ctrl-C",
         "",

@@ -28,8 +28,8 @@ from mnemos.output import print_reply
 
 __all__ = ["register_verbs"]
 
-_TEXT_FIELDS: Final = ("content", "q")
-"""Free text taken as an argument after the memory id."""
+_TEXT_FIELDS: Final = ("content", "q", "task")
+"""Free text taken as an argument after the memory id (``task``: the context verb)."""
 _SKIPPED: Final = frozenset({"actor"})
 _ALIASES: Final = {"search": ("recall",)}
 NS_HELP: Final = "Namespace (tenant): 1-64 characters of a-z, 0-9, _ and -."

@@ -9,6 +9,7 @@ from typing import Any, Literal, cast, overload
 
 import libs.events.audit as _audit
 import libs.events.commands as _commands
+import libs.events.context as _context
 import libs.events.queries as _queries
 import libs.events.reasoning as _reasoning
 import libs.events.security as _security
@@ -100,6 +101,17 @@ class AsyncOperations:
         ns = fields.pop('ns', None)
         given = {k: v for k, v in fields.items() if v is not None}
         return cast(_reasoning.ConsultResult, await self._invoke('consult', request, ns, timeout_s, given))
+
+    @overload
+    async def context(self, request: _context.AssembleContext, /, *, ns: str | None = None, timeout_s: float | None = None) -> _context.ContextView: ...
+    @overload
+    async def context(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, occurred_since: datetime.datetime | None = None, occurred_until: datetime.datetime | None = None, thread: str | None = None, task: str, purpose: Literal['factual_recall', 'financial', 'legal', 'compliance', 'code', 'summary', 'brainstorming'], budget: int, k: int | None = None, mode: Literal['hybrid', 'dense', 'lexical'] | None = None, prune: bool | None = None, originals_only: bool | None = None, ns: str | None = None, timeout_s: float | None = None) -> _context.ContextView: ...
+    async def context(self, request: _context.AssembleContext | None = None, **fields: Any) -> _context.ContextView:
+        """Context for a task and purpose within a token budget: relevant memories, each in the cheapest form safe for the purpose, with receipts and what was left out. [query (read-only, idempotent)]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_context.ContextView, await self._invoke('context', request, ns, timeout_s, given))
 
     @overload
     async def count(self, request: _queries.CountMemories, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
@@ -232,6 +244,17 @@ class AsyncOperations:
         ns = fields.pop('ns', None)
         given = {k: v for k, v in fields.items() if v is not None}
         return cast(_reasoning.ModelsView, await self._invoke('models', request, ns, timeout_s, given))
+
+    @overload
+    async def receipts(self, request: _context.GetReceipts, /, *, ns: str | None = None, timeout_s: float | None = None) -> _context.ReceiptsView: ...
+    @overload
+    async def receipts(self, *, memory_id: str, version_id: str | None = None, after_seq: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _context.ReceiptsView: ...
+    async def receipts(self, request: _context.GetReceipts | None = None, **fields: Any) -> _context.ReceiptsView:
+        """The memory's compressions with their receipts, oldest first (the original is what get returns). [query (read-only, idempotent)]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_context.ReceiptsView, await self._invoke('receipts', request, ns, timeout_s, given))
 
     @overload
     async def registry_sync(self, request: _reasoning.SyncRegistry, /, *, timeout_s: float | None = None) -> _reasoning.SyncReport: ...
@@ -440,6 +463,17 @@ class SyncOperations:
         return cast(_reasoning.ConsultResult, self._invoke('consult', request, ns, timeout_s, given))
 
     @overload
+    def context(self, request: _context.AssembleContext, /, *, ns: str | None = None, timeout_s: float | None = None) -> _context.ContextView: ...
+    @overload
+    def context(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, occurred_since: datetime.datetime | None = None, occurred_until: datetime.datetime | None = None, thread: str | None = None, task: str, purpose: Literal['factual_recall', 'financial', 'legal', 'compliance', 'code', 'summary', 'brainstorming'], budget: int, k: int | None = None, mode: Literal['hybrid', 'dense', 'lexical'] | None = None, prune: bool | None = None, originals_only: bool | None = None, ns: str | None = None, timeout_s: float | None = None) -> _context.ContextView: ...
+    def context(self, request: _context.AssembleContext | None = None, **fields: Any) -> _context.ContextView:
+        """Context for a task and purpose within a token budget: relevant memories, each in the cheapest form safe for the purpose, with receipts and what was left out. [query (read-only, idempotent)]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_context.ContextView, self._invoke('context', request, ns, timeout_s, given))
+
+    @overload
     def count(self, request: _queries.CountMemories, /, *, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
     @overload
     def count(self, *, after_seq: int | None = None, tags: Sequence[str] | None = None, kind: str | None = None, agent_id: str | None = None, since: datetime.datetime | None = None, until: datetime.datetime | None = None, occurred_since: datetime.datetime | None = None, occurred_until: datetime.datetime | None = None, thread: str | None = None, ns: str | None = None, timeout_s: float | None = None) -> _views.MemoryCount: ...
@@ -570,6 +604,17 @@ class SyncOperations:
         ns = fields.pop('ns', None)
         given = {k: v for k, v in fields.items() if v is not None}
         return cast(_reasoning.ModelsView, self._invoke('models', request, ns, timeout_s, given))
+
+    @overload
+    def receipts(self, request: _context.GetReceipts, /, *, ns: str | None = None, timeout_s: float | None = None) -> _context.ReceiptsView: ...
+    @overload
+    def receipts(self, *, memory_id: str, version_id: str | None = None, after_seq: int | None = None, ns: str | None = None, timeout_s: float | None = None) -> _context.ReceiptsView: ...
+    def receipts(self, request: _context.GetReceipts | None = None, **fields: Any) -> _context.ReceiptsView:
+        """The memory's compressions with their receipts, oldest first (the original is what get returns). [query (read-only, idempotent)]"""
+        timeout_s = fields.pop('timeout_s', None)
+        ns = fields.pop('ns', None)
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cast(_context.ReceiptsView, self._invoke('receipts', request, ns, timeout_s, given))
 
     @overload
     def registry_sync(self, request: _reasoning.SyncRegistry, /, *, timeout_s: float | None = None) -> _reasoning.SyncReport: ...

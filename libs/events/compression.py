@@ -12,11 +12,16 @@ to :data:`DECIMALS` places, so it round-trips exactly through canonical JSON.
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Final, Literal
 
+import blake3
 import msgspec
 
+from libs.events.ids import uuid7_timestamp_ms
+
 __all__ = [
+    "COMPRESSOR_PRINCIPAL",
     "DECIMALS",
     "RECEIPT_ID_HEX_CHARS",
     "TRIGGERS",
@@ -29,7 +34,13 @@ __all__ = [
     "QualityComponent",
     "SpanNote",
     "Trigger",
+    "compression_command_id",
 ]
+
+COMPRESSOR_PRINCIPAL: Final = "mnemos-compressor"
+"""The actor principal of every ``MemoryCompressed`` event."""
+
+_COMMAND_DOMAIN: Final = b"mnemos.compression-command.v1\x00"
 
 DECIMALS: Final = 6
 """Places every float in a receipt is rounded to (its shortest repr then round-trips exactly)."""
@@ -155,3 +166,19 @@ class MemoryCompressedData(_Wire, frozen=True):
 
     content: str
     receipt: CompressionReceipt
+
+
+def compression_command_id(source_command_id: str, receipt_id: str) -> str:
+    """The command id of the ``MemoryCompressed`` event of receipt ``receipt_id``.
+
+    A UUIDv7 with the timestamp of the command that created the version (``source_command_id``)
+    and 74 bits of ``blake3(domain || source || receipt id)``: the same compression always has the
+    same command id, hence (through :func:`libs.events.ids.derive_event_id`) the same event id and
+    ``Nats-Msg-Id``, so a re-run publishes nothing new.
+    """
+    digest = blake3.blake3(
+        _COMMAND_DOMAIN + f"{source_command_id}\x00{receipt_id}".encode()).digest(length=10)
+    rand = int.from_bytes(digest, "big") >> 6
+    value = (uuid7_timestamp_ms(source_command_id) << 80) | (0x7 << 76) | ((rand >> 62) << 64)
+    value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))

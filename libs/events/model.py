@@ -16,6 +16,7 @@ from typing import ClassVar, Final
 
 import msgspec
 
+from libs.events.compression import MemoryCompressedData
 from libs.events.registry import (
     ConsensusAbstainedData,
     ConsensusReachedData,
@@ -46,6 +47,7 @@ __all__ = [
     "MemoryBranchedData",
     "MemoryCommitted",
     "MemoryCommittedData",
+    "MemoryCompressed",
     "MemoryCreated",
     "MemoryCreatedData",
     "MemoryForgotten",
@@ -342,6 +344,20 @@ class ApiKeyRevoked(EventBase, frozen=True, tag="ApiKeyRevoked"):
     data: ApiKeyRevokedData
 
 
+# --- compression (libs/events/compression.py holds the receipt) ------------------------------
+
+
+class MemoryCompressed(EventBase, frozen=True, tag="MemoryCompressed"):
+    """The compressor compressed one version of the memory; ``data`` holds the compressed text
+    and its receipt. Appended to the memory's subject by the compressor, never by a command:
+    it moves the memory's sequence (optimistic concurrency sees it) and changes nothing a
+    command checks. Its command id is derived from the receipt id and the version event's
+    command id (:func:`libs.events.compression.compression_command_id`), so one compression is
+    one event however often it is run."""
+
+    data: MemoryCompressedData
+
+
 # --- the reasoning layer (design section 7; payloads in libs/events/registry.py) ----------
 # Registry events live in namespace ``system``: aggregate ``model`` (id
 # ``registry.model_aggregate_id(key)``), ``provider`` (id = provider name) and ``ranking`` (id =
@@ -449,6 +465,8 @@ Event = (
     # security
     | ApiKeyIssued
     | ApiKeyRevoked
+    # compression
+    | MemoryCompressed
     # reasoning layer
     | ModelListed
     | ModelChanged

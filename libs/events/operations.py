@@ -24,6 +24,7 @@ import msgspec
 
 from libs.events.audit import AuditStatus, AuditStatusRequest, AuditVerifyRequest, VerifyReport
 from libs.events.commands import COMMANDS, CommandResult
+from libs.events.context import AssembleContext, ContextView, GetReceipts, ReceiptsView
 from libs.events.queries import (
     CountMemories,
     GetBranches,
@@ -219,6 +220,16 @@ _ROWS: Final[tuple[Operation, ...]] = (
               "chain and every read model; with progress=true, NDJSON progress lines first.",
               routes=(Route("GET", "/v1/audit/verify"),), scope=Scope.AUDIT, owner="auditor",
               namespace="system", read_only=True, streams=True),
+    # compression (answered by the compressor service)
+    Operation(name="receipts", kind="query", request=GetReceipts, reply=ReceiptsView,
+              summary="The memory's compressions with their receipts, oldest first (the "
+              "original is what get returns).", routes=(Route("GET", f"{_MEMORY}/receipts"),),
+              scope=Scope.READ, owner="compressor", read_only=True),
+    Operation(name="context", kind="query", request=AssembleContext, reply=ContextView,
+              summary="Context for a task and purpose within a token budget: relevant memories, "
+              "each in the cheapest form safe for the purpose, with receipts and what was left "
+              "out.", routes=(Route("POST", "/v1/{ns}/context"),), scope=Scope.READ,
+              owner="compressor", read_only=True),
     # the reasoning layer (design section 7)
     _query("models", ListModels, ModelsView,
            "The model registry (filters: provider, family, capability, liveness; key = one "

@@ -38,6 +38,7 @@ DIGEST_TABLES: Final[dict[str, tuple[str, ...]]] = {
     "lexical_ns_stats": ("ns",),
     "lexical_df": ("ns", "lexeme"),
     "dead_letters": ("consumer", "seq"),
+    "memory_compressions": ("ns", "memory_id", "receipt_id"),
     # the reasoning layer (migration 0009)
     "registry_models": ("key",),
     "registry_providers": ("provider",),

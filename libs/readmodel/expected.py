@@ -21,6 +21,7 @@ from libs.events import (
     MemoryBranched,
     MemoryCommitted,
     MemoryCommittedData,
+    MemoryCompressed,
     MemoryCreated,
     MemoryForgotten,
     MemoryLinked,
@@ -55,6 +56,7 @@ class ExpectedMemory:
     branches: dict[str, dict[str, Any]] = field(default_factory=dict)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: set[str] = field(default_factory=set)
+    compressions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _touch(state: ExpectedMemory, event: Event, seq: int) -> None:
@@ -153,11 +155,28 @@ def _branch_version(state: ExpectedMemory, event: MemoryCommitted | MemoryMerged
     _touch(state, event, seq)
 
 
+def _compressed(state: ExpectedMemory, event: MemoryCompressed, seq: int) -> None:
+    # Only the sequence moves (the event is on the memory's subject); the first event of a
+    # receipt id is the row (a re-run past the duplicate window adds no second one).
+    receipt = event.data.receipt
+    state.row["revision"] = seq
+    state.compressions.setdefault(receipt.receipt_id, {
+        "version_id": receipt.version_id, "engine": receipt.engine,
+        "engine_version": receipt.engine_version, "trigger": receipt.trigger,
+        "tokenizer": receipt.tokenizer, "original_tokens": receipt.original_tokens,
+        "compressed_tokens": receipt.compressed_tokens, "ratio": receipt.ratio,
+        "quality_score": receipt.quality_score,
+        "safe_for": sorted({v.purpose for v in receipt.safe_for}),
+        "content": storable(event.data.content), "receipt": _json(receipt),
+        "event_id": event.id, "seq": seq, "created_at": event.at})
+
+
 _STEPS: dict[type, Any] = {
     MemoryCreated: _created, MemoryRevised: _revised, MemoryTagged: _tagged,
     MemoryMetadataChanged: _metadata_changed, MemoryLinked: _linked,
     MemoryForgotten: _forgotten, MemoryBranched: _branched, MemoryCommitted: _branch_version,
     MemoryMerged: _branch_version, MemoryReverted: _branch_version,
+    MemoryCompressed: _compressed,
 }
 
 

@@ -32,6 +32,7 @@ from libs.events import (
     MemoryBranched,
     MemoryCommitted,
     MemoryCommittedData,
+    MemoryCompressed,
     MemoryCreated,
     MemoryForgotten,
     MemoryLinked,
@@ -398,6 +399,46 @@ def _branched(event: MemoryBranched, seq: int, _: Embedding | None) -> list[Stat
     return [touch, branch]
 
 
+# --- compression (DESIGN.md section 4) ------------------------------------------------------
+
+
+def _compressed(event: MemoryCompressed, seq: int, _: Embedding | None) -> list[Statement]:
+    """A compression of one version: its row in ``memory_compressions``; the memory's revision
+    moves (the event is on the memory's subject), nothing it serves changes."""
+    receipt = event.data.receipt
+    if receipt.memory_id != event.aggregate_id:
+        raise InvariantViolation("receipt.memory_id differs from the aggregate id",
+                                 memory_id=receipt.memory_id, aggregate_id=event.aggregate_id)
+    if content_hash(event.data.content) != receipt.output_hash:
+        raise InvariantViolation("the compressed content does not match the receipt's "
+                                 "output_hash", receipt_id=receipt.receipt_id)
+    params = {
+        **_base(event, seq), "receipt_id": receipt.receipt_id, "version_id": receipt.version_id,
+        "engine": receipt.engine, "engine_version": receipt.engine_version,
+        "trigger": receipt.trigger, "tokenizer": receipt.tokenizer,
+        "original_tokens": receipt.original_tokens,
+        "compressed_tokens": receipt.compressed_tokens, "ratio": receipt.ratio,
+        "quality_score": receipt.quality_score,
+        "safe_for": sorted({v.purpose for v in receipt.safe_for}),
+        "content": storable(event.data.content), "receipt": storable_json(receipt),
+        "event_id": event.id,
+    }
+    touch = Statement("UPDATE memories SET revision = %(seq)s " + _WHERE, params,
+                      expect_rows=1, error=_MISSING)
+    # An unknown version violates the foreign key: an IntegrityError, hence a dead letter.
+    row = Statement(
+        "INSERT INTO memory_compressions (ns, memory_id, receipt_id, version_id, engine,"
+        " engine_version, trigger, tokenizer, original_tokens, compressed_tokens, ratio,"
+        " quality_score, safe_for, content, receipt, event_id, seq, created_at) VALUES (%(ns)s,"
+        " %(memory_id)s, %(receipt_id)s, %(version_id)s, %(engine)s, %(engine_version)s,"
+        " %(trigger)s, %(tokenizer)s, %(original_tokens)s, %(compressed_tokens)s, %(ratio)s,"
+        " %(quality_score)s, %(safe_for)s, %(content)s, %(receipt)s::json, %(event_id)s,"
+        " %(seq)s, %(at)s) ON CONFLICT (ns, memory_id, receipt_id) DO NOTHING",
+        params,
+    )
+    return [touch, row]
+
+
 def event_type(event: Event) -> str:
     """The ``type`` tag of an event, e.g. ``MemoryCreated``."""
     return str(type(event).__struct_config__.tag)
@@ -447,5 +488,6 @@ _PROJECTIONS: Final[dict[type, _Projection]] = {
     MemoryCommitted: _committed,
     MemoryMerged: _merged,
     MemoryReverted: _reverted,
+    MemoryCompressed: _compressed,
 }
 

@@ -191,6 +191,13 @@ def _compare(key: tuple[str, str], expected: ExpectedMemory, rows: dict[str, lis
         if branches.get(name) != expected.branches.get(name):
             issue(_differ("memory_branches", key, seq, name, branches.get(name),
                           expected.branches.get(name)))
+    compressions = {r["receipt_id"]: {k: v for k, v in r.items()
+                                      if k not in ("ns", "memory_id", "receipt_id")}
+                    for r in rows.get("memory_compressions", [])}
+    for receipt_id in sorted(set(compressions) | set(expected.compressions)):
+        if compressions.get(receipt_id) != expected.compressions.get(receipt_id):
+            issue(_differ("memory_compressions", key, seq, receipt_id,
+                          compressions.get(receipt_id), expected.compressions.get(receipt_id)))
     # A command's result is its first event in the namespace: the rows naming this memory
     # must be the first event of their command here (that no row is missing is counted once,
     # for the whole table, by check_result_count).
@@ -230,6 +237,8 @@ async def check_folds(conn: Conn, since_seq: int, issue: Issue,
         "memory_branches": (f"SELECT * FROM memory_branches WHERE {_scope(since_seq)} "
                             f"ORDER BY {_KEY}"),
         "results": f"SELECT * FROM command_results WHERE {_scope(since_seq)} ORDER BY {_KEY}",
+        "memory_compressions": (f"SELECT * FROM memory_compressions WHERE {_scope(since_seq)} "
+                                f"ORDER BY {_KEY}"),
     }
     merges = {name: _Merge(_grouped(conn, f"audit_fold_{name}", query, params))
               for name, query in sources.items()}

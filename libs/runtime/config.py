@@ -131,6 +131,25 @@ class Config(BaseModel, frozen=True):
         default=5.0, gt=0, le=300,
         description="How long a gateway reuses a looked-up API key: the bound on how late a "
         "revocation takes effect on an instance that misses the revocation event.")
+    compress_min_tokens: int = Field(
+        default=96, ge=1,
+        description="The compressor compresses every new version of at least this many tokens "
+        "(cl100k_base); shorter ones gain too little.")
+    compressor_llm_url: str | None = Field(
+        default=None, description="OpenAI-compatible base URL of the compressor's optional LLM "
+        "engine (unset: offline engines only).")
+    compressor_llm_model: str = Field(
+        default="gpt-4o-mini", description="Chat model of the compressor's LLM engine.")
+    compressor_llm_api_key: str | None = Field(
+        default=None, description="Bearer token of that endpoint.")
+    compressor_llm_timeout_s: float = Field(
+        default=20.0, gt=0, le=300,
+        description="Longest the compressor waits on one LLM compression (offline receipts "
+        "never wait for it).")
+    compressor_ack_wait_s: float = Field(
+        default=30.0, ge=1.0, le=3600,
+        description="A version taken by a compressor instance that dies is compressed by "
+        "another after this long (JetStream ack wait of the shared consumer).")
     registry_config: Path | None = Field(
         default=None,
         description="The reasoning layer's configuration (JSON: providers, price table, "

@@ -168,7 +168,7 @@ def _service_publish(name: str) -> list[str]:
                     f"{_API}.STREAM.UPDATE.{DEADLETTER_STREAM}"],
         "projector": _consumer(EVENTS_STREAM, "projector"),
         "auditor": ["mnemos.evt.system.audit.>", *_consumer(EVENTS_STREAM, "*")],
-        "compressor": ["mnemos.evt.*.compression.*",
+        "compressor": ["mnemos.evt.*.memory.*",
                        *_consumer(EVENTS_STREAM, "compressor")],
         "registry_sync": ["mnemos.evt.system.model.>", "mnemos.evt.system.provider.>",
                           "mnemos.evt.system.ranking.>",

@@ -19,6 +19,7 @@ from services.compressor.contest import (
     QUALITY_FLOOR,
     ContestResult,
     Judge,
+    decide,
     run_contest,
     run_offline,
 )
@@ -31,7 +32,7 @@ from services.compressor.engines.base import (
 from services.compressor.engines.extractive import ExtractiveEngine
 from services.compressor.engines.facts import FactsEngine
 from services.compressor.quality import Embed
-from services.compressor.receipt import Setting, build_receipt
+from services.compressor.receipt import Setting, build_receipt, hash_text, receipt_id
 from services.compressor.spans import find_spans
 from services.compressor.text import validate_text
 from services.compressor.tokenizer import TokenCounter, default_tokenizer
@@ -132,4 +133,26 @@ class Compressor:
 
         result = await run_contest(request, self.engines, self.llm_engines, self._judge,
                                    on_offline=offline_ready)
+        return self._payload(subject, request, result)
+
+    def planned_receipt_id(self, subject: Subject, text: str, *, with_llm: bool,
+                           query: str | None = None) -> str:
+        """The receipt id a compression of ``text`` will have, known before any engine runs
+        (so a compression already recorded is never run again): offline engines only, or
+        with the LLM engines too."""
+        engines = [(e.name, e.version) for e in self.engines]
+        if with_llm:
+            engines += [(e.name, e.version) for e in self.llm_engines]
+        return receipt_id(memory_id=subject.memory_id, version_id=subject.version_id,
+                          input_hash=hash_text(text), engines=engines,
+                          settings=self._settings(query), trigger=subject.trigger,
+                          tokenizer=self.tokens.name)
+
+    async def llm_round(self, subject: Subject, text: str, offline: Compression,
+                        query: str | None = None) -> Compression:
+        """The LLM engines against the offline contest already run (``offline``): the result
+        :meth:`run` would give, without running the offline engines again."""
+        request = self.request(text, query)
+        remote = await run_contest(request, (), self.llm_engines, self._judge)
+        result = decide([*offline.result.contestants, *remote.contestants])
         return self._payload(subject, request, result)

@@ -25,13 +25,22 @@ import numpy.typing as npt
 from libs.auth import Principal
 from libs.consumer import ConsumerRuntime, ConsumerSettings, sleep_or_stop
 from libs.embeddings import Embedder, build_embedder
-from libs.events import OPERATIONS, MnemosError, Operation, Search, Unavailable
+from libs.events import (
+    OPERATIONS,
+    AssembleContext,
+    ContextView,
+    MnemosError,
+    Operation,
+    Search,
+    Unavailable,
+)
+from libs.events.context import MAX_CONTEXT_BUDGET
 from libs.events.model import Actor
 from libs.events.reasoning import ConsultResult
 from libs.readmodel.pool import ReadModels
 from libs.readmodel.registry_queries import get_consultation
 from libs.readmodel.search import SearchService
-from libs.runtime.bus import OperationHandler, OperationServer
+from libs.runtime.bus import OperationHandler, OperationServer, request_operation
 from libs.runtime.bus import Progress as SendProgress
 from libs.runtime.config import Config
 from libs.runtime.database import connect_async
@@ -81,12 +90,8 @@ class _LazyEmbedder:
 
 def _search_context(read_models: ReadModels, embedder: _LazyEmbedder
                     ) -> Callable[[str, str, int], Any]:
-    """The consultation's context from the search layer, best hits first within the budget.
-
-    Seam: when the compressor's context assembly is an operation of the catalog, call it here
-    instead (it sizes memories by their receipts and returns them); the result's shape
-    (:class:`ContextPiece`) stays the same.
-    """
+    """The consultation's context from the search layer, best hits first within the budget:
+    the fallback of :func:`_assembled_context` when no compressor answers."""
     search = SearchService(read_models, embedder.get)
 
     async def context(ns: str, query: str, tokens: int) -> ContextPiece:
@@ -104,6 +109,48 @@ def _search_context(read_models: ReadModels, embedder: _LazyEmbedder
             ids.append(hit.memory.memory_id)
         return ContextPiece(text="\n".join(parts), memory_ids=tuple(ids),
                             source="search" if ids else "none")
+
+    return context
+
+
+_CONTEXT_WAIT_S: Final = 5.0
+"""Longest a consultation waits for the compressor's context before using the search layer."""
+
+_CONSULTING: Final = Principal(name="mnemos-registry-sync", kind="service", grants=(),
+                               credential_id="registry_sync", method="anonymous")
+"""Who asks the compressor for a consultation's context over the bus (service to service: the
+caller was authorized by the gateway already; the compressor does not re-check)."""
+
+
+def _assembled_context(nc: Any, fallback: Callable[[str, str, int], Any]
+                       ) -> Callable[[str, str, int], Any]:
+    """The consultation's context from the compressor's context assembly (purpose
+    ``factual_recall``: every protected span kept), with the receipts of its compressed pieces;
+    the search layer when no compressor answers in time."""
+    op = OPERATIONS["context"]
+
+    async def context(ns: str, query: str, tokens: int) -> ContextPiece:
+        request = AssembleContext(task=query[:4096], purpose="factual_recall",
+                                  budget=max(0, min(tokens, MAX_CONTEXT_BUDGET)),
+                                  k=_CONTEXT_HITS)
+        view: ContextView | None = None
+        try:
+            async with asyncio.timeout(_CONTEXT_WAIT_S):
+                async for final, reply in request_operation(nc, op, _CONSULTING, ns, request,
+                                                            idle_timeout_s=_CONTEXT_WAIT_S):
+                    if final:
+                        view = reply
+                        break
+        except (MnemosError, TimeoutError, OSError) as exc:
+            log.info("context_from_search", reason=f"{type(exc).__name__}: {exc}"[:200])
+            piece: ContextPiece = await fallback(ns, query, tokens)
+            return piece
+        if view is None:
+            return await fallback(ns, query, tokens)  # type: ignore[no-any-return]
+        ids = tuple(p.memory_id for p in view.pieces)
+        return ContextPiece(text=view.text, memory_ids=ids,
+                            receipts=tuple(r.receipt_id for r in view.receipts),
+                            source="assembly" if ids else "none")
 
     return context
 
@@ -199,7 +246,8 @@ async def run(config: Config, stop: asyncio.Event, *, registry: RegistrySyncConf
             return await get_consultation(conn, ns, consultation_id)
 
     service = RegistryService(settings, nc.jetstream(), embed=lazy.embed,
-                              context=_search_context(read_models, lazy), clock=clock,
+                              context=_assembled_context(
+                                  nc, _search_context(read_models, lazy)), clock=clock,
                               lookup=lookup)
     server = OperationServer(nc, "registry_sync", REGISTRY_OPERATIONS, _handlers(service))
     database_url = config.database_url

@@ -15,6 +15,7 @@ import pytest
 from libs.runtime.config import Config
 from tests.e2e.test_security import _admin_key, _secured
 from tests.support.auditor import running_auditor
+from tests.support.compressor import running_compressor
 from tests.support.registry import one_provider, running_registry
 from tests.support.services import running_gateway
 from tests.support_http import ReplayServer
@@ -47,12 +48,18 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     secured = _secured(config)
     admin = await _admin_key(nats_js)
     with ReplayServer() as provider:
-        async with running_auditor(secured), running_gateway(secured) as (http, _nc), \
+        async with running_auditor(secured), running_compressor(secured), \
+                running_gateway(secured) as (http, _nc), \
                 running_registry(secured, one_provider(provider)):
+            headers = {"Authorization": f"Bearer {admin}"}
             for _ in range(600):  # registry_sync answers once it has folded the stream
-                ready = await http.get("/v1/default/route",
-                                       headers={"Authorization": f"Bearer {admin}"})
+                ready = await http.get("/v1/default/route", headers=headers)
                 if ready.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            for _ in range(300):  # the compressor answers its operations (no 503 at start)
+                probe = await http.get("/v1/x/memories/x/receipts", headers=headers)
+                if probe.status_code != 503:
                     break
                 await asyncio.sleep(0.1)
             base = str(http.base_url).rstrip("/")

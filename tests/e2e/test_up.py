@@ -136,6 +136,29 @@ def _keys_are_managed_from_the_cli(env: dict[str, str], base: str) -> str:
     return str(still["key"])
 
 
+def _compressions_from_the_cli(env: dict[str, str], http_port: int) -> None:
+    """The compressor runs under ``mnemos up`` (issue 13): a long memory gets a receipt,
+    ``mnemos receipts`` shows it, ``mnemos context`` stays within its budget."""
+    text = (Path(__file__).parents[1] / "fixtures" / "compressor" / "handmade.jsonl"
+            ).read_text(encoding="utf-8").splitlines()[0]
+    created = _cli(env, "remember", json.loads(text)["text"], "--ns", "ops")
+    deadline = time.monotonic() + 60
+    while True:
+        found = _cli(env, "receipts", str(created["memory_id"]), "--ns", "ops")
+        compressions = found["compressions"]
+        assert isinstance(compressions, list)
+        if compressions:
+            break
+        assert time.monotonic() < deadline, "no receipt within 60 s"
+        time.sleep(0.5)
+    assert compressions[0]["receipt"]["version_id"] == created["version_id"]
+    context = _cli(env, "context", "weekly product sync figures", "--ns", "ops", "--budget",
+                   "50", "--purpose", "summary")
+    assert isinstance(context["used_tokens"], int) and context["used_tokens"] <= 50
+    scraped = httpx.get(f"http://127.0.0.1:{http_port + 3}/metrics", timeout=10)
+    assert "mnemos_compressor_versions" in scraped.text, scraped.text[:500]
+
+
 @pytest.mark.timeout(400)
 def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -183,5 +206,6 @@ def test_up_serves_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) 
         assert status["stream"]["last_seq"] >= 1  # type: ignore[index]
         secret = _keys_are_managed_from_the_cli(env, base)
         _an_agent_identity_from_the_cli(env, str(runtime_nats_url(home)), secret)
+        _compressions_from_the_cli(env, http_port)
     finally:
         assert _stop(process) == 0
