@@ -147,9 +147,9 @@ async def populate(system: BenchSystem, count: int) -> None:
         event = MemoryCreated(
             id=derive_event_id(NS, command_id), schema=MemoryCreated.SCHEMA, ns=NS,
             aggregate="memory", aggregate_id=memory_id, actor=Actor(principal="bench"),
-            command_id=command_id, correlation_id=command_id, at=datetime.now(UTC),
+            command_id=command_id, correlation_id=command_id, at=(now := datetime.now(UTC)),
             data=MemoryCreatedData(memory_id=memory_id, kind="note", content=text,
-                                   content_hash=digest,
+                                   content_hash=digest, occurred_at=now,
                                    version_id=version_id(memory_id, digest, {}, [])))
         async with gate:
             await js.publish(event_subject(NS, "memory", memory_id), encode_event(event),

@@ -88,10 +88,11 @@ def created(text: str, ns: str = NS) -> MemoryCreated:
     return MemoryCreated(
         id=derive_event_id(ns, command_id), schema=MemoryCreated.SCHEMA, ns=ns,
         aggregate="memory", aggregate_id=memory_id, actor=Actor(principal="tests"),
-        command_id=command_id, correlation_id=command_id, at=datetime.now(UTC),
+        command_id=command_id, correlation_id=command_id, at=(now := datetime.now(UTC)),
         data=MemoryCreatedData(memory_id=memory_id, version_id=version_id(memory_id, digest, {},
                                                                            []),
-                               kind="note", content=text, content_hash=digest))
+                               kind="note", content=text, content_hash=digest,
+                               occurred_at=now))
 
 
 async def publish(js: Any, event: MemoryCreated) -> int:

@@ -59,7 +59,8 @@ def source(text: str = NOTES) -> MemoryCreated:
         aggregate="memory", aggregate_id=MEMORY, actor=Actor(principal="tests"),
         command_id=COMMAND, correlation_id=COMMAND, at=AT,
         data=MemoryCreatedData(memory_id=MEMORY, version_id=version_id(MEMORY, digest, {}, []),
-                               kind="note", content=text, content_hash=digest))
+                               kind="note", content=text, content_hash=digest,
+                               occurred_at=AT))
 
 
 def subject() -> Subject:
