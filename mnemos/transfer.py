@@ -11,8 +11,9 @@ the memory, so the import renames both (references to earlier versions in ``bran
 those ids renamed (``tests/e2e/test_transfer.py`` proves the round trip).
 
 A line may also be a plain memory: ``{"content", "kind"?, "tags"?, "metadata"?, "source"?,
-"actor"?, "id"?, "occurred_at"?}``. The contract has no ``occurred_at`` yet, so it is kept as
-the metadata key ``occurred_at`` (an ISO 8601 string) until it does.
+"actor"?, "id"?, "occurred_at"?, "thread"?, "thread_position"?}``; ``occurred_at`` (RFC 3339
+with an offset) is when what it says happened, and a memory's two clocks and its place in a
+thread travel with it both ways.
 
 Re-running an import changes nothing: every step's ``command_id`` is derived from the target
 namespace, the line's id and the step's index, so a repeat is answered as a duplicate.
@@ -77,6 +78,8 @@ class _Plain(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     actor: dict[str, Any] = {}
     id: str | None = None
     occurred_at: datetime | None = None
+    thread: str | None = None
+    thread_position: int | None = None
 
 
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
@@ -98,7 +101,11 @@ def parse_line(raw: bytes, number: int) -> Line:
     if plain.source is not None:
         body["source"] = plain.source
     if plain.occurred_at is not None:
-        body["metadata"]["occurred_at"] = plain.occurred_at.isoformat()
+        body["occurred_at"] = plain.occurred_at.isoformat()
+    if plain.thread is not None:
+        body["thread"] = plain.thread
+    if plain.thread_position is not None:
+        body["thread_position"] = plain.thread_position
     line_id = plain.id or blake3.blake3(_ENCODER.encode(body)).hexdigest()[:32]
     at = Recorded(at=plain.occurred_at) if plain.occurred_at else None
     return Line(id=line_id, steps=[Step(op="remember", body=body, actor=plain.actor,
@@ -130,11 +137,20 @@ def _step_of(event: dict[str, Any]) -> Step | None:
         source = data.get("provenance", {}).get("source")
         if source is not None:
             body["source"] = source
+        # Events older than the two clocks happened when they were recorded.
+        body["occurred_at"] = data.get("occurred_at") or event["at"]
+        thread = data.get("thread")
+        if thread:
+            body["thread"] = thread["id"]
+            if thread.get("position") is not None:
+                body["thread_position"] = thread["position"]
         op = "remember"
     elif kind == "MemoryRevised":
         op, body = "revise", {"content": data["content"], "metadata": data.get("metadata", {})}
         if data.get("reason") is not None:
             body["reason"] = data["reason"]
+        if data.get("occurred_at") is not None:
+            body["occurred_at"] = data["occurred_at"]
     elif kind == "MemoryTagged":
         op, body = "tag", {"add": list(data.get("added", [])),
                            "remove": list(data.get("removed", []))}
@@ -146,6 +162,8 @@ def _step_of(event: dict[str, Any]) -> Step | None:
     elif kind == "MemoryCommitted":
         op, body = "commit", {"branch": data["branch"], "content": data["content"],
                               "metadata": data.get("metadata", {})}
+        if data.get("occurred_at") is not None:
+            body["occurred_at"] = data["occurred_at"]
     elif kind == "MemoryMerged":
         body = {"into": data["branch"], "strategy": data["strategy"]}
         if data.get("merged_branch"):

@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,15 +118,19 @@ async def test_export_import_round_trip(config: Config, nats_js: Any, tmp_path: 
         plain = tmp_path / "plain.jsonl"
         plain.write_text(
             json.dumps({"content": "Imported with a time", "tags": ["x"],
-                        "occurred_at": "2024-05-01T12:00:00+00:00", "id": "ext-1"}) + "\n\n"
+                        "occurred_at": "2024-05-01T12:00:00+00:00", "id": "ext-1",
+                        "thread": "chat-1", "thread_position": 3}) + "\n\n"
             + json.dumps({"content": "second", "actor": {"agent_id": "bulk"}}) + "\n")
         out, _ = await _mnemos(env, "import", str(plain), "--ns", "plain", "--no-progress")
         assert "imported 2 memories" in out
         async with AsyncMnemos.http(env["MNEMOS_GATEWAY_URL"], principal="t", ns="plain"
                                     ) as mnemos:
             items = {m.content: m for m in (await mnemos.list()).items}
-            assert items["Imported with a time"].metadata == {
-                "occurred_at": "2024-05-01T12:00:00+00:00"}
+            timed = items["Imported with a time"]
+            assert timed.metadata == {}
+            assert timed.occurred_at == datetime(2024, 5, 1, 12, tzinfo=UTC)
+            assert timed.thread is not None and timed.thread.id == "chat-1"
+            assert timed.thread.position == 3
             assert items["second"].created_by.agent_id == "bulk"
         bad = tmp_path / "bad.jsonl"
         bad.write_text('{"content": "fine"}\n{"content": "x", "unknown": 1}\n')
