@@ -30,6 +30,7 @@ __all__ = [
     "content_terms",
     "cosine",
     "dot",
+    "fine_clauses",
     "join_units",
     "normalized",
     "segment",
@@ -296,6 +297,42 @@ def clauses(text: str, units: Sequence[Unit], spans: Sequence[Span]) -> list[Pie
             if e > s:
                 pieces.append(Piece(s, e, index))
     return pieces
+
+
+_FINE_SPLIT: Final = re.compile(
+    r"\s+(?=\()|(?<=\))\s+|:\s+"
+    r"|\s+(?=(?:in|on|at|of|as|into|onto|over|via|using|than|but|then|also|so|not|is|are|was"
+    r"|were|has|have|had|can|will|would|should|must|may|returns?|gives?|takes?)\s)"
+)
+_FINE_KINDS: Final = frozenset({"code_block", "key_value"})
+
+
+def fine_clauses(text: str, piece: Piece, spans: Sequence[Span]) -> list[Piece]:
+    """Cut a clause holding protected atoms further, at prepositions, verbs and parentheses.
+
+    Used for the clauses an engine must keep because of a span: the parts holding a span stay,
+    the others may go. A cut never falls inside a protected span (a negation stays whole);
+    code and ``key: value`` lines are never cut; parts under three words join the
+    previous one. Returns ``[piece]`` when there is nothing to cut.
+    """
+    inside = [s for s in spans if s.start < piece.end and s.end > piece.start]
+    if not inside or any(s.kind in _FINE_KINDS for s in inside):
+        return [piece]
+    cuts = [piece.start]
+    for match in _FINE_SPLIT.finditer(text, piece.start, piece.end):
+        cut = match.end() if match.group(0)[:1] == ":" else match.start()
+        if any(s.start < cut < s.end or s.start < match.start() < s.end for s in inside):
+            continue
+        if len(text[cuts[-1]:cut].split()) >= _MIN_CLAUSE_WORDS:
+            cuts.append(cut)
+    if len(cuts) > 1 and len(text[cuts[-1]:piece.end].split()) < _MIN_CLAUSE_WORDS:
+        cuts.pop()
+    out: list[Piece] = []
+    for start, end in zip(cuts, [*cuts[1:], piece.end], strict=True):
+        s, e = _strip(text, start, end)
+        if e > s:
+            out.append(Piece(s, e, piece.unit))
+    return out or [piece]
 
 
 def trim_tail(text: str, start: int, end: int) -> int:

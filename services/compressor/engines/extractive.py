@@ -35,6 +35,7 @@ from services.compressor.text import (
     clauses,
     content_terms,
     dot,
+    fine_clauses,
     join_units,
     normalized,
     segment,
@@ -192,7 +193,8 @@ class ExtractiveEngine:
         units = segment(request.text, request.spans)
         if request.input_tokens < MIN_TOKENS or len(units) <= 1:
             return self._passthrough(request, len(units))
-        pieces = clauses(request.text, units, request.spans)
+        pieces = [fine for piece in clauses(request.text, units, request.spans)
+                  for fine in fine_clauses(request.text, piece, request.spans)]
         scored = _score(request, units, pieces, tokens)
         kept = _mandatory(scored)
         budget = math.floor(request.target_ratio * request.input_tokens)
