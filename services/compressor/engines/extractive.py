@@ -116,17 +116,38 @@ def _mandatory(scored: Sequence[_Scored]) -> dict[int, str]:
     return keep
 
 
+def _section_heads(scored: Sequence[_Scored]) -> list[int]:
+    """For each piece, the index of the heading of its section (-1 when there is none)."""
+    heads: list[int] = []
+    current = -1
+    for index, item in enumerate(scored):
+        if item.kind == "heading":
+            current = index
+        heads.append(current)
+    return heads
+
+
 def _fill(scored: Sequence[_Scored], kept: dict[int, str], budget: int) -> dict[int, str]:
     """Add pieces by MMR until nothing fits; returns index -> reason for pieces dropped.
 
-    The similarity of each open piece to the kept set is updated as pieces are added, so a
-    round costs one pass over the open pieces.
+    A piece costs its tokens plus those of its section's heading when no piece of that section
+    is kept yet (the heading is kept with it, see :func:`_headings`), so headings do not push
+    the output over the budget. The similarity of each open piece to the kept set is updated
+    as pieces are added, so a round costs one pass over the open pieces.
     """
-    used = sum(scored[i].tokens for i in kept)
+    head_of = _section_heads(scored)
+    charged = {head_of[i] for i in kept if head_of[i] >= 0 and scored[i].kind != "heading"}
+    used = sum(scored[i].tokens for i in kept) + sum(scored[h].tokens for h in charged)
+
+    def cost(i: int) -> int:
+        head = head_of[i]
+        return scored[i].tokens + (scored[head].tokens if head >= 0 and head not in charged
+                                   else 0)
+
     dropped: dict[int, str] = {}
     open_ = [i for i in range(len(scored)) if i not in kept and scored[i].kind != "heading"]
     # Only pieces that fit what is left can be added; the others need no similarity at all.
-    fits = [i for i in open_ if used + scored[i].tokens <= budget]
+    fits = [i for i in open_ if used + cost(i) <= budget]
     nearest = {i: max((dot(scored[i].vector, scored[k].vector) for k in kept), default=0.0)
                for i in fits}
     open_ = fits if fits else []
@@ -139,7 +160,7 @@ def _fill(scored: Sequence[_Scored], kept: dict[int, str], budget: int) -> dict[
                 dropped[i] = f"redundant (TF-IDF cosine {nearest[i]:.2f} to a kept piece)"
                 open_.remove(i)
                 continue
-            if used + scored[i].tokens > budget:
+            if used + cost(i) > budget:
                 continue
             value = LAMBDA * scored[i].salience - (1 - LAMBDA) * nearest[i]
             if value > best_value:
@@ -147,7 +168,9 @@ def _fill(scored: Sequence[_Scored], kept: dict[int, str], budget: int) -> dict[
         if best < 0:
             break
         kept[best] = f"salient (score {scored[best].salience:.3f})"
-        used += scored[best].tokens
+        used += cost(best)
+        if head_of[best] >= 0:
+            charged.add(head_of[best])
         open_.remove(best)
         for i in open_:
             nearest[i] = max(nearest[i], dot(scored[i].vector, scored[best].vector))
