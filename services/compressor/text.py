@@ -304,6 +304,7 @@ _FINE_SPLIT: Final = re.compile(
     r"|\s+(?=(?:in|on|at|of|as|into|onto|over|via|using|than|but|then|also|so|not|is|are|was"
     r"|were|has|have|had|can|will|would|should|must|may|returns?|gives?|takes?)\s)"
 )
+_MIN_FINE_WORDS: Final = 2
 _FINE_KINDS: Final = frozenset({"code_block", "key_value"})
 
 
@@ -312,7 +313,7 @@ def fine_clauses(text: str, piece: Piece, spans: Sequence[Span]) -> list[Piece]:
 
     Used for the clauses an engine must keep because of a span: the parts holding a span stay,
     the others may go. A cut never falls inside a protected span (a negation stays whole);
-    code and ``key: value`` lines are never cut; parts under three words join the
+    code and ``key: value`` lines are never cut; a part of one word joins the
     previous one. Returns ``[piece]`` when there is nothing to cut.
     """
     inside = [s for s in spans if s.start < piece.end and s.end > piece.start]
@@ -323,9 +324,9 @@ def fine_clauses(text: str, piece: Piece, spans: Sequence[Span]) -> list[Piece]:
         cut = match.end() if match.group(0)[:1] == ":" else match.start()
         if any(s.start < cut < s.end or s.start < match.start() < s.end for s in inside):
             continue
-        if len(text[cuts[-1]:cut].split()) >= _MIN_CLAUSE_WORDS:
+        if len(text[cuts[-1]:cut].split()) >= _MIN_FINE_WORDS:
             cuts.append(cut)
-    if len(cuts) > 1 and len(text[cuts[-1]:piece.end].split()) < _MIN_CLAUSE_WORDS:
+    if len(cuts) > 1 and len(text[cuts[-1]:piece.end].split()) < _MIN_FINE_WORDS:
         cuts.pop()
     out: list[Piece] = []
     for start, end in zip(cuts, [*cuts[1:], piece.end], strict=True):

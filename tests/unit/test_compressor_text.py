@@ -9,6 +9,7 @@ from services.compressor.spans import find_spans, find_structure
 from services.compressor.text import (
     clauses,
     content_terms,
+    fine_clauses,
     join_units,
     segment,
     structure_classes,
@@ -83,6 +84,32 @@ def test_short_clauses_join_their_neighbour() -> None:
     pieces = clauses(text, segment(text, spans), spans)
     assert [text[p.start:p.end] for p in pieces] == [
         "Thanks, all of you", "for coming to the review."]
+
+
+def test_fine_clauses_cut_span_holding_clauses_but_never_a_span() -> None:
+    text = "The parser version 2.3.1 was released on 2024-05-01 in the main repository."
+    spans = find_spans(text)
+    (piece,) = clauses(text, segment(text, spans), spans)
+    fine = fine_clauses(text, piece, spans)
+    assert [text[p.start:p.end] for p in fine] == [
+        "The parser version 2.3.1", "was released", "on 2024-05-01",
+        "in the main repository."]
+    for span in spans:  # every span sits whole in one part
+        assert any(p.start <= span.start and span.end <= p.end for p in fine)
+
+
+def test_fine_clauses_leave_negations_and_spanless_clauses_whole() -> None:
+    text = "Nothing to see in this sentence at all."
+    spans = find_spans(text)
+    (piece,) = clauses(text, segment(text, spans), spans)
+    assert fine_clauses(text, piece, spans) == [piece]  # no span: nothing to cut
+    text = "The cache is not flushed on exit in version 1.2."
+    spans = find_spans(text)
+    negation = next(s for s in spans if s.kind == "negation")
+    for p in (f for c in clauses(text, segment(text, spans), spans)
+              for f in fine_clauses(text, c, spans)):
+        assert not (p.start < negation.start < p.end < negation.end)
+        assert not (negation.start < p.start < negation.end)
 
 
 def test_join_keeps_lines_and_paragraphs() -> None:
