@@ -300,8 +300,8 @@ def clauses(text: str, units: Sequence[Unit], spans: Sequence[Span]) -> list[Pie
 
 
 _FINE_SPLIT: Final = re.compile(
-    r"\s+(?=\()|(?<=\))\s+|:\s+"
-    r"|\s+(?=(?:in|on|at|of|as|into|onto|over|via|using|than|but|then|also|so|not|is|are|was"
+    r"\s+(?=\()|(?<=\))\s+|[:,;]\s+"
+    r"|\s+(?=(?:and|or|with|for|to|from|by|that|which|when|if|after|before|in|on|at|as|into|onto|over|via|using|than|but|then|also|so|not|is|are|was"
     r"|were|has|have|had|can|will|would|should|must|may|returns?|gives?|takes?)\s)"
 )
 _MIN_FINE_WORDS: Final = 2
@@ -309,7 +309,8 @@ _FINE_KINDS: Final = frozenset({"code_block", "key_value"})
 
 
 def fine_clauses(text: str, piece: Piece, spans: Sequence[Span]) -> list[Piece]:
-    """Cut a clause holding protected atoms further, at prepositions, verbs and parentheses.
+    """Cut a clause holding protected spans further: at commas, conjunctions, prepositions (not
+    ``of``, which binds its noun), auxiliary verbs, ``:`` and parentheses.
 
     Used for the clauses an engine must keep because of a span: the parts holding a span stay,
     the others may go. A cut never falls inside a protected span (a negation stays whole);
@@ -321,7 +322,7 @@ def fine_clauses(text: str, piece: Piece, spans: Sequence[Span]) -> list[Piece]:
         return [piece]
     cuts = [piece.start]
     for match in _FINE_SPLIT.finditer(text, piece.start, piece.end):
-        cut = match.end() if match.group(0)[:1] == ":" else match.start()
+        cut = match.end() if match.group(0)[:1] in ":,;" else match.start()
         if any(s.start < cut < s.end or s.start < match.start() < s.end for s in inside):
             continue
         if len(text[cuts[-1]:cut].split()) >= _MIN_FINE_WORDS:
