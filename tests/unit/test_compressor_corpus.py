@@ -74,5 +74,5 @@ def test_receipts_round_trip(results: list[tuple[str, MemoryCompressedData]]) ->
 
 def test_the_corpus_compresses(results: list[tuple[str, MemoryCompressedData]]) -> None:
     ratios = [data.receipt.ratio for _, data in results]
-    # Measured median 0.60 (see the benchmark); this bound catches a regression, not a target.
-    assert statistics.median(ratios) < 0.7
+    # Measured median 0.497 (see the benchmark); this bound catches a regression, not a target.
+    assert statistics.median(ratios) < 0.55

@@ -56,6 +56,35 @@ def test_extractive_keeps_every_piece_holding_a_protected_span(compressor: Compr
         assert any(a <= span.start and span.end <= b for a, b in covered), span
 
 
+def test_extractive_charges_headings_to_the_budget(compressor: Compressor) -> None:
+    sections = [
+        f"## Section about topic {name}\n\n"
+        f"The {name} team reviewed the plan for the {name} rollout and agreed on the order. "
+        f"Everyone on the {name} side wanted a slower start and a careful review. "
+        f"Later the {name} group asked for more time to write the handbook."
+        for name in ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot")
+    ]
+    request = compressor.request("\n\n".join(sections))
+    assert not request.spans  # nothing mandatory: only the budget decides
+    candidate = ExtractiveEngine().compress(request, compressor.tokens)
+    budget = int(request.target_ratio * request.input_tokens)
+    kept = sum(compressor.tokens.count(request.text[n.start:n.end]) for n in candidate.preserved)
+    assert any(n.reason == "heading of a kept section" for n in candidate.preserved)
+    assert kept <= budget  # headings kept with their sections are inside the budget
+
+
+def test_extractive_cuts_span_holding_clauses_finer(compressor: Compressor) -> None:
+    text = ("The quarterly review of the platform team took place in the large meeting room "
+            "on 2026-03-02 and lasted for most of the afternoon. Nobody took notes by hand. "
+            "Everyone agreed that the migration of the billing database went smoothly overall "
+            "and that the remaining work can wait for the next planning cycle this spring.")
+    request = compressor.request(text)
+    candidate = ExtractiveEngine().compress(request, compressor.tokens)
+    assert "2026-03-02" in candidate.text
+    assert "on 2026-03-02" in [request.text[n.start:n.end] for n in candidate.preserved]
+    assert "The quarterly review of the platform team" not in candidate.text
+
+
 def test_extractive_is_deterministic(compressor: Compressor) -> None:
     request = compressor.request(HAND["hand-research-summary"])
     first = ExtractiveEngine().compress(request, compressor.tokens)
