@@ -1,11 +1,14 @@
 """Extractive engine: keep whole units of the input, verbatim, in their order.
 
 1. Cut the input into units by offset (``text.segment``), and sentences and list items into
-   clauses (``text.clauses``): the pieces that are kept or dropped.
+   clauses (``text.clauses``); a clause holding a protected span is cut further
+   (``text.fine_clauses``, never inside a span): the pieces that are kept or dropped.
 2. Pieces holding a protected span are kept first (so a figure, a date or a negation is never
    dropped to save room), with fenced code, ``key: value`` lines and, given a query, the pieces
-   relevant to it.
-3. The remaining budget (``target_ratio`` of the input's tokens, minus what step 2 kept) is
+   relevant to it. The other parts of a span-holding clause compete for the budget like any
+   other piece.
+3. The remaining budget (``target_ratio`` of the input's tokens, minus what step 2 kept and the
+   headings of its sections; a piece opening a new section costs its heading too) is
    filled by maximal marginal relevance: each round takes the piece with the best
    ``LAMBDA * salience - (1 - LAMBDA) * similarity to what is kept``, where salience is the
    TF-IDF cosine of the piece to the whole text (pieces as documents), plus the cosine to the query
@@ -209,7 +212,7 @@ class ExtractiveEngine:
     """TF-IDF + MMR sentence extraction that keeps every unit holding a protected span."""
 
     name: Final = "extractive"
-    version: Final = "1"
+    version: Final = "2"
 
     def compress(self, request: CompressionRequest, tokens: TokenCounter) -> Candidate:
         """Keep the salient units within ``target_ratio`` of the input's tokens (see module)."""
