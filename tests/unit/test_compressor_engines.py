@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.compressor.compressor import Compressor
 from services.compressor.engines import (
@@ -202,3 +204,26 @@ def test_llm_rejects_a_nonsense_timeout() -> None:
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="timeout_s"):
             LlmEngine(FakeChat(), "m", timeout_s=bad)
+
+
+_FRAGMENTS = (
+    "The cache", "is not flushed", "on 2026-03-02", "in version 1.2.3", "(see `flush()`)",
+    "and it returns", "$1,250,000,", "for 15 minutes;", "via https://example.com/a.b", "of the",
+    "x: 1", "\n\n", "\n- ", "## Heading\n", ".", ",", " — ", "étude", "日本語", "\U0001f600",
+    "at 10:30 CET", "user@example.com", "but never", "0x1f2e3d4c5b6a", "3.5%", "  ",
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts=st.lists(st.sampled_from(_FRAGMENTS), min_size=30, max_size=120))
+def test_extractive_keeps_spans_verbatim_on_any_mix(compressor: Compressor,
+                                                    parts: list[str]) -> None:
+    text = " ".join(parts)
+    request = compressor.request(text)
+    candidate = ExtractiveEngine().compress(request, compressor.tokens)
+    covered = [src for s in candidate.sources for src in s.sources]
+    for source in candidate.sources:
+        ((start, end),) = source.sources
+        assert candidate.text[source.out_start:source.out_end] == request.text[start:end]
+    for span in request.spans:
+        assert any(a <= span.start and span.end <= b for a, b in covered), span
