@@ -47,6 +47,7 @@ from tests.integration import test_registry_service as reg
 from tests.support.auditor import running_auditor, wait_for_head
 from tests.support.compressor import eventually, receipts, running_compressor
 from tests.support.events import CountingEmbedder, read_models, running_projector
+from tests.support.registry import chat_reply, models_body
 from tests.support.services import running_gateway
 from tests.support_http.server import Recorded, ReplayServer
 
@@ -274,7 +275,7 @@ def providers() -> Iterator[dict[str, ReplayServer]]:
     started = {name: ReplayServer().start() for name in reg.PROVIDERS}
     try:
         for name, model in reg.PROVIDERS.items():
-            started[name].add("GET", "/v1/models", reg.models_body(model, f"{model}-mini"))
+            started[name].add("GET", "/v1/models", models_body(model, f"{model}-mini"))
         yield started
     finally:
         for server in started.values():
@@ -289,7 +290,7 @@ async def test_a_consultation_takes_its_context_from_the_compressor(
                                        "gemini-2.5-pro": (1250, 30_000)})
     for name, text in (("alpha", reg.DISSENT), ("beta", reg.AGREE_1), ("gamma", reg.AGREE_2),
                        ("delta", reg.AGREE_1)):
-        providers[name].add("POST", "/v1/chat/completions", reg.chat_reply(text))
+        providers[name].add("POST", "/v1/chat/completions", chat_reply(text))
     async with reg.running(config, reg.settings(providers, leaderboard=board)) as system, \
             running_compressor(config):
         http = system.http

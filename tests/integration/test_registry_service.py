@@ -38,6 +38,7 @@ from services.registry_sync import main as registry_main
 from services.registry_sync.config import RegistrySyncConfig
 from services.registry_sync.diff import LivenessPolicy
 from tests.support.auditor import running_auditor, wait_for_head
+from tests.support.registry import chat_reply, models_body
 from tests.support.services import running_gateway
 from tests.support_http import Recorded, ReplayServer
 
@@ -60,19 +61,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-def models_body(*ids: str) -> Recorded:
-    return Recorded.json({"object": "list", "data": [
-        {"id": i, "object": "model", "created": 1718000000, "owned_by": "system"} for i in ids]})
-
-
-def chat_reply(text: str) -> Recorded:
-    return Recorded.json({"id": "chatcmpl-1", "object": "chat.completion", "model": "m",
-                          "choices": [{"index": 0, "message": {"role": "assistant",
-                                                               "content": text},
-                                       "finish_reason": "stop"}],
-                          "usage": {"prompt_tokens": 30, "completion_tokens": 10}})
 
 
 @pytest.fixture
