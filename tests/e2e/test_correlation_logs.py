@@ -1,8 +1,9 @@
 """One command followed through every service by its correlation id, in their JSON logs.
 
-The gateway, the projector and the auditor run as their own processes (``mnemos serve``) with
-``MNEMOS_LOG_FORMAT=json``; one ``remember`` with a known command id and correlation id must show
-up in a JSON line of each of them carrying both ids (issue 17, observability).
+The gateway, the projector, the auditor and the compressor run as their own processes
+(``mnemos serve``) with ``MNEMOS_LOG_FORMAT=json`` at debug level; one ``remember`` with a known
+command id and correlation id must show up in a JSON line of each of them carrying both ids
+(issue 17, observability): the gateway's ``command_applied``, each consumer's ``event_handled``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from libs.runtime.config import Config
 
 pytestmark = pytest.mark.integration
 
-SERVICES = ("command", "projector", "auditor")
+SERVICES = ("command", "projector", "auditor", "compressor")
 
 
 def _env(config: Config) -> dict[str, str]:
@@ -106,7 +107,7 @@ def test_one_command_is_followed_through_every_service_by_its_correlation_id(
     missing = [name for name, lines in found.items() if not lines]
     assert not missing, f"no JSON line with the command's ids from {missing}"
     assert any(line["event"] == "command_applied" for line in found["command"])
-    for name in ("projector", "auditor"):
+    for name in SERVICES[1:]:
         handled = [line for line in found[name] if line["event"] == "event_handled"]
         assert handled and handled[0]["event_id"] == event_id, found[name]
         assert handled[0]["event_type"] == event_type, handled[0]
