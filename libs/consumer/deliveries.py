@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+import msgspec
 from nats.aio.msg import Msg
 
 from libs.events import HDR_MSG_ID
 
-__all__ = ["Delivery", "delivered_of", "delivery_of", "pending_of", "stream_seq_of"]
+__all__ = ["Delivery", "delivered_of", "delivery_of", "pending_of", "stream_seq_of", "trace_of"]
 
 _ACK_V1_TOKENS: Final = 9
 
@@ -53,3 +54,29 @@ def delivery_of(msg: Any) -> Delivery:
     headers = msg.headers or {}
     return Delivery(seq=stream_seq_of(msg.reply), subject=msg.subject, data=bytes(msg.data),
                     msg_id=headers.get(HDR_MSG_ID), delivered=delivered_of(msg.reply))
+
+
+class _Trace(msgspec.Struct):
+    id: str | None = None
+    type: str | None = None
+    command_id: str | None = None
+    correlation_id: str | None = None
+
+
+_TRACE_DECODER: Final = msgspec.json.Decoder(_Trace)
+
+
+def trace_of(data: bytes) -> dict[str, str]:
+    """The envelope fields that let a log line be followed across services (event id and type,
+    command and correlation ids) of stored bytes; empty when they are not an event.
+
+    Only the four fields are decoded, so consumers that never decode events (the auditor hashes
+    bytes) can still log them.
+    """
+    try:
+        trace = _TRACE_DECODER.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return {}
+    fields = {"event_id": trace.id, "event_type": trace.type, "command_id": trace.command_id,
+              "correlation_id": trace.correlation_id}
+    return {key: value for key, value in fields.items() if value is not None}

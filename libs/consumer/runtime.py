@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,9 +38,10 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 
 import nats.errors
 import psycopg
+import structlog
 
 from libs.consumer import metrics
-from libs.consumer.deliveries import Delivery, delivery_of, pending_of
+from libs.consumer.deliveries import Delivery, delivery_of, pending_of, trace_of
 from libs.consumer.leadership import advisory_key, sleep_or_stop, wait_for_lock
 from libs.consumer.stream import (
     BatchPuller,
@@ -380,3 +382,13 @@ class ConsumerRuntime(Generic[P]):
         metrics.EVENTS_HANDLED.labels(*self._labels).inc(len(batch.deliveries))
         metrics.PENDING.labels(*self._labels).set(pending_of(batch.msgs[-1].reply))
         metrics.BATCH_SECONDS.labels(*self._labels).observe(time.perf_counter() - started)
+        if log.is_enabled_for(logging.DEBUG):
+            self._log_handled(batch.deliveries)
+
+    def _log_handled(self, deliveries: Sequence[Delivery]) -> None:
+        """At debug level, one line per handled event with its correlation and command ids
+        bound, so one command can be followed through every service by its correlation id."""
+        for delivery in deliveries:
+            with structlog.contextvars.bound_contextvars(**trace_of(delivery.data)):
+                log.debug("event_handled", consumer=self.settings.name, seq=delivery.seq,
+                          subject=delivery.subject)

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,11 +32,13 @@ from libs.runtime.config import Config
 from services.auditor.store import audit_schema
 
 
-def memory_created(ns: str, index: int, command_id: str | None = None) -> MemoryCreated:
+def memory_created(ns: str, index: int, command_id: str | None = None,
+                   content: str | None = None) -> MemoryCreated:
     """A realistic ``MemoryCreated`` event (content-addressed ids computed as the gateway does)."""
     command_id = command_id or new_command_id()
     memory_id = new_memory_id()
-    content = f"Memory {index}: the user prefers dark mode and answers in short sentences."
+    if content is None:
+        content = f"Memory {index}: the user prefers dark mode and answers in short sentences."
     digest = content_hash(content)
     metadata: dict[str, str | int | float | bool | None] = {"i": index}
     return MemoryCreated(
@@ -64,7 +66,8 @@ async def publish_events(js: Any, count: int, ns: str = "tests") -> list[tuple[i
 
 
 async def bulk_publish(nc: Any, js: Any, count: int, ns: str = "bench",
-                       progress: Any = None, window: int = 4000) -> None:
+                       progress: Any = None, window: int = 4000,
+                       content_of: Callable[[int], str] | None = None) -> None:
     """Append many events fast: publishes with up to ``window`` acknowledgements outstanding.
 
     Flow control matters: unacknowledged core publishes beyond the server's ingest rate are
@@ -86,7 +89,8 @@ async def bulk_publish(nc: Any, js: Any, count: int, ns: str = "bench",
         while i - acked >= window:
             room.clear()
             await room.wait()
-        event = memory_created(ns, i, command_id)
+        content = content_of(i) if content_of is not None else None
+        event = memory_created(ns, i, command_id, content)
         await nc.publish(event_subject(ns, "memory", event.aggregate_id), encode_event(event),
                          reply=inbox, headers={HDR_MSG_ID: event.id})
         if progress is not None and i % 100_000 == 99_999:
