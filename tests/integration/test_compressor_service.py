@@ -172,6 +172,12 @@ async def test_instances_share_the_work_and_a_killed_one_loses_and_duplicates_no
         a = _spawn(config, tmp_path / "home", logs["a"])
         b = _spawn(config, tmp_path / "home", logs["b"])
         try:
+            async def both_pulling() -> bool | None:  # a slow start must not leave one idle
+                ready = all(log.exists() and '"event": "consumer_active"' in
+                            log.read_text(errors="replace") for log in logs.values())
+                return ready or None
+
+            await eventually(both_pulling, timeout_s=120)
             for event in versions[:30]:  # paced: both instances' pull requests get some
                 await publish(nats_js, event)
                 await asyncio.sleep(0.03)
@@ -179,7 +185,7 @@ async def test_instances_share_the_work_and_a_killed_one_loses_and_duplicates_no
             async def a_worked() -> int | None:
                 return _compressed_by(logs["a"]) or None
 
-            await eventually(a_worked)
+            await eventually(a_worked, timeout_s=120)
             a.send_signal(signal.SIGKILL)  # mid-stream: what it took and did not ack comes back
             a.wait(10)
             for event in versions[30:]:
