@@ -33,7 +33,7 @@ def _env(config: Config) -> dict[str, str]:
     return {**os.environ, "MNEMOS_NATS_URL": config.nats_url or "",
             "MNEMOS_DATABASE_URL": config.database_url or "", "MNEMOS_HOME": str(config.home),
             "MNEMOS_HTTP_PORT": str(config.http_port), "MNEMOS_AUTH": "off",
-            "MNEMOS_LOG_FORMAT": "json", "MNEMOS_LOG_LEVEL": "debug"}
+            "MNEMOS_LOG_FORMAT": "json", "MNEMOS_LOG_LEVEL": "debug", "PYTHONUNBUFFERED": "1"}
 
 
 @contextlib.contextmanager

@@ -153,7 +153,7 @@ def _spawn(config: Config, home: Path, log: Path) -> subprocess.Popen[bytes]:
            "MNEMOS_DATABASE_URL": config.database_url or "", "MNEMOS_HOME": str(home),
            "MNEMOS_DB_SCHEMA": config.db_schema, "MNEMOS_COMPRESS_MIN_TOKENS": "40",
            "MNEMOS_COMPRESSOR_ACK_WAIT_S": "2", "MNEMOS_LOG_LEVEL": "info",
-           "MNEMOS_LOG_FORMAT": "json"}
+           "MNEMOS_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}  # the test reads the logs live
     out = log.open("ab")
     return subprocess.Popen([sys.executable, "-m", "mnemos", "serve", "compressor"], env=env,
                             stdout=out, stderr=subprocess.STDOUT)
