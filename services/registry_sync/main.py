@@ -48,11 +48,8 @@ from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import await_streams, connect_nats, nats_credentials
 from libs.runtime.startup import retry_until_ready
 from services.registry_sync.config import RegistrySyncConfig, load_registry_config
-from services.registry_sync.service import (
-    ContextPiece,
-    RegistryFollower,
-    RegistryService,
-)
+from services.registry_sync.follower import RegistryFollower
+from services.registry_sync.service import ContextPiece, RegistryService
 
 __all__ = ["CONSUMER_NAME", "REGISTRY_OPERATIONS", "registry_config_path", "run"]
 

@@ -2,7 +2,7 @@
 publication of their events, and the operations it answers (route, consult, registry_sync).
 
 **State is a fold of the stream.** The in-memory registry (:class:`RegistryState`) is rebuilt
-from the stream by a leader consumer on the shared runtime (:class:`RegistryFollower`); the
+from the stream by a leader consumer on the shared runtime (:mod:`.follower`); the
 service never changes it directly. A tick computes its diff against the folded state,
 publishes the diff as events (each publish bounded by ``publish_timeout_s``), then waits
 (bounded by ``fold_timeout_s``) until the follower has folded up to the last one, so what the
@@ -31,8 +31,6 @@ from typing import Any, Final
 import httpx
 import msgspec
 
-from libs.consumer import Delivery, Takeover
-from libs.consumer.stream import stream_bounds
 from libs.events import (
     HDR_MSG_ID,
     Conflict,
@@ -41,7 +39,6 @@ from libs.events import (
     MnemosError,
     NotFound,
     Unavailable,
-    decode_event,
     encode_event,
     event_subject,
     is_blank,
@@ -49,11 +46,6 @@ from libs.events import (
     validate_writable_namespace,
 )
 from libs.events.model import (
-    ModelChanged,
-    ModelListed,
-    ModelRestored,
-    ModelRetired,
-    ModelSuspect,
     ProviderSynced,
     ProviderSyncFailed,
     RankingPublished,
@@ -107,14 +99,10 @@ from services.registry_sync.routing import (
 from services.registry_sync.state import EMPTY, RegistryPayload, RegistryState, fold
 from services.registry_sync.sync import rank_tick, sync_tick
 
-__all__ = ["ContextFn", "ContextPiece", "LookupFn", "RegistryFollower", "RegistryService"]
+__all__ = ["ContextFn", "ContextPiece", "LookupFn", "RegistryService"]
 
 log = get_logger(__name__)
 
-_REGISTRY_PREFIXES: Final = ("mnemos.evt.system.model.", "mnemos.evt.system.provider.",
-                             "mnemos.evt.system.ranking.")
-_REGISTRY_TYPES: Final = (ModelListed, ModelChanged, ModelSuspect, ModelRetired, ModelRestored,
-                          ProviderSynced, ProviderSyncFailed, RankingPublished)
 _APPROX_CHARS_PER_TOKEN: Final = 4
 _FINISHED_KEPT: Final = 1024
 PROBE_AFTER_FAILURES: Final = 3
@@ -602,47 +590,3 @@ class RegistryService:
                                        receipts=context.receipts,
                                        source=context.source),  # type: ignore[arg-type]
             last_seq=last)
-
-
-class RegistryFollower:
-    """The leader consumer folding registry events into the service (a
-    :class:`libs.consumer.ConsumerHandler`; the checkpoint lives in memory, so every session
-    folds from the start of the stream)."""
-
-    def __init__(self, service: RegistryService) -> None:
-        self.service = service
-
-    async def start(self, conn: Any, takeover: Takeover) -> int:
-        _, last = await stream_bounds(self.service.js)
-        self.service.reset(last)
-        log.info("registry_folding", stream_last_seq=last)
-        return 0
-
-    async def prepare(self, deliveries: Sequence[Delivery]) -> list[tuple[int, EventBase]]:
-        items: list[tuple[int, EventBase]] = []
-        for delivery in deliveries:
-            if not delivery.subject.startswith(_REGISTRY_PREFIXES):
-                continue
-            try:
-                event = decode_event(delivery.data)
-            except MnemosError as exc:  # the projector dead-letters it; the fold passes it
-                log.error("registry_event_undecodable", seq=delivery.seq, error=exc.message)
-                continue
-            if isinstance(event, _REGISTRY_TYPES):
-                items.append((delivery.seq, event))
-        return items
-
-    async def apply(self, conn: Any, deliveries: Sequence[Delivery],
-                    prepared: list[tuple[int, EventBase]]) -> int:
-        last = deliveries[-1].seq if deliveries else self.service.folded.seq
-        self.service.fold(prepared, last)
-        return last
-
-    async def idle(self, conn: Any) -> None:
-        return None
-
-    async def on_gap(self, conn: Any, expected: int, got: int) -> None:
-        log.warning("registry_stream_gap", expected=expected, got=got)
-
-    async def close(self) -> None:
-        self.service.deactivate()
