@@ -53,7 +53,7 @@ from libs.readmodel.registry import (
     REGISTRY_PROJECTIONS,
     project_registry,
 )
-from libs.readmodel.statement import Statement
+from libs.readmodel.statement import Statement, insert_row
 
 __all__ = [
     "Embedding",
@@ -76,10 +76,11 @@ class InvariantViolation(InvalidInput):
 
 @dataclass(frozen=True, slots=True)
 class Embedding:
-    """The vector of a content and the model that produced it."""
+    """The vector of a content and the model that produced it (as an array, or in pgvector's
+    text form for a bulk rebuild, which only passes it through)."""
 
     model: str
-    vector: npt.NDArray[np.float32]
+    vector: npt.NDArray[np.float32] | str
 
 
 def content_of(event: Event) -> str | None:
@@ -151,6 +152,12 @@ _WHERE: Final = "WHERE ns = %(ns)s AND memory_id = %(memory_id)s"
 _MISSING: Final = "memory {memory_id} does not exist in namespace {ns}"
 
 
+_JSON_COLUMNS: Final[Mapping[str, LiteralString]] = {
+    "metadata": "json", "actor": "jsonb", "created_by": "jsonb", "updated_by": "jsonb",
+    "data": "json",
+}
+"""Columns whose parameters are JSON text."""
+
 _VERSION_DEFAULTS: Final[Mapping[str, Any]] = {
     "origin": "revise", "branch": DEFAULT_BRANCH, "strategy": None, "base_version_id": None,
     "reverted_to": None,
@@ -160,17 +167,16 @@ _VERSION_DEFAULTS: Final[Mapping[str, Any]] = {
 def _insert_version(params: Mapping[str, Any], *, existing_ok: bool = False) -> Statement:
     # Ids are content-addressed: a commit may recreate a version another branch already has
     # (same content onto the same parent); that version row stays as first recorded.
-    conflict: LiteralString = " ON CONFLICT DO NOTHING" if existing_ok else ""
-    return Statement(
-        "INSERT INTO memory_versions (ns, memory_id, version_id, parent_ids, content,"
-        " content_hash, metadata, reason, actor, command_id, event_id, seq, created_at,"
-        " origin, branch, strategy, base_version_id, reverted_to)"
-        " VALUES (%(ns)s, %(memory_id)s, %(version_id)s, %(parent_ids)s, %(content)s,"
-        " %(content_hash)s, %(metadata)s::json, %(reason)s, %(actor)s::jsonb, %(command_id)s,"
-        " %(event_id)s, %(seq)s, %(at)s, %(origin)s, %(branch)s, %(strategy)s,"
-        " %(base_version_id)s, %(reverted_to)s)" + conflict,
-        {**_VERSION_DEFAULTS, **params},
-    )
+    p = {**_VERSION_DEFAULTS, **params}
+    return insert_row("memory_versions", {
+        "ns": p["ns"], "memory_id": p["memory_id"], "version_id": p["version_id"],
+        "parent_ids": p["parent_ids"], "content": p["content"],
+        "content_hash": p["content_hash"], "metadata": p["metadata"], "reason": p["reason"],
+        "actor": p["actor"], "command_id": p["command_id"], "event_id": p["event_id"],
+        "seq": p["seq"], "created_at": p["at"], "origin": p["origin"], "branch": p["branch"],
+        "strategy": p["strategy"], "base_version_id": p["base_version_id"],
+        "reverted_to": p["reverted_to"],
+    }, casts=_JSON_COLUMNS, conflict="ON CONFLICT DO NOTHING" if existing_ok else "")
 
 
 def _vector(embedding: Embedding | None) -> dict[str, Any]:
@@ -212,26 +218,20 @@ def _created(event: MemoryCreated, seq: int, embedding: Embedding | None) -> lis
         "event_id": event.id, "parent_ids": [], "reason": None,
         "occurred_at": data.occurred_at, **_thread(data.thread, seq),
     }
-    insert_memory = Statement(
-        "INSERT INTO memories (ns, memory_id, kind, content, content_hash, head_version_id,"
-        " version_count, tags, metadata, source, agent_id, created_by, updated_by,"
-        " created_command_id, created_at, updated_at, revision, embedding, embedding_model,"
-        " occurred_at, thread_id, thread_position)"
-        " VALUES (%(ns)s, %(memory_id)s, %(kind)s, %(content)s, %(content_hash)s,"
-        " %(version_id)s, 1, %(tags)s, %(metadata)s::json, %(source)s, %(agent_id)s,"
-        " %(actor)s::jsonb, %(actor)s::jsonb, %(command_id)s, %(at)s, %(at)s, %(seq)s,"
-        " %(embedding)s, %(embedding_model)s, %(occurred_at)s, %(thread_id)s,"
-        " %(thread_position)s)"
-        " ON CONFLICT (ns, memory_id) DO NOTHING",
-        params, expect_rows=1, error="memory {memory_id} already exists in namespace {ns}",
-    )
-    main = Statement(
-        "INSERT INTO memory_branches (ns, memory_id, branch, head_version_id, from_version_id,"
-        " created_seq, updated_seq, created_at, updated_at, updated_by) VALUES (%(ns)s,"
-        " %(memory_id)s, %(branch)s, %(version_id)s, %(version_id)s, %(seq)s, %(seq)s, %(at)s,"
-        " %(at)s, %(actor)s::jsonb)",
-        {**params, "branch": DEFAULT_BRANCH},
-    )
+    insert_memory = insert_row("memories", {
+        "ns": params["ns"], "memory_id": params["memory_id"], "kind": params["kind"],
+        "content": params["content"], "content_hash": params["content_hash"],
+        "head_version_id": params["version_id"], "version_count": 1, "tags": params["tags"],
+        "metadata": params["metadata"], "source": params["source"],
+        "agent_id": params["agent_id"], "created_by": params["actor"],
+        "updated_by": params["actor"], "created_command_id": params["command_id"],
+        "created_at": params["at"], "updated_at": params["at"], "revision": seq,
+        "embedding": params["embedding"], "embedding_model": params["embedding_model"],
+        "occurred_at": params["occurred_at"], "thread_id": params["thread_id"],
+        "thread_position": params["thread_position"],
+    }, casts=_JSON_COLUMNS, conflict="ON CONFLICT (ns, memory_id) DO NOTHING", expect_rows=1,
+        error="memory {memory_id} already exists in namespace {ns}")
+    main = _insert_branch(params, DEFAULT_BRANCH, params["version_id"])
     return [insert_memory, _insert_version({**params, "origin": "create"}), main]
 
 
@@ -389,14 +389,22 @@ def _branched(event: MemoryBranched, seq: int, _: Embedding | None) -> list[Stat
     touch = Statement("UPDATE memories SET " + _TOUCH + " " + _WHERE, params, expect_rows=1,
                       error=_MISSING)
     # An unknown version violates the foreign key: an IntegrityError, hence a dead letter.
-    branch = Statement(
-        "INSERT INTO memory_branches (ns, memory_id, branch, head_version_id, from_version_id,"
-        " created_seq, updated_seq, created_at, updated_at, updated_by) VALUES (%(ns)s,"
-        " %(memory_id)s, %(branch)s, %(from)s, %(from)s, %(seq)s, %(seq)s, %(at)s, %(at)s,"
-        " %(actor)s::jsonb) ON CONFLICT DO NOTHING",
-        params, expect_rows=1, error="branch {branch} of memory {memory_id} already exists",
-    )
+    branch = _insert_branch(params, event.data.branch, event.data.from_version_id,
+                            conflict="ON CONFLICT DO NOTHING", expect_rows=1,
+                            error="branch {branch} of memory {memory_id} already exists")
     return [touch, branch]
+
+
+def _insert_branch(params: Mapping[str, Any], branch: str, head: str, *,
+                   conflict: LiteralString = "", expect_rows: int | None = None,
+                   error: str = "") -> Statement:
+    """A new branch pointing at ``head`` (where it was created from, too)."""
+    return insert_row("memory_branches", {
+        "ns": params["ns"], "memory_id": params["memory_id"], "branch": branch,
+        "head_version_id": head, "from_version_id": head, "created_seq": params["seq"],
+        "updated_seq": params["seq"], "created_at": params["at"], "updated_at": params["at"],
+        "updated_by": params["actor"],
+    }, casts=_JSON_COLUMNS, conflict=conflict, expect_rows=expect_rows, error=error)
 
 
 # --- compression (DESIGN.md section 4) ------------------------------------------------------
@@ -445,34 +453,23 @@ def event_type(event: Event) -> str:
 
 
 def _event_row(event: Event, seq: int) -> Statement:
-    params = {
-        **_base(event, seq), "event_id": event.id, "type": event_type(event),
-        "schema": event.schema, "command_id": event.command_id,
-        "correlation_id": storable(event.correlation_id), "data": storable_json(event.data),
-    }
-    return Statement(
-        "INSERT INTO memory_events (ns, memory_id, seq, event_id, type, schema, actor,"
-        " command_id, correlation_id, at, data) VALUES (%(ns)s, %(memory_id)s, %(seq)s,"
-        " %(event_id)s, %(type)s, %(schema)s, %(actor)s::jsonb, %(command_id)s,"
-        " %(correlation_id)s, %(at)s, %(data)s::json)",
-        params,
-    )
+    return insert_row("memory_events", {
+        "ns": event.ns, "memory_id": event.aggregate_id, "seq": seq, "event_id": event.id,
+        "type": event_type(event), "schema": event.schema, "actor": storable_json(event.actor),
+        "command_id": event.command_id, "correlation_id": storable(event.correlation_id),
+        "at": event.at, "data": storable_json(event.data),
+    }, casts=_JSON_COLUMNS)
 
 
 def _command_result(event: Event, seq: int) -> Statement:
     version = (event.data.version_id
                if isinstance(event, (MemoryCreated, MemoryRevised, *_BRANCH_VERSIONS)) else None)
-    params = {"ns": event.ns, "command_id": event.command_id, "event_id": event.id,
-              "event_type": event_type(event), "memory_id": event.aggregate_id,
-              "version_id": version, "seq": seq, "digest": event.command_digest}
     # The first event of a command is its result; a later one (same command) keeps it.
-    return Statement(
-        "INSERT INTO command_results (ns, command_id, event_id, event_type, memory_id,"
-        " version_id, seq, command_digest) VALUES (%(ns)s, %(command_id)s, %(event_id)s,"
-        " %(event_type)s, %(memory_id)s, %(version_id)s, %(seq)s, %(digest)s)"
-        " ON CONFLICT (ns, command_id) DO NOTHING",
-        params,
-    )
+    return insert_row("command_results", {
+        "ns": event.ns, "command_id": event.command_id, "event_id": event.id,
+        "event_type": event_type(event), "memory_id": event.aggregate_id,
+        "version_id": version, "seq": seq, "command_digest": event.command_digest,
+    }, conflict="ON CONFLICT (ns, command_id) DO NOTHING")
 
 
 _Projection = Callable[[Any, int, Embedding | None], list[Statement]]

@@ -13,6 +13,7 @@ nothing is committed or acknowledged, and the caller reconnects.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from libs.readmodel.bookkeeping import (
     read_checkpoint,
     record_batch_end,
 )
+from libs.readmodel.copy_rows import copy_inserts
 from libs.readmodel.embedding_cache import embed_contents
 from libs.readmodel.projections import (
     Embedding,
@@ -91,6 +93,9 @@ PublishDeadLetters = Callable[[Sequence[DeadLetter]], Awaitable[None]]
 class BatchApplier:
     """Applies batches to the read models of one schema over one connection.
 
+    ``copy_min_run`` (a bulk rebuild): runs of at least that many events send their inserts
+    with ``COPY`` (:mod:`libs.readmodel.copy_rows`).
+
     ``fence_key`` (live projector only) is the advisory key ``mnemos replay`` takes exclusively
     to swap schemas: every batch holds it shared, and checks that the checkpoint table is still
     the one it started with, so no batch ever straddles or follows a swap unnoticed.
@@ -98,13 +103,14 @@ class BatchApplier:
 
     def __init__(
         self, conn: Conn, embedder: Embedder, *, schema: str, fence_key: int | None,
-        max_attempts: int = 3,
+        max_attempts: int = 3, copy_min_run: int | None = None,
     ) -> None:
         self.conn = conn
         self.embedder = embedder
         self.schema = schema
         self.fence_key = fence_key
         self.max_attempts = max_attempts
+        self.copy_min_run = copy_min_run
         self._table_oid: int | None = None
 
     async def read_checkpoint(self) -> int:
@@ -226,27 +232,47 @@ class BatchApplier:
         waits no round trip per statement; row counts are checked once the pipeline has synced.
         Any deterministic failure sends the batch to the careful path."""
         planned = [p for item in decoded if (p := self._plan_one(item, seen, embeddings, outcome))]
-        pending: list[tuple[psycopg.AsyncCursor[Any], Statement, int]] = []
         try:
-            async with self.conn.pipeline():
-                for run in independent_runs(planned):
-                    for position, statement in enumerate(run[0].statements):
-                        cursor = self.conn.cursor()
-                        await cursor.executemany(
-                            statement.query, [item.statements[position].params for item in run])
-                        pending.append((cursor, statement, len(run)))
-            for cursor, statement, events in pending:
-                if statement.expect_rows is not None and (
-                        cursor.rowcount != statement.expect_rows * events):
-                    # Which event contradicts the read model is found by the careful path.
-                    raise InvariantViolation(statement.error.format(**statement.params)
-                                             if events == 1 else "a run of events failed")
+            for copied, runs in itertools.groupby(independent_runs(planned), key=self._copied):
+                if copied:
+                    for run in runs:
+                        await self._copy_run(run)
+                else:
+                    await self._pipeline_runs(list(runs))
         except Exception as exc:
             if is_poison(exc):
                 raise _PoisonInBatch from exc
             raise
         for item in planned:
             outcome.applied_by_type[item.event_type] += 1
+
+    def _copied(self, run: list[Planned]) -> bool:
+        return self.copy_min_run is not None and len(run) >= self.copy_min_run
+
+    async def _pipeline_runs(self, runs: list[list[Planned]]) -> None:
+        """Runs sent in libpq pipeline mode, statement *i* of a run as one ``executemany``."""
+        pending: list[tuple[psycopg.AsyncCursor[Any], Statement, int]] = []
+        async with self.conn.pipeline():
+            for run in runs:
+                for position, statement in enumerate(run[0].statements):
+                    cursor = self.conn.cursor()
+                    await cursor.executemany(
+                        statement.query, [item.statements[position].params for item in run])
+                    pending.append((cursor, statement, len(run)))
+        for cursor, statement, events in pending:
+            _check_rows(statement, cursor.rowcount, events)
+
+    async def _copy_run(self, run: list[Planned]) -> None:
+        """A long run: its inserts with ``COPY``, its other statements as ``executemany``."""
+        for position, statement in enumerate(run[0].statements):
+            statements = [item.statements[position] for item in run]
+            if statement.row is not None:
+                rows = await copy_inserts(self.conn, statements)
+            else:
+                async with self.conn.cursor() as cursor:
+                    await cursor.executemany(statement.query, [s.params for s in statements])
+                    rows = cursor.rowcount
+            _check_rows(statement, rows, len(run))
 
     async def _execute_with_retries(self, seq: int, statements: list[Statement]
                                     ) -> Exception | None:
@@ -274,6 +300,13 @@ class BatchApplier:
 
     async def _finish(self, outcome: BatchOutcome) -> None:
         await record_batch_end(self.conn, outcome.last_seq, outcome.dead_letters)
+
+
+def _check_rows(statement: Statement, rows: int, events: int) -> None:
+    if statement.expect_rows is not None and rows != statement.expect_rows * events:
+        # Which event contradicts the read model is found by the careful path.
+        raise InvariantViolation(statement.error.format(**statement.params)
+                                 if events == 1 else "a run of events failed")
 
 
 class _PoisonInBatch(Exception):

@@ -56,6 +56,8 @@ class ProjectorSettings:
     batch_size: int = 256
     embed_ahead: int = 2
     max_attempts: int = 3
+    copy_min_run: int | None = None
+    """Runs of at least this many events are loaded with ``COPY`` (bulk rebuilds only)."""
     consumer_options: dict[str, Any] = field(default_factory=dict)
     """Further :class:`ConsumerSettings` fields (tests shorten waits)."""
 
@@ -89,7 +91,8 @@ class ProjectionHandler:
         s = self.settings
         fence = advisory_key("swap", s.schema) if s.fenced else None
         self._applier = BatchApplier(conn, self.embedder, schema=s.schema, fence_key=fence,
-                                     max_attempts=s.max_attempts)
+                                     max_attempts=s.max_attempts,
+                                     copy_min_run=s.copy_min_run)
         self._checkpoint = await self._applier.read_checkpoint()
         # Opened here, not on demand in prepare(): a prepare cancelled mid-connect would leave
         # a server session behind until garbage collection.

@@ -6,13 +6,16 @@ import asyncio
 import os
 import time
 
+import msgspec
 import pytest
 
 from libs.consumer.metrics import TRANSIENT_ERRORS
-from libs.events import EventBase
+from libs.events import EventBase, version_id
+from libs.readmodel.copy_rows import copy_inserts
 from libs.readmodel.digest import read_model_digest, row_counts
 from libs.runtime.config import Config
-from services.projector.replay import replay
+from services.projector import batch
+from services.projector.replay import COPY_MIN_RUN, replay
 from tests.support.events import (
     CountingEmbedder,
     History,
@@ -185,3 +188,51 @@ async def test_cleanup_drops_only_the_schemas_swaps_left_behind(config: Config, 
         with psycopg.connect(url, autocommit=True) as conn:
             for name in names:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{name}"')
+
+
+async def test_the_bulk_rebuild_equals_event_by_event_projection_at_its_edges(
+    config: Config, nats_js, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs long enough for ``COPY`` (services.projector.replay.COPY_MIN_RUN) meet what the
+    statements decide one by one: a command id shared by many events (its first result is
+    kept: staged insert), a creation of a memory that already exists in the middle of a run
+    (the COPY fails, the careful path dead-letters that one event), then a run of updates."""
+    url = config.database_url or ""
+    h = History()
+    first = [h.created(f"bulk fact {i}", tags=("t", f"n{i}")) for i in range(30)]
+    shared = first[10].command_id
+    first[10:] = [msgspec.structs.replace(e, command_id=shared) for e in first[10:]]
+    second = [h.created(f"second run {i}") for i in range(20)]
+    clash = msgspec.structs.replace(
+        h.created("bulk fact 3, again"), aggregate_id=first[3].aggregate_id)
+    clash = msgspec.structs.replace(clash, data=msgspec.structs.replace(
+        clash.data, memory_id=first[3].aggregate_id,
+        version_id=version_id(first[3].aggregate_id, clash.data.content_hash, {}, [])))
+    second.insert(9, clash)
+    tags = [h.tagged(e.aggregate_id, added=("later",)) for e in first]
+    async with running_projector(config):
+        last = await publish_all(nats_js, [*first, *second, *tags])
+        await wait_checkpoint(url, last)
+    assert COPY_MIN_RUN <= 20
+    copied: list[str] = []
+
+    async def counting(conn, statements):
+        copied.extend(s.row.table for s in statements)
+        return await copy_inserts(conn, statements)
+
+    monkeypatch.setattr(batch, "copy_inserts", counting)
+    report = await replay(config, swap=False, embedder=CountingEmbedder(), progress=False,
+                          stall_timeout_s=0.5)
+    assert report.verified is True, report.summary()
+    assert report.rebuild_counts["dead_letters"] == 1  # the clash
+    assert report.rebuild_counts["memories"] == 50
+    assert copied.count("memories") >= 30 and copied.count("command_results") >= 30
+    async with read_models(url, report.rebuild_schema) as conn:
+        result = await rows(conn, "SELECT event_id FROM command_results WHERE command_id = %s",
+                            (shared,))
+        assert [r["event_id"] for r in result] == [first[10].id]  # the first event's
+        assert (await row_counts(conn))["lexical_docs"] == 50
+        indexes = await rows(conn, "SELECT indexname FROM pg_indexes"
+                             " WHERE schemaname = %s AND indexname = 'memories_embedding'",
+                             (report.rebuild_schema,))
+        assert indexes, "the deferred indexes are built again"

@@ -69,8 +69,10 @@ def test_created_inserts_memory_version_event_and_result() -> None:
     memory = statements[0]
     assert memory.expect_rows == 1 and "already exists" in memory.error
     assert memory.params["tags"] == ["a", "b"]  # deduplicated, sorted
-    assert memory.params["seq"] == 7 and memory.params["embedding_model"] == "model"
-    assert statements[4].params["version_id"] == memory.params["version_id"]
+    assert memory.params["revision"] == 7 and memory.params["embedding_model"] == "model"
+    assert statements[4].params["version_id"] == memory.params["head_version_id"]
+    # the inserts carry their row, so a bulk rebuild can load them with COPY
+    assert [s.row.table if s.row else None for s in statements] == targets
 
 
 def test_revision_must_follow_the_head() -> None:

@@ -1,0 +1,129 @@
+"""Loading a fresh read-model schema in bulk (``mnemos replay``): secondary structures last.
+
+A projection written one event at a time into a full schema pays, per memory, for its HNSW
+graph insert, a GIN insert per lexeme and the lexical statistics trigger's upsert of every
+lexeme's document frequency. A rebuild writes into an empty schema nobody reads yet, so those
+structures can be built once over the loaded rows instead, which is what Postgres is fast at:
+
+- the non-unique indexes of the memory tables (search indexes: HNSW, GIN, the filters) are
+  dropped before the load and created again after it from their own saved definitions. No
+  projection reads them (projections find rows by primary key; unique indexes stay, since
+  ``ON CONFLICT`` and duplicate detection need them);
+- the lexical statistics trigger is disabled during the load, and the three lexical tables are
+  then counted from the loaded memories in three set-wise statements, the same recount the
+  migrations use, which equals the trigger's incremental result row for row (the replay's digest
+  check compares them with the live schema's).
+
+What is deferred is recorded in the schema itself (``bulk_load_deferred``), so a rebuild that
+is interrupted can never be mistaken for a complete one: :func:`finish_bulk_load` is what makes
+the schema whole, and the replay drops an unfinished rebuild before starting again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+
+from libs.readmodel.statistics import WRITTEN_TABLES
+from libs.runtime.logging import get_logger
+
+__all__ = ["BULK_TABLES", "LEXICAL_TRIGGER", "DeferredStructures", "finish_bulk_load",
+           "recount_lexical_statistics", "start_bulk_load"]
+
+log = get_logger(__name__)
+
+BULK_TABLES: Final = ("memories", "memory_versions", "memory_events", "memory_branches",
+                      "memory_links", "memory_compressions", "lexical_docs", "lexical_df")
+"""Tables whose non-unique indexes are built after a bulk load (no projection reads them)."""
+
+LEXICAL_TRIGGER: Final = "memories_lexical_stats"
+"""The row trigger keeping the lexical statistics (migration 0002), off during a bulk load."""
+
+_RECOUNT: Final = (
+    "TRUNCATE lexical_docs, lexical_ns_stats, lexical_df",
+    "INSERT INTO lexical_docs (ns, memory_id, doc_len, tsv)"
+    " SELECT ns, memory_id, length(tsv), tsv FROM memories WHERE forgotten_at IS NULL",
+    "INSERT INTO lexical_ns_stats (ns, doc_count, total_len)"
+    " SELECT ns, count(*), sum(doc_len) FROM lexical_docs GROUP BY ns",
+    "INSERT INTO lexical_df (ns, lexeme, df)"
+    " SELECT m.ns, l.lexeme, count(*) FROM memories m"
+    " CROSS JOIN LATERAL unnest(tsvector_to_array(m.tsv)) AS l(lexeme)"
+    " WHERE m.forgotten_at IS NULL GROUP BY m.ns, l.lexeme",
+)
+
+AnyConn = psycopg.AsyncConnection[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredStructures:
+    """What :func:`start_bulk_load` took away from a schema: index names and definitions."""
+
+    schema: str
+    indexes: tuple[tuple[str, str], ...]
+
+
+async def start_bulk_load(conn: AnyConn, schema: str) -> DeferredStructures:
+    """Drop the deferred indexes of ``schema`` and disable its lexical trigger, recording both
+    in ``bulk_load_deferred``. ``schema`` must be a fresh rebuild nobody reads."""
+    cur = await conn.execute(
+        "SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition"
+        " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace"
+        " WHERE n.nspname = %s AND t.relname = ANY(%s) AND NOT i.indisunique"
+        " AND NOT i.indisprimary ORDER BY c.relname",
+        (schema, list(BULK_TABLES)), prepare=False)
+    indexes = tuple((str(r[0]), str(r[1])) for r in await cur.fetchall())
+    async with conn.transaction():
+        await conn.execute(sql.SQL(
+            "CREATE TABLE {}.bulk_load_deferred (name text PRIMARY KEY, definition text NOT NULL)"
+        ).format(sql.Identifier(schema)))
+        async with conn.cursor() as insert:
+            await insert.executemany(
+                sql.SQL("INSERT INTO {}.bulk_load_deferred (name, definition) VALUES (%s, %s)")
+                .format(sql.Identifier(schema)), [*indexes, (LEXICAL_TRIGGER, "trigger")])
+        for name, _ in indexes:
+            await conn.execute(sql.SQL("DROP INDEX {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(name)))
+        await conn.execute(sql.SQL("ALTER TABLE {}.memories DISABLE TRIGGER {}").format(
+            sql.Identifier(schema), sql.Identifier(LEXICAL_TRIGGER)))
+    log.info("bulk_load_started", schema=schema, deferred_indexes=len(indexes))
+    return DeferredStructures(schema, indexes)
+
+
+async def recount_lexical_statistics(conn: AnyConn) -> None:
+    """Count the lexical tables from the memories of the connection's schema (search path),
+    inside the caller's transaction."""
+    for statement in _RECOUNT:
+        await conn.execute(statement, prepare=False)
+
+
+async def finish_bulk_load(conn: AnyConn, deferred: DeferredStructures) -> dict[str, float]:
+    """Make a bulk-loaded schema whole: lexical statistics counted, trigger on, every deferred
+    index built, statistics analyzed. Returns the seconds each step took (for progress lines).
+
+    ``conn`` must be in autocommit mode with ``deferred.schema`` first on its search path.
+    """
+    schema = sql.Identifier(deferred.schema)
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    async with conn.transaction():
+        await recount_lexical_statistics(conn)
+        await conn.execute(sql.SQL("ALTER TABLE {}.memories ENABLE TRIGGER {}").format(
+            schema, sql.Identifier(LEXICAL_TRIGGER)))
+    seconds["lexical statistics"] = time.monotonic() - started
+    for name, definition in deferred.indexes:
+        started = time.monotonic()
+        await conn.execute(definition, prepare=False)  # pg_get_indexdef: schema-qualified
+        seconds[name] = time.monotonic() - started
+        log.info("bulk_load_index_built", schema=deferred.schema, index=name,
+                 seconds=round(seconds[name], 2))
+    started = time.monotonic()
+    await conn.execute(sql.SQL("DROP TABLE {}.bulk_load_deferred").format(schema))
+    await conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(
+        sql.Identifier(deferred.schema, table) for table in WRITTEN_TABLES)))
+    seconds["analyze"] = time.monotonic() - started
+    return seconds
