@@ -14,11 +14,13 @@ from libs.events import InvalidInput
 from libs.runtime.migrations import apply_migrations
 
 __all__ = [
+    "AS_OF_INFIX",
     "COMPONENT",
     "MIGRATIONS_DIR",
     "OLD_SCHEMA_INFIX",
     "EmbeddingDimensionMismatch",
     "advisory_key",
+    "as_of_schemas",
     "copy_embedding_cache",
     "drop_schema",
     "old_schemas",
@@ -73,6 +75,18 @@ async def old_schemas(conn: Any, live: str) -> list[str]:
     cur = await conn.execute(
         "SELECT nspname FROM pg_namespace WHERE nspname ~ %s ORDER BY nspname",
         (f"^{re.escape(live)}{OLD_SCHEMA_INFIX}[0-9]{{14}}$",), prepare=False)
+    return [str(row[0]) for row in await cur.fetchall()]
+
+
+AS_OF_INFIX: Final = "_asof_"
+"""A rebuild of the state as of stream sequence N is ``<live>_asof_<N>``."""
+
+
+async def as_of_schemas(conn: Any, live: str) -> list[str]:
+    """The as-of rebuilds of ``live`` (``mnemos replay --until-seq/--as-of``)."""
+    cur = await conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname ~ %s ORDER BY nspname",
+        (f"^{re.escape(live)}{AS_OF_INFIX}[0-9]+$",), prepare=False)
     return [str(row[0]) for row in await cur.fetchall()]
 
 

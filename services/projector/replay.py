@@ -29,8 +29,10 @@ from libs.readmodel.bookkeeping import live_checkpoint, table_exists
 from libs.readmodel.bulk_load import DeferredStructures, finish_bulk_load, start_bulk_load
 from libs.readmodel.digest import read_model_digest, row_counts
 from libs.readmodel.schema import (
+    AS_OF_INFIX,
     OLD_SCHEMA_INFIX,
     advisory_key,
+    as_of_schemas,
     copy_embedding_cache,
     drop_schema,
     old_schemas,
@@ -41,6 +43,7 @@ from libs.runtime.config import Config
 from libs.runtime.database import connect_async
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import connect_nats, ensure_streams, nats_credentials
+from services.projector.as_of import AsOf, resolve_as_of
 from services.projector.handler import ProjectorSettings, projector_runtime
 from services.projector.main import database_url_of, nats_url_of
 
@@ -100,15 +103,22 @@ class ReplayReport:
 
 async def replay(config: Config, swap: bool, force: bool = False, *,
                  embedder: Embedder | None = None, progress: bool = True,
-                 stall_timeout_s: float = 5.0) -> ReplayReport:
+                 stall_timeout_s: float = 5.0, dry_run: bool = False,
+                 as_of: AsOf | None = None) -> ReplayReport:
     """Rebuild the read models of ``config.db_schema`` from the stream; optionally swap them in.
 
     Only one replay per schema runs at a time (:class:`Conflict` otherwise). Before comparing,
     the live projector is waited for while its checkpoint moves (``stall_timeout_s``).
+    ``dry_run``: compare, never swap, and drop the rebuild afterwards. ``as_of``: the state as
+    of a stream sequence or time, kept in ``<schema>_asof_<seq>`` to inspect; it is neither
+    compared (the live schema is at another point of history) nor swapped.
     """
+    if (swap or force) and (dry_run or as_of is not None):
+        raise InvalidInput("--swap/--force cannot be combined with --dry-run or an as-of "
+                           "point", field="swap")
     embedder = embedder or build_embedder(config)
     url = database_url_of(config)
-    live, rebuild = config.db_schema, f"{config.db_schema}_rebuild"
+    live = config.db_schema
     started = time.monotonic()
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as guard:
         cur = await guard.execute("SELECT pg_try_advisory_lock(%s)",
@@ -116,14 +126,17 @@ async def replay(config: Config, swap: bool, force: bool = False, *,
         row = await cur.fetchone()
         if not row or not row[0]:
             raise Conflict(f"another replay of schema {live!r} is running")
-        await _fresh_schema(guard, live, rebuild, embedder.dim, url)
         nc = await connect_nats(nats_url_of(config), "mnemos-replay",
                                   nats_credentials(config))
         try:
             js = nc.jetstream()
             await ensure_streams(js, config)
             info = await js.stream_info(EVENTS_STREAM)
-            report = ReplayReport(live, rebuild, stream_last_seq=int(info.state.last_seq))
+            last_seq = int(info.state.last_seq)
+            target = last_seq if as_of is None else await resolve_as_of(js, as_of, last_seq)
+            rebuild = f"{live}_rebuild" if as_of is None else f"{live}{AS_OF_INFIX}{target}"
+            await _fresh_schema(guard, live, rebuild, embedder.dim, url)
+            report = ReplayReport(live, rebuild, stream_last_seq=last_seq)
             # A bounded run: no embedding ahead (one connection), nothing fenced or published,
             # large batches into a schema whose search structures are built after the load.
             settings = ProjectorSettings(
@@ -132,19 +145,29 @@ async def replay(config: Config, swap: bool, force: bool = False, *,
                 batch_size=REPLAY_BATCH, copy_min_run=COPY_MIN_RUN,
             )
             deferred = await start_bulk_load(guard, rebuild)
-            with tqdm(total=report.stream_last_seq, unit="ev", desc=f"replay {live}",
+            with tqdm(total=target, unit="ev", desc=f"replay {live}",
                       disable=not progress, mininterval=0.5) as bar:
                 def advance(seq: int) -> None:
                     bar.update(seq - bar.n)
 
                 projector = projector_runtime(settings, nc, embedder, on_checkpoint=advance)
                 try:
-                    report.rebuilt_to_seq = await projector.run(
-                        asyncio.Event(), until_seq=report.stream_last_seq)
+                    report.rebuilt_to_seq = await projector.run(asyncio.Event(),
+                                                                until_seq=target)
                     report.loaded_s = time.monotonic() - started
+                    if progress:
+                        bar.write(f"loaded {report.rebuilt_to_seq:,} events in "
+                                  f"{report.loaded_s:.1f}s; building the search indexes")
                     await _finish_load(url, deferred, report)
-                    await _compare_and_swap(url, report, projector, swap, force,
-                                            stall_timeout_s)
+                    if as_of is not None:
+                        await _keep_as_of(url, report)
+                    else:
+                        await _compare_and_swap(url, report, projector, swap, force,
+                                                stall_timeout_s)
+                        if dry_run:
+                            await drop_schema(guard, rebuild)
+                            report.note = (report.note + "\n" if report.note else "") + (
+                                f"dry run: {rebuild} dropped, nothing swapped")
                 finally:
                     with contextlib.suppress(NotFoundError):
                         await js.delete_consumer(EVENTS_STREAM, settings.consumer)
@@ -173,6 +196,14 @@ async def _finish_load(url: str, deferred: DeferredStructures, report: ReplayRep
     finally:
         await conn.close()
     report.indexed_s = time.monotonic() - started
+
+
+async def _keep_as_of(url: str, report: ReplayReport) -> None:
+    report.rebuild_digest, report.rebuild_counts = await _digest(url, report.rebuild_schema)
+    report.note = (f"state as of seq {report.rebuilt_to_seq} kept in schema "
+                   f"{report.rebuild_schema} (not compared, not swapped); serve it read-only "
+                   f"with MNEMOS_DB_SCHEMA={report.rebuild_schema}, drop it with "
+                   "`mnemos replay --cleanup`")
 
 
 async def _wait_live(conn: psycopg.AsyncConnection[Any], live: str, seq: int,
@@ -245,8 +276,8 @@ async def _rename(conn: psycopg.AsyncConnection[Any], report: ReplayReport) -> N
 
 async def drop_old_schemas(config: Config, keep: int = 0) -> list[str]:
     """Drop the schemas earlier swaps left behind (``<schema>_old_<time>``), all but the newest
-    ``keep``; the schemas dropped, oldest first. Holds the replay lock, so it never races a
-    replay that is about to rename one."""
+    ``keep``, and every as-of rebuild (``<schema>_asof_<seq>``); the schemas dropped. Holds
+    the replay lock, so it never races a replay that is about to rename one."""
     if keep < 0:
         raise InvalidInput("keep must be 0 or more", field="keep")
     live = config.db_schema
@@ -258,7 +289,7 @@ async def drop_old_schemas(config: Config, keep: int = 0) -> list[str]:
         if not row or not row[0]:
             raise Conflict(f"a replay of schema {live!r} is running; clean up after it")
         old = await old_schemas(conn, live)
-        doomed = old[: max(0, len(old) - keep)]
+        doomed = [*await as_of_schemas(conn, live), *old[: max(0, len(old) - keep)]]
         for schema in doomed:
             await drop_schema(conn, schema)
             log.info("old_schema_dropped", schema=schema)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
 from libs.consumer.metrics import TRANSIENT_ERRORS
-from libs.events import EventBase, version_id
+from libs.events import EventBase, InvalidInput, version_id
 from libs.readmodel.copy_rows import copy_inserts
 from libs.readmodel.digest import read_model_digest, row_counts
 from libs.runtime.config import Config
 from services.projector import batch
-from services.projector.replay import COPY_MIN_RUN, replay
+from services.projector.as_of import AsOf, parse_as_of
+from services.projector.replay import COPY_MIN_RUN, drop_old_schemas, replay
 from tests.support.events import (
     CountingEmbedder,
     History,
@@ -236,3 +238,51 @@ async def test_the_bulk_rebuild_equals_event_by_event_projection_at_its_edges(
                              " WHERE schemaname = %s AND indexname = 'memories_embedding'",
                              (report.rebuild_schema,))
         assert indexes, "the deferred indexes are built again"
+
+
+async def test_state_as_of_a_sequence_or_time_and_a_dry_run(config: Config, nats_js) -> None:
+    url = config.database_url or ""
+    h = History()
+    async with running_projector(config):
+        early = await publish_all(nats_js, [h.created(f"early {i}") for i in range(3)])
+        await asyncio.sleep(1.1)  # stored times one second apart at least
+        between = datetime.now(UTC)
+        await asyncio.sleep(1.1)
+        last = await publish_all(nats_js, [h.created(f"late {i}") for i in range(4)])
+        await wait_checkpoint(url, last)
+    async with read_models(url) as conn:
+        live_before = await read_model_digest(conn)
+
+    by_seq = await replay(config, swap=False, progress=False, as_of=AsOf(seq=2))
+    assert by_seq.rebuild_schema == "mnemos_asof_2" and by_seq.rebuilt_to_seq == 2
+    assert by_seq.rebuild_counts["memories"] == 2 and by_seq.verified is None
+    by_time = await replay(config, swap=False, progress=False, as_of=AsOf(at=between))
+    assert by_time.rebuilt_to_seq == early and by_time.rebuild_counts["memories"] == 3
+
+    dry = await replay(config, swap=False, dry_run=True, progress=False, stall_timeout_s=0.5)
+    assert dry.verified is True and not dry.swapped and "dry run" in dry.note
+    async with read_models(url) as conn:
+        assert await read_model_digest(conn) == live_before  # live untouched
+        schemas = {r["nspname"] for r in await rows(
+            conn, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'mnemos%%'")}
+    assert "mnemos_rebuild" not in schemas and {"mnemos_asof_2", f"mnemos_asof_{early}"} <= schemas
+    assert set(await drop_old_schemas(config)) == {"mnemos_asof_2", f"mnemos_asof_{early}"}
+
+    with pytest.raises(InvalidInput):
+        await replay(config, swap=True, progress=False, as_of=AsOf(seq=1))
+    with pytest.raises(InvalidInput, match="beyond"):
+        await replay(config, swap=False, progress=False, as_of=AsOf(seq=last + 1))
+    with pytest.raises(InvalidInput, match="no event"):
+        await replay(config, swap=False, progress=False,
+                     as_of=AsOf(at=datetime(2000, 1, 1, tzinfo=UTC)))
+
+
+@pytest.mark.parametrize(("until_seq", "as_of", "message"), [
+    (0, None, "1 or more"), (3, "2026-01-01T00:00:00Z", "not both"),
+    (None, "yesterday", "ISO 8601"), (None, "2026-01-01T00:00:00", "UTC offset"),
+    (None, "2026-01-01T00:00:00\x00Z", "ISO 8601"),
+])
+def test_as_of_arguments_are_checked(until_seq: int | None, as_of: str | None,
+                                     message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        parse_as_of(until_seq, as_of)
