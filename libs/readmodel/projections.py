@@ -53,7 +53,7 @@ from libs.readmodel.registry import (
     REGISTRY_PROJECTIONS,
     project_registry,
 )
-from libs.readmodel.statement import Statement, insert_row
+from libs.readmodel.statement import Casts, Statement, insert_row
 
 __all__ = [
     "Embedding",
@@ -152,10 +152,10 @@ _WHERE: Final = "WHERE ns = %(ns)s AND memory_id = %(memory_id)s"
 _MISSING: Final = "memory {memory_id} does not exist in namespace {ns}"
 
 
-_JSON_COLUMNS: Final[Mapping[str, LiteralString]] = {
-    "metadata": "json", "actor": "jsonb", "created_by": "jsonb", "updated_by": "jsonb",
-    "data": "json",
-}
+_JSON_COLUMNS: Final[Casts] = frozenset({
+    ("metadata", "json"), ("actor", "jsonb"), ("created_by", "jsonb"), ("updated_by", "jsonb"),
+    ("data", "json"),
+})
 """Columns whose parameters are JSON text."""
 
 _VERSION_DEFAULTS: Final[Mapping[str, Any]] = {

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, LiteralString
 
-__all__ = ["Row", "Statement", "insert_row"]
+__all__ = ["Casts", "Row", "Statement", "insert_row"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,23 +41,25 @@ class Statement:
     row: Row | None = None
 
 
+Casts = frozenset[tuple[str, LiteralString]]
+"""(column, type) pairs: the type a column's text parameter is cast to (JSON text)."""
+
+
 def insert_row(table: LiteralString, values: Mapping[LiteralString, Any], *,
-               casts: Mapping[str, LiteralString] | None = None, conflict: LiteralString = "",
+               casts: Casts = frozenset(), conflict: LiteralString = "",
                expect_rows: int | None = None, error: str = "") -> Statement:
     """``INSERT INTO table (columns) VALUES (...)`` of one row given column by column.
 
     ``casts`` names a type for a column whose parameter is text of another type (JSON);
     ``conflict`` is an ``ON CONFLICT ...`` clause. Parameters are named after their columns.
     """
-    columns = tuple(values)
-    shape = _shape(table, columns, tuple(sorted((casts or {}).items())), conflict)
+    shape = _shape(table, tuple(values), casts, conflict)
     return Statement(shape[0], values, expect_rows=expect_rows, error=error, row=shape[1])
 
 
 @functools.lru_cache(maxsize=256)
-def _shape(table: LiteralString, columns: tuple[LiteralString, ...],
-           casts: tuple[tuple[str, LiteralString], ...], conflict: LiteralString
-           ) -> tuple[LiteralString, Row]:
+def _shape(table: LiteralString, columns: tuple[LiteralString, ...], casts: Casts,
+           conflict: LiteralString) -> tuple[LiteralString, Row]:
     cast_of = dict(casts)
     placeholders = ", ".join(f"%({c})s{'::' + cast_of[c] if c in cast_of else ''}"
                              for c in columns)

@@ -93,8 +93,8 @@ PublishDeadLetters = Callable[[Sequence[DeadLetter]], Awaitable[None]]
 class BatchApplier:
     """Applies batches to the read models of one schema over one connection.
 
-    ``copy_min_run`` (a bulk rebuild): runs of at least that many events send their inserts
-    with ``COPY`` (:mod:`libs.readmodel.copy_rows`).
+    ``copy_min_run``: runs of at least that many events send their inserts with ``COPY``
+    (:mod:`libs.readmodel.copy_rows`); None sends every run as pipelined statements.
 
     ``fence_key`` (live projector only) is the advisory key ``mnemos replay`` takes exclusively
     to swap schemas: every batch holds it shared, and checks that the checkpoint table is still

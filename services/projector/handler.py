@@ -56,8 +56,9 @@ class ProjectorSettings:
     batch_size: int = 256
     embed_ahead: int = 2
     max_attempts: int = 3
-    copy_min_run: int | None = None
-    """Runs of at least this many events are loaded with ``COPY`` (bulk rebuilds only)."""
+    copy_min_run: int | None = 64
+    """Runs of at least this many events insert their rows with ``COPY`` (a backlog, a
+    rebuild); shorter ones are pipelined statements (lower latency for a trickle)."""
     consumer_options: dict[str, Any] = field(default_factory=dict)
     """Further :class:`ConsumerSettings` fields (tests shorten waits)."""
 

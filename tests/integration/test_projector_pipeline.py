@@ -104,3 +104,35 @@ async def test_batches_embedded_ahead_apply_in_order_exactly_once(
         counts = await row_counts(pipelined)
         assert counts["memory_events"] == len(events) and counts["memories"] == 12
         assert await read_model_digest(pipelined) == await read_model_digest(one_batch)
+
+
+def _mixed(h: History) -> list[EventBase]:
+    """Runs of every memory event type, long enough for COPY, with a few that must fail."""
+    created = [h.created(f"copied fact {i}", tags=("c",), metadata={"i": i}) for i in range(20)]
+    ids = [e.aggregate_id for e in created]
+    return [
+        *created,
+        *[h.revised(m, f"copied fact {i}, revised") for i, m in enumerate(ids)],
+        *[h.tagged(m, added=("x",), removed=("c",)) for m in ids],
+        *[h.metadata_changed(m, {"j": 1}, ()) for m in ids],
+        *[h.linked(m, ids[(i + 1) % 20]) for i, m in enumerate(ids)],
+        h.tagged("missing-memory", added=("y",)),  # poison inside nothing: a dead letter
+        *[h.forgotten(m, "done") for m in ids[:10]],
+        *[h.created(f"late fact {i}") for i in range(5)],
+    ]
+
+
+async def test_copy_runs_project_what_statements_project(config: Config, nats_js) -> None:
+    url = config.database_url or ""
+    events = _mixed(History())
+    last = await publish_all(nats_js, events)
+    await _project(config, "by_statement", "by_statement", {"copy_min_run": None},
+                   CountingEmbedder(), last)
+    await _project(config, "by_copy", "by_copy", {"copy_min_run": 2}, CountingEmbedder(), last)
+    async with read_models(url, "by_statement") as by_statement, \
+            read_models(url, "by_copy") as by_copy:
+        counts = await row_counts(by_copy)
+        assert counts["memories"] == 25 and counts["memory_links"] == 20
+        assert counts["dead_letters"] == 1
+        assert counts == await row_counts(by_statement)
+        assert await read_model_digest(by_copy) == await read_model_digest(by_statement)
