@@ -72,10 +72,7 @@ OLD_SCHEMA_INFIX: Final = "_old_"
 
 async def old_schemas(conn: Any, live: str) -> list[str]:
     """The schemas a replay swapped out of ``live``, oldest first."""
-    cur = await conn.execute(
-        "SELECT nspname FROM pg_namespace WHERE nspname ~ %s ORDER BY nspname",
-        (f"^{re.escape(live)}{OLD_SCHEMA_INFIX}[0-9]{{14}}$",), prepare=False)
-    return [str(row[0]) for row in await cur.fetchall()]
+    return await _siblings(conn, live, OLD_SCHEMA_INFIX, "[0-9]{14}")
 
 
 AS_OF_INFIX: Final = "_asof_"
@@ -84,9 +81,14 @@ AS_OF_INFIX: Final = "_asof_"
 
 async def as_of_schemas(conn: Any, live: str) -> list[str]:
     """The as-of rebuilds of ``live`` (``mnemos replay --until-seq/--as-of``)."""
+    return await _siblings(conn, live, AS_OF_INFIX, "[0-9]+")
+
+
+async def _siblings(conn: Any, live: str, infix: str, suffix: str) -> list[str]:
+    """Schemas named ``<live><infix><suffix>`` (a regular expression), in name order."""
     cur = await conn.execute(
         "SELECT nspname FROM pg_namespace WHERE nspname ~ %s ORDER BY nspname",
-        (f"^{re.escape(live)}{AS_OF_INFIX}[0-9]+$",), prepare=False)
+        (f"^{re.escape(live)}{re.escape(infix)}{suffix}$",), prepare=False)
     return [str(row[0]) for row in await cur.fetchall()]
 
 

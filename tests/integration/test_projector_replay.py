@@ -79,7 +79,7 @@ class SlowEmbedder(CountingEmbedder):
     """Keeps the live projector busy (embedding) long enough for a replay to overtake it."""
 
     def embed(self, texts):
-        time.sleep(1.5)
+        time.sleep(3.0)
         return super().embed(texts)
 
 
@@ -95,7 +95,8 @@ async def test_a_swap_overtaking_a_lagging_projector_resumes_from_the_rebuild(
         await asyncio.sleep(0.3)  # the live projector is now embedding that batch
         report = await replay(config, swap=True, progress=False, stall_timeout_s=0.3)
         assert report.swapped and report.verified is None, report.summary()
-        assert report.live_checkpoint == 1 and report.rebuilt_to_seq == last
+        assert report.rebuilt_to_seq == last
+        assert report.live_checkpoint is not None and report.live_checkpoint < last
         # Its batch in flight must not be applied on top of the rebuild (it would collide):
         # the fence sends it back to re-read the checkpoint of the swapped-in schema.
         after = await publish(nats_js, h.created("after the swap"))
