@@ -13,6 +13,7 @@ from libs.embeddings import Embedder, build_embedder
 from libs.events import InvalidInput
 from libs.readmodel.schema import prepare_schema
 from libs.runtime.config import Config
+from libs.runtime.garbage import tune_for_throughput
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import await_streams, connect_nats, nats_credentials
 from libs.runtime.startup import retry_until_ready
@@ -63,6 +64,7 @@ async def run(config: Config, stop: asyncio.Event, *, consumer: str = CONSUMER_N
             return
         settings = ProjectorSettings(database_url=database_url, schema=config.db_schema,
                                      consumer=consumer)
+        tune_for_throughput()
         checkpoint = await projector_runtime(settings, nc, embedder).run(stop)
         log.info("projector_stopped", checkpoint=checkpoint)
     finally:

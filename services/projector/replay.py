@@ -41,6 +41,7 @@ from libs.readmodel.schema import (
 )
 from libs.runtime.config import Config
 from libs.runtime.database import connect_async
+from libs.runtime.garbage import tune_for_throughput
 from libs.runtime.logging import get_logger
 from libs.runtime.nats_client import connect_nats, ensure_streams, nats_credentials
 from services.projector.as_of import AsOf, resolve_as_of
@@ -145,38 +146,48 @@ async def replay(config: Config, swap: bool, force: bool = False, *,
                 batch_size=REPLAY_BATCH, copy_min_run=COPY_MIN_RUN,
             )
             deferred = await start_bulk_load(guard, rebuild)
-            with tqdm(total=target, unit="ev", desc=f"replay {live}",
-                      disable=not progress, mininterval=0.5) as bar:
-                def advance(seq: int) -> None:
-                    bar.update(seq - bar.n)
-
-                projector = projector_runtime(settings, nc, embedder, on_checkpoint=advance)
-                try:
-                    report.rebuilt_to_seq = await projector.run(asyncio.Event(),
-                                                                until_seq=target)
-                    report.loaded_s = time.monotonic() - started
-                    if progress:
-                        bar.write(f"loaded {report.rebuilt_to_seq:,} events in "
-                                  f"{report.loaded_s:.1f}s; building the search indexes")
-                    await _finish_load(url, deferred, report)
-                    if as_of is not None:
-                        await _keep_as_of(url, report)
-                    else:
-                        await _compare_and_swap(url, report, projector, swap, force,
-                                                stall_timeout_s)
-                        if dry_run:
-                            await drop_schema(guard, rebuild)
-                            report.note = (report.note + "\n" if report.note else "") + (
-                                f"dry run: {rebuild} dropped, nothing swapped")
-                finally:
-                    with contextlib.suppress(NotFoundError):
-                        await js.delete_consumer(EVENTS_STREAM, settings.consumer)
+            tune_for_throughput()
+            try:
+                projector = await _load(settings, nc, embedder, deferred, report, target,
+                                        started, progress)
+                if as_of is not None:
+                    await _keep_as_of(url, report)
+                else:
+                    await _compare_and_swap(url, report, projector, swap, force,
+                                            stall_timeout_s)
+                    if dry_run:
+                        await drop_schema(guard, rebuild)
+                        report.note = (report.note + "\n" if report.note else "") + (
+                            f"dry run: {rebuild} dropped, nothing swapped")
+            finally:
+                with contextlib.suppress(NotFoundError):
+                    await js.delete_consumer(EVENTS_STREAM, settings.consumer)
         finally:
             await nc.close()
     report.seconds = time.monotonic() - started
     log.info("replay_finished", live=live, verified=report.verified, swapped=report.swapped,
              seq=report.rebuilt_to_seq)
     return report
+
+
+async def _load(settings: ProjectorSettings, nc: Any, embedder: Embedder,
+                deferred: DeferredStructures, report: ReplayReport, target: int, started: float,
+                progress: bool) -> ConsumerRuntime[Any]:
+    """Project the stream up to ``target`` into the rebuild (a progress bar with events/s and
+    ETA), then build what the bulk load deferred; the projector, to catch up later."""
+    with tqdm(total=target, unit="ev", desc=f"replay {report.live_schema}",
+              disable=not progress, mininterval=0.5) as bar:
+        def advance(seq: int) -> None:
+            bar.update(seq - bar.n)
+
+        projector = projector_runtime(settings, nc, embedder, on_checkpoint=advance)
+        report.rebuilt_to_seq = await projector.run(asyncio.Event(), until_seq=target)
+        report.loaded_s = time.monotonic() - started
+        if progress:
+            bar.write(f"loaded {report.rebuilt_to_seq:,} events in {report.loaded_s:.1f}s; "
+                      "building the search indexes")
+    await _finish_load(settings.database_url, deferred, report)
+    return projector
 
 
 async def _fresh_schema(conn: psycopg.AsyncConnection[Any], live: str, rebuild: str, dim: int,
