@@ -56,6 +56,8 @@ REPLAY_BATCH: Final = 2000
 """Events per rebuild transaction (the live projector's batches are smaller, for latency)."""
 COPY_MIN_RUN: Final = 16
 """Runs of at least this many events insert their rows with ``COPY``."""
+EMBED_AHEAD: Final = 1
+"""Batches decoded (and their cached vectors read) while the previous one is written."""
 
 
 @dataclass
@@ -138,11 +140,11 @@ async def replay(config: Config, swap: bool, force: bool = False, *,
             rebuild = f"{live}_rebuild" if as_of is None else f"{live}{AS_OF_INFIX}{target}"
             await _fresh_schema(guard, live, rebuild, embedder.dim, url)
             report = ReplayReport(live, rebuild, stream_last_seq=last_seq)
-            # A bounded run: no embedding ahead (one connection), nothing fenced or published,
-            # large batches into a schema whose search structures are built after the load.
+            # A bounded run: nothing fenced or published, large batches into a schema whose
+            # search structures are built after the load, the next batch decoded meanwhile.
             settings = ProjectorSettings(
                 database_url=url, schema=rebuild, consumer=f"replay_{live}",
-                publish_dead_letters=False, fenced=False, embed_ahead=0,
+                publish_dead_letters=False, fenced=False, embed_ahead=EMBED_AHEAD,
                 batch_size=REPLAY_BATCH, copy_min_run=COPY_MIN_RUN,
             )
             deferred = await start_bulk_load(guard, rebuild)
