@@ -51,7 +51,7 @@ from libs.consumer.stream import (
     stream_bounds,
 )
 from libs.events import EVENT_WILDCARD, EVENTS_STREAM, Unavailable
-from libs.runtime.health import State, report_state
+from libs.runtime.health import State, forget_state, report_state
 from libs.runtime.logging import get_logger
 
 __all__ = [
@@ -200,7 +200,7 @@ class ConsumerRuntime(Generic[P]):
                     break
                 delay = min(delay * 2, s.max_backoff_s) if self._retrying else s.first_backoff_s
         finally:
-            self._state("stopped")
+            forget_state(f"consumer:{self.settings.name}")
             self._oldest_held_ns = None
         return self.checkpoint
 

@@ -6,7 +6,8 @@ its metrics port (``MNEMOS_METRICS_PORT``). The gateway serves the same three on
 - ``/readyz``: 200 when every component that reported in is ``active`` (leading, or pulling a
   shared consumer) or ``standby`` (connected, waiting for the leader's lock); 503 with each
   component's state otherwise: nothing reported yet (still waiting for Postgres or NATS at
-  start), ``retrying`` (a lost connection, backing off), ``halted`` or ``stopped``.
+  start, or every consumer has stopped), ``retrying`` (a lost connection, backing off) or
+  ``halted``.
 
 Components are the consumer runtimes of the process (:mod:`libs.consumer.runtime` reports
 ``consumer:<name>``). The server is a daemon thread, like ``prometheus_client``'s own.
@@ -21,9 +22,9 @@ from typing import Final, Literal
 
 import prometheus_client
 
-__all__ = ["READY_STATES", "State", "readiness", "report_state", "serve_health"]
+__all__ = ["READY_STATES", "State", "forget_state", "readiness", "report_state", "serve_health"]
 
-State = Literal["starting", "active", "standby", "retrying", "halted", "stopped"]
+State = Literal["starting", "active", "standby", "retrying", "halted"]
 
 READY_STATES: Final = frozenset({"active", "standby"})
 """States in which a component counts as ready."""
@@ -36,6 +37,12 @@ def report_state(component: str, state: State) -> None:
     """Record ``component``'s current state (read by ``/readyz``)."""
     with _lock:
         _states[component] = state
+
+
+def forget_state(component: str) -> None:
+    """``component`` stopped: it no longer counts, either way."""
+    with _lock:
+        _states.pop(component, None)
 
 
 def readiness() -> tuple[bool, dict[str, State]]:
