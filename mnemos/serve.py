@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from libs.runtime.config import Config, with_identity
+from libs.runtime.health import serve_health
 from libs.runtime.logging import configure_logging, get_logger
 
 __all__ = ["SERVICES", "run_service"]
@@ -44,10 +45,10 @@ async def _until(stop: asyncio.Event) -> None:
 
 async def _serve(name: str, config: Config) -> None:
     if config.metrics_port and name != "command":
-        import prometheus_client
-
-        prometheus_client.start_http_server(config.metrics_port, addr=config.http_host)
-        log.info("metrics_listening", port=config.metrics_port)
+        # The gateway serves these on its HTTP port; every other service on its metrics port.
+        serve_health(config.metrics_port, config.http_host)
+        log.info("metrics_listening", port=config.metrics_port,
+                 paths=["/metrics", "/healthz", "/readyz"])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

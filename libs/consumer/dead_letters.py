@@ -2,7 +2,9 @@
 
 Each is published to ``mnemos.dlq.<consumer>.<ns>`` (stream ``MNEMOS_DEADLETTER``) with headers
 naming where it came from and why, under a message id derived from the consumer and sequence,
-so publishing again after a crash is a no-op.
+so publishing again after a crash is a no-op. A dead letter that ``mnemos dlq retry`` re-applied
+is followed on the same subject by a retry record (no payload, ``Mnemos-Retry-Outcome:
+applied``), so the stream stays the operator's history of what was parked and what was repaired.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ __all__ = [
     "HDR_ERROR",
     "HDR_ORIGINAL_SEQ",
     "HDR_ORIGINAL_SUBJECT",
+    "HDR_RETRY_OUTCOME",
     "DeadLetter",
     "dead_letter",
     "memory_of_subject",
     "publish_dead_letters",
+    "publish_retry_record",
 ]
 
 HDR_ORIGINAL_SEQ: Final = "Mnemos-Original-Seq"
@@ -39,6 +43,8 @@ HDR_ORIGINAL_SUBJECT: Final = "Mnemos-Original-Subject"
 HDR_ERROR: Final = "Mnemos-Error"
 HDR_ATTEMPTS: Final = "Mnemos-Attempts"
 HDR_CONSUMER: Final = "Mnemos-Consumer"
+HDR_RETRY_OUTCOME: Final = "Mnemos-Retry-Outcome"
+"""Set on a retry record only: what retrying the dead letter of ``Mnemos-Original-Seq`` did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +111,17 @@ async def publish_dead_letters(js: Any, consumer: str, letters: Sequence[DeadLet
         }
         await js.publish(deadletter_subject(consumer, letter.ns), letter.raw, headers=headers,
                          stream=DEADLETTER_STREAM, timeout=timeout_s)
+
+
+async def publish_retry_record(js: Any, consumer: str, ns: str, seq: int, outcome: str,
+                               timeout_s: float = 5.0) -> None:
+    """Record on the dead-letter stream that ``consumer``'s dead letter of stream sequence
+    ``seq`` was retried with ``outcome`` (idempotent by message id)."""
+    headers = {
+        HDR_MSG_ID: f"{consumer}-{seq}-retried",
+        HDR_ORIGINAL_SEQ: str(seq),
+        HDR_CONSUMER: consumer,
+        HDR_RETRY_OUTCOME: outcome,
+    }
+    await js.publish(deadletter_subject(consumer, ns), b"", headers=headers,
+                     stream=DEADLETTER_STREAM, timeout=timeout_s)

@@ -10,7 +10,15 @@ from nats.aio.msg import Msg
 
 from libs.events import HDR_MSG_ID
 
-__all__ = ["Delivery", "delivered_of", "delivery_of", "pending_of", "stream_seq_of", "trace_of"]
+__all__ = [
+    "Delivery",
+    "delivered_of",
+    "delivery_of",
+    "pending_of",
+    "stored_ns_of",
+    "stream_seq_of",
+    "trace_of",
+]
 
 _ACK_V1_TOKENS: Final = 9
 
@@ -41,6 +49,12 @@ def pending_of(reply: str) -> int:
     """How many messages the consumer still had pending after this one (from its ack subject)."""
     tokens = reply.split(".")
     return int(tokens[8] if len(tokens) == _ACK_V1_TOKENS else tokens[Msg.Ack.NumPending])
+
+
+def stored_ns_of(reply: str) -> int:
+    """When the stream stored this message, in Unix nanoseconds (from its ack subject)."""
+    tokens = reply.split(".")
+    return int(tokens[7] if len(tokens) == _ACK_V1_TOKENS else tokens[Msg.Ack.Timestamp])
 
 
 def delivered_of(reply: str) -> int:

@@ -10,6 +10,7 @@ __all__ = [
     "BATCH_SECONDS",
     "CHECKPOINT_SEQ",
     "EVENTS_HANDLED",
+    "LAG_SECONDS",
     "LEADER",
     "PENDING",
     "STALLS",
@@ -22,6 +23,12 @@ CHECKPOINT_SEQ: Final = Gauge(
     "mnemos_consumer_checkpoint_seq", "Last stream sequence the consumer committed.", _LABELS)
 PENDING: Final = Gauge(
     "mnemos_consumer_pending", "Events in the stream after the checkpoint (lag).", _LABELS)
+LAG_SECONDS: Final = Gauge(
+    "mnemos_consumer_lag_seconds",
+    "Age of the oldest event the consumer has not committed yet: now minus the time the stream "
+    "stored the first message it holds uncommitted (pulled, being prepared or applied); 0 when "
+    "its last batch left nothing pending and it holds nothing. For the projector this is the "
+    "projection lag: how stale the read models are, in seconds.", _LABELS)
 LEADER: Final = Gauge(
     "mnemos_consumer_leader", "1 while this instance is the active one, else 0 (standby).",
     _LABELS)

@@ -41,7 +41,7 @@ import psycopg
 import structlog
 
 from libs.consumer import metrics
-from libs.consumer.deliveries import Delivery, delivery_of, pending_of, trace_of
+from libs.consumer.deliveries import Delivery, delivery_of, pending_of, stored_ns_of, trace_of
 from libs.consumer.leadership import advisory_key, sleep_or_stop, wait_for_lock
 from libs.consumer.stream import (
     BatchPuller,
@@ -51,6 +51,7 @@ from libs.consumer.stream import (
     stream_bounds,
 )
 from libs.events import EVENT_WILDCARD, EVENTS_STREAM, Unavailable
+from libs.runtime.health import State, forget_state, report_state
 from libs.runtime.logging import get_logger
 
 __all__ = [
@@ -174,29 +175,54 @@ class ConsumerRuntime(Generic[P]):
         self._halted = False
         self._stalled = False
         self._in_batch = False
+        self._retrying = False
         self._labels = (settings.name, settings.schema)
+        self._oldest_held_ns: int | None = None
+        """Stored time of the first message pulled but not committed (None: none held)."""
+        metrics.LAG_SECONDS.labels(*self._labels).set_function(self._lag_seconds)
+
+    def _lag_seconds(self) -> float:
+        held = self._oldest_held_ns
+        return 0.0 if held is None else max(0.0, time.time() - held / 1e9)
+
+    def _state(self, state: State) -> None:
+        report_state(f"consumer:{self.settings.name}", state)
 
     async def run(self, stop: asyncio.Event, until_seq: int | None = None) -> int:
         """Consume until ``stop`` is set (or the checkpoint reaches ``until_seq``); return the
         last committed sequence."""
         s = self.settings
         delay = s.first_backoff_s
-        while not stop.is_set():
-            try:
-                if await self._session(stop, until_seq):
+        self._state("starting")
+        try:
+            while not stop.is_set():
+                if await self._attempt(stop, until_seq, delay):
                     break
-                delay = s.first_backoff_s
-            except _Stalled:
-                continue  # reconnect at once; the watchdog has said why
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                metrics.TRANSIENT_ERRORS.labels(*self._labels).inc()
-                log.warning("consumer_retrying", consumer=s.name, in_s=delay,
-                            error=f"{type(exc).__name__}: {exc}"[:300])
-                await sleep_or_stop(stop, delay)
-                delay = min(delay * 2, s.max_backoff_s)
+                delay = min(delay * 2, s.max_backoff_s) if self._retrying else s.first_backoff_s
+        finally:
+            forget_state(f"consumer:{self.settings.name}")
+            self._oldest_held_ns = None
         return self.checkpoint
+
+    async def _attempt(self, stop: asyncio.Event, until_seq: int | None, delay: float) -> bool:
+        """One session, a transient failure waited out; True when ``until_seq`` was reached."""
+        s = self.settings
+        self._retrying = False
+        try:
+            return await self._session(stop, until_seq)
+        except _Stalled:
+            return False  # reconnect at once; the watchdog has said why
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._retrying = True
+            self._state("retrying")
+            self._oldest_held_ns = None
+            metrics.TRANSIENT_ERRORS.labels(*self._labels).inc()
+            log.warning("consumer_retrying", consumer=s.name, in_s=delay,
+                        error=f"{type(exc).__name__}: {exc}"[:300])
+            await sleep_or_stop(stop, delay)
+            return False
 
     async def _session(self, stop: asyncio.Event, until_seq: int | None) -> bool:
         """One connection's worth of work; True when ``until_seq`` was reached."""
@@ -212,14 +238,14 @@ class ConsumerRuntime(Generic[P]):
             if not s.shared:
                 held = await wait_for_lock(
                     conn, advisory_key(s.role, s.schema), stop, s.standby_poll_s,
-                    on_standby=lambda: log.info("consumer_standby", consumer=s.name,
-                                                schema=s.schema))
+                    on_standby=self._on_standby)
                 if not held:
                     return False
             metrics.LEADER.labels(*self._labels).set(1)
             try:
                 return await self._lead(conn, stop, until_seq)
             except Halt as why:
+                self._state("halted")
                 # Still holding the lock: no standby goes past the problem either.
                 log.error("consumer_halted", consumer=s.name, reason=str(why),
                           checkpoint=self.checkpoint, retry_in_s=s.halt_recheck_s)
@@ -231,6 +257,10 @@ class ConsumerRuntime(Generic[P]):
             await self.handler.close()
             with contextlib.suppress(Exception):
                 await conn.close()
+
+    def _on_standby(self) -> None:
+        self._state("standby")
+        log.info("consumer_standby", consumer=self.settings.name, schema=self.settings.schema)
 
     async def _lead(self, conn: Conn, stop: asyncio.Event, until_seq: int | None) -> bool:
         s = self.settings
@@ -250,6 +280,7 @@ class ConsumerRuntime(Generic[P]):
                 reset_consumer(self.nc, self.js, s.name, self.checkpoint + 1, s.max_ack_pending),
                 s.connect_timeout_s)
         self._progress_at, self._halted, self._stalled = time.monotonic(), False, False
+        self._state("active")
         work = asyncio.create_task(self._consume(conn, puller, stop, until_seq))
         watchdog = asyncio.create_task(self._watch(work))
         try:
@@ -305,6 +336,8 @@ class ConsumerRuntime(Generic[P]):
             self.on_checkpoint(self.checkpoint)
 
     def _stage(self, msgs: list[Any], until_seq: int | None) -> _Batch[P]:
+        if self._oldest_held_ns is None and msgs:
+            self._oldest_held_ns = stored_ns_of(msgs[0].reply)
         if self.settings.shared:
             return _Batch(msgs, [delivery_of(m) for m in msgs],
                           asyncio.ensure_future(self.handler.prepare(
@@ -380,7 +413,12 @@ class ConsumerRuntime(Generic[P]):
         self._progress_at = time.monotonic()
         self._publish_checkpoint()
         metrics.EVENTS_HANDLED.labels(*self._labels).inc(len(batch.deliveries))
-        metrics.PENDING.labels(*self._labels).set(pending_of(batch.msgs[-1].reply))
+        pending = pending_of(batch.msgs[-1].reply)
+        metrics.PENDING.labels(*self._labels).set(pending)
+        # The next message in hand is the first of the next staged batch (set when it is
+        # staged); with messages pending but none staged yet, this batch's last one is the
+        # closest known bound.
+        self._oldest_held_ns = stored_ns_of(batch.msgs[-1].reply) if pending else None
         metrics.BATCH_SECONDS.labels(*self._labels).observe(time.perf_counter() - started)
         if log.is_enabled_for(logging.DEBUG):
             self._log_handled(batch.deliveries)

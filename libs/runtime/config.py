@@ -56,8 +56,9 @@ class Config(BaseModel, frozen=True):
     http_port: int = Field(default=8080, description="Gateway HTTP port.")
     metrics_port: int = Field(
         default=0, ge=0, le=65535,
-        description="Prometheus /metrics port of a projector or auditor process (0 = off; the "
-        "gateway serves /metrics on its HTTP port). `mnemos up` uses HTTP port + 1 and + 2.",
+        description="Port of /metrics, /healthz and /readyz of a projector, auditor, compressor "
+        "or registry_sync process (0 = off; the gateway serves them on its HTTP port). "
+        "`mnemos up` uses HTTP port + 1 to + 4.",
     )
     stream_replicas: int = Field(
         default=1, description="Replicas of the event stream (3 in a cluster)."

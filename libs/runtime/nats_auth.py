@@ -35,7 +35,8 @@ unauthenticated client cannot connect):
   publishes memory events; ``registry_sync`` publishes ``system`` registry events and
   consultation events. Consumers of services that read the whole stream have free names.
 - ``operator`` (CLI, ``mnemos up``): streams, consumers and reads of both streams, commands and
-  queries everywhere; never events.
+  queries everywhere, and records on the dead-letter stream (``mnemos dlq retry`` notes a
+  repaired dead letter there); never events.
 - Agents: publish ``mnemos.cmd.<ns>.>`` and ``mnemos.qry.<ns>.>`` for their namespaces only.
 - Event subscribers: for each granted namespace one consumer named ``<name>__<ns>`` whose
   creation subject must carry the filter ``mnemos.evt.<ns>.>``. Since NATS 2.10 a consumer is
@@ -197,13 +198,13 @@ def _service(name: str) -> Permissions:
 
 def _operator() -> Permissions:
     publish = [f"{_API}.INFO", f"{_API}.STREAM.NAMES", f"{_API}.STREAM.LIST",
-               "mnemos.cmd.>", "mnemos.qry.>"]
+               "mnemos.cmd.>", "mnemos.qry.>", "mnemos.dlq.*.*"]
     for stream in (EVENTS_STREAM, DEADLETTER_STREAM):
         publish += [f"{_API}.STREAM.CREATE.{stream}", f"{_API}.STREAM.UPDATE.{stream}",
                     *_reads(stream), f"{_API}.CONSUMER.NAMES.{stream}",
                     f"{_API}.CONSUMER.LIST.{stream}", *_consumer(stream, "*")]
     return Permissions(publish=tuple(publish),
-                       publish_deny=(*_FORBIDDEN_TO_ALL, "mnemos.evt.>", "mnemos.dlq.>"),
+                       publish_deny=(*_FORBIDDEN_TO_ALL, "mnemos.evt.>"),
                        subscribe=(f"{inbox_prefix(OPERATOR)}.>",))
 
 

@@ -224,6 +224,15 @@ class ChainStore:
             return None
         return int(row["to_seq"]), bytes(row["to_link"])
 
+    async def latest_verification(self) -> tuple[bool, float] | None:
+        """``(ok, finished at as Unix time)`` of the newest verification, if any."""
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT ok, extract(epoch FROM finished_at)::float8 AS at"
+                " FROM audit_verifications ORDER BY id DESC LIMIT 1")
+            row = await cur.fetchone()
+        return None if row is None else (bool(row["ok"]), float(row["at"] or 0.0))
+
     async def record_verification(self, mode: str, started_at: object, from_seq: int,
                                   to_seq: int, to_link: bytes | None, ok: bool,
                                   report: dict[str, Any]) -> None:

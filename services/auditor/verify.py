@@ -49,6 +49,7 @@ from libs.runtime.nats_client import nats_credentials
 from services.auditor.chain import GENESIS_LINK, StoredRow, diagnose
 from services.auditor.checkpoint import Checkpoint, verify_checkpoint
 from services.auditor.files import read_checkpoint_file, read_public_key
+from services.auditor.metrics import record_verification_result
 from services.auditor.readmodel import (
     compare_event_row,
     compare_version_row,
@@ -424,6 +425,7 @@ async def run_verification(conn: Conn, nc: Client, *, full: bool = False,
     await store.record_verification(
         report.mode, started_at, report.from_seq, report.to_seq,
         prev if clean else None, clean, msgspec.to_builtins(report))
+    record_verification_result(report.mode, clean, time.time())
     return report
 
 

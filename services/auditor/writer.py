@@ -25,7 +25,13 @@ from libs.runtime.logging import get_logger
 from services.auditor.chain import Head, extend
 from services.auditor.checkpoint import checkpoint_due, format_at, sign_checkpoint
 from services.auditor.files import checkpoint_dir, write_checkpoint_file
-from services.auditor.metrics import CHAIN_HEAD, CHECKPOINTS_SIGNED, INCIDENTS
+from services.auditor.metrics import (
+    CHAIN_HEAD,
+    CHECKPOINTS_SIGNED,
+    INCIDENTS,
+    LAST_VERIFICATION_OK,
+    LAST_VERIFICATION_TIME,
+)
 from services.auditor.store import ChainStore, CheckpointRecord, Conn, connect
 from services.auditor.streamio import CHECKPOINT_SUBJECT, checkpoint_record, publish_checkpoint
 
@@ -37,6 +43,8 @@ CONSUMER: Final = "auditor"
 """Durable consumer (and leadership role) of the chain writer."""
 BATCH: Final = 5000
 """Messages per fetch and per transaction."""
+VERIFICATION_REFRESH_S: Final = 5.0
+"""How often the active auditor re-reads the newest verification for its metrics."""
 
 
 @dataclass
@@ -57,12 +65,14 @@ class ChainWriter:
         self.head = Head(0, b"")
         self.clock = _CheckpointClock(0, time.monotonic(), 0)
         self._incident: tuple[str, int] | None = None
+        self._verification_read_at = 0.0
 
     async def start(self, conn: Conn, takeover: Takeover) -> int:
         store = self.store = ChainStore(conn)
         await store.ensure_genesis()
         self.head = await store.tail()
         CHAIN_HEAD.set(self.head.seq)
+        await self._export_verification(force=True)
         for record in await store.unpublished_checkpoints():
             await self._announce(record)
         last = await store.last_checkpoint()
@@ -74,6 +84,19 @@ class ChainWriter:
         log.info("auditor_extending", head=self.head.seq)
         return self.head.seq
 
+    async def _export_verification(self, force: bool = False) -> None:
+        """Export the newest recorded verification, whoever ran it (this process, another
+        auditor, ``mnemos audit verify``): at start, then at most every few seconds."""
+        now = time.monotonic()
+        if self.store is None or (not force and now - self._verification_read_at
+                                  < VERIFICATION_REFRESH_S):
+            return
+        self._verification_read_at = now
+        latest = await self.store.latest_verification()
+        if latest is not None:
+            LAST_VERIFICATION_OK.set(1 if latest[0] else 0)
+            LAST_VERIFICATION_TIME.set(latest[1])
+
     async def prepare(self, deliveries: Sequence[Delivery]) -> None:
         return None
 
@@ -83,10 +106,12 @@ class ChainWriter:
                                      and d.subject != CHECKPOINT_SUBJECT)
         await self._commit(ext.rows, ext.head)
         self._incident = None
+        await self._export_verification()
         return self.head.seq
 
     async def idle(self, conn: Conn) -> None:
         await self._commit([], self.head)  # a time-based checkpoint may be due
+        await self._export_verification()
 
     async def _commit(self, rows: Sequence[Any], head: Head) -> None:
         assert self.store is not None

@@ -142,9 +142,11 @@ async def raw_publish(broker: Broker, count: int, inflight: int) -> Figures:
         await nc.close()
 
 
-def start_gateway(broker: Broker, database_url: str, logs: Path) -> subprocess.Popen[bytes]:
-    """``mnemos serve command`` against ``broker``; returns once it listens."""
-    port = free_port()
+def start_gateway(broker: Broker, database_url: str, logs: Path, port: int | None = None
+                  ) -> subprocess.Popen[bytes]:
+    """``mnemos serve command`` against ``broker`` on HTTP ``port`` (default: a free one);
+    returns once it listens."""
+    port = port or free_port()
     env = {**os.environ, **broker.service_env(), "MNEMOS_DATABASE_URL": database_url,
            "MNEMOS_HTTP_PORT": str(port), "MNEMOS_AUTH": "off", "MNEMOS_LOG_LEVEL": "warning"}
     with (logs / f"gateway-{broker.replicas}.log").open("ab") as out:
