@@ -22,6 +22,7 @@ from libs.events import (
 )
 from libs.events.security import AGGREGATE_API_KEY, ApiKeyIssuedData
 from libs.eventstore import EventStore, JetStreamEventStore
+from libs.eventstore.jetstream import broker_call
 
 __all__ = ["KeyService"]
 
@@ -60,7 +61,8 @@ class KeyService:
     async def list(self, principal: Principal, ns: str, request: ListKeys) -> KeyList:
         """Every key, read from the stream (keys are few; no read model is needed)."""
         wildcard = event_subject(KEYS_NAMESPACE, AGGREGATE_API_KEY, "x")[:-1] + "*"
-        info = await self._js.stream_info(EVENTS_STREAM, subjects_filter=wildcard)
+        async with broker_call("stream info"):
+            info = await self._js.stream_info(EVENTS_STREAM, subjects_filter=wildcard)
         keys = []
         for subject in sorted(info.state.subjects or {}):
             state = await self._store.load(KEYS_NAMESPACE, subject.rsplit(".", 1)[-1])
