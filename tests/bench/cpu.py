@@ -66,6 +66,13 @@ def _backend_labels(system: BenchSystem) -> dict[int, str]:
     return out
 
 
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (``/proc/stat``: all but idle and iowait)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / _TICK
+
+
 def _snapshot(system: BenchSystem) -> dict[int, tuple[str, float]]:
     labelled: dict[int, str] = {os.getpid(): "bench (load generator)"}
     for name, process in system.services.items():
@@ -85,10 +92,14 @@ class CpuWindow:
 
     system: BenchSystem
     _before: dict[int, tuple[str, float]] | None = None
+    _busy_before: float = 0.0
     seconds: dict[str, float] | None = None
+    machine_busy: float = 0.0
+    """CPU seconds the whole machine was busy in the window (other work on it included)."""
 
     def start(self) -> None:
         """Mark the window's beginning."""
+        self._busy_before = _machine_busy()
         self._before = _snapshot(self.system)
 
     def stop(self) -> dict[str, float]:
@@ -98,6 +109,7 @@ class CpuWindow:
         for pid, (label, cpu) in _snapshot(self.system).items():
             before = self._before.get(pid)
             totals[label] = totals.get(label, 0.0) + cpu - (before[1] if before else 0.0)
+        self.machine_busy = _machine_busy() - self._busy_before
         self.seconds = dict(sorted(totals.items(), key=lambda kv: -kv[1]))
         return self.seconds
 
@@ -105,7 +117,10 @@ class CpuWindow:
         """Report lines: cores used over ``wall_s`` and CPU ms per item, by part."""
         assert self.seconds is not None
         total = sum(self.seconds.values())
-        for label, seconds in [*self.seconds.items(), ("total", total)]:
+        rows = [*self.seconds.items(), ("total", total),
+                ("outside this system (other work on the machine)",
+                 max(0.0, self.machine_busy - total))]
+        for label, seconds in rows:
             yield (f"  cpu {label}",
                    f"{seconds:6.1f} s  {seconds / wall_s:4.2f} cores  "
                    f"{seconds * 1000 / max(1, items):5.1f} ms/memory")
