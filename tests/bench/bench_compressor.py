@@ -50,6 +50,7 @@ from libs.events import (
     version_id,
 )
 from tests.bench import bench_compressor_engines
+from tests.bench.cpu import cpu_window
 from tests.bench.harness import BenchSystem, percentile, progress, report_line, running_system
 
 NS = "bench"
@@ -80,7 +81,7 @@ def _receipt_times(system: BenchSystem, seen: dict[str, float], stop: threading.
             for memory_id, seq in rows:
                 seen.setdefault(str(memory_id), now)
                 last = max(last, int(str(seq)))
-            time.sleep(0.005)
+            time.sleep(0.02)  # 20 ms resolution; polling faster costs the system a tenth of a core
 
 
 async def warm_up(system: BenchSystem) -> None:
@@ -100,7 +101,8 @@ async def warm_up(system: BenchSystem) -> None:
 async def on_write_lag(system: BenchSystem, rate: float, duration_s: float
                        ) -> tuple[list[float], list[float]]:
     """Paced ``remember`` commands; lags from the command's answer to its receipt stored in
-    the stream (seen by a plain subscriber) and to its receipt projected."""
+    the stream (seen by a plain subscriber) and to its receipt projected. Prints the CPU time
+    of each part of the system from the first command until the last receipt is projected."""
     texts = unique_texts(int(rate * duration_s), seed=11)
     seen: dict[str, float] = {}
     stored: dict[str, float] = {}
@@ -115,6 +117,8 @@ async def on_write_lag(system: BenchSystem, rate: float, duration_s: float
 
     await nc.subscribe(f"mnemos.evt.{NS}.memory.*", cb=on_event)
     acks: dict[str, float] = {}
+    cpu = cpu_window(system)
+    cpu.start()
     began = time.perf_counter()
 
     async def one(i: int, text: str) -> None:
@@ -127,6 +131,16 @@ async def on_write_lag(system: BenchSystem, rate: float, duration_s: float
     deadline = time.monotonic() + 600
     while not set(acks) <= set(seen) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
+    wall = time.perf_counter() - began
+    spent = cpu.stop()
+    report_line(f"cpu from first command to last receipt projected ({wall:.1f} s)",
+                f"{len(texts)} memories")
+    for name, value in cpu.lines(wall, len(texts)):
+        report_line(name, value)
+    system_ms = sum(v for k, v in spent.items() if "bench" not in k) * 1000 / len(texts)
+    report_line("  ceiling: cores / system cpu per memory (bench excluded)",
+                f"{(os.cpu_count() or 1) * 1000 / system_ms:.0f} memories/s "
+                f"({system_ms:.0f} ms/memory)")
     await nc.close()
     stop.set()
     poller.join()
@@ -208,6 +222,25 @@ async def context_latency(system: BenchSystem, queries: int
     return samples, searches, used, pieces, left
 
 
+def embedding_cost(count: int = 48) -> tuple[float, int]:
+    """CPU ms per text of the projector's embedder (MiniLM ONNX, here on one thread) on the
+    lag texts, and their median token count: the floor of a memory's projection cost."""
+    from tokenizers import Tokenizer
+
+    from libs.embeddings.minilm import MAX_TOKENS, TOKENIZER_PATH, MiniLMOnnxEmbedder
+
+    embedder = MiniLMOnnxEmbedder(workers=1)
+    texts = unique_texts(count, seed=13)
+    embedder.embed(texts[:16])
+    started = time.process_time()
+    embedder.embed(texts)
+    per_text = (time.process_time() - started) * 1000 / count
+    tokenizer = Tokenizer.from_file(str(TOKENIZER_PATH))
+    tokenizer.enable_truncation(MAX_TOKENS)
+    tokens = sorted(len(e.ids) for e in tokenizer.encode_batch(texts))
+    return per_text, tokens[len(tokens) // 2]
+
+
 def uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, check=False
@@ -219,12 +252,17 @@ def uptime() -> str:
 async def main_async(args: argparse.Namespace) -> None:
     with running_system() as system:
         progress(f"servers up in {system.workdir}")
-        system.start_service("projector")
-        system.start_service("command")
-        system.start_service("compressor", MNEMOS_COMPRESS_MIN_TOKENS="40",
+        system.start_service("projector", PGAPPNAME="mnemos-projector")
+        system.start_service("command", PGAPPNAME="mnemos-gateway")
+        system.start_service("compressor", PGAPPNAME="mnemos-compressor",
+                             MNEMOS_COMPRESS_MIN_TOKENS="40",
                              MNEMOS_LOG_LEVEL=os.environ.get("BENCH_COMPRESSOR_LOG", "warning"))
         system.wait_gateway()
         report_line("machine", f"{os.cpu_count()} cores; {uptime()}")
+        per_text, tokens = embedding_cost()
+        report_line(f"embedding, lag texts (median {tokens} tokens), 1 thread",
+                    f"{per_text:.0f} ms cpu/text: {args.rate:g}/s needs "
+                    f"{per_text * args.rate / 1000:.1f} cores for embedding alone")
         await warm_up(system)
         progress(f"on-write lag: {args.rate}/s for {args.duration} s")
         stored, lags = await on_write_lag(system, args.rate, args.duration)
@@ -234,6 +272,8 @@ async def main_async(args: argparse.Namespace) -> None:
                         f"{args.rate:g}/s)", f"p50 {ms(percentile(values, 50))}  p95 "
                         f"{ms(percentile(values, 95))}  p99 {ms(percentile(values, 99))}  max "
                         f"{ms(max(values) if values else float('nan'))}")
+        if args.lag_only:
+            return
         progress(f"populating {args.memories} memories (embedded and compressed)")
         started = time.perf_counter()
         await populate(system, max(0, args.memories - len(lags)))
@@ -261,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="memories in the namespace for the context figures")
     parser.add_argument("--queries", type=int, default=100, help="context requests timed")
     parser.add_argument("--skip-engines", action="store_true", help="only the service figures")
+    parser.add_argument("--lag-only", action="store_true",
+                        help="only the on-write lag (no population, no context figures)")
     args = parser.parse_args(argv)
     if not args.skip_engines:
         bench_compressor_engines.main(["--repeat", "2"])
