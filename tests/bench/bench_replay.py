@@ -1,6 +1,8 @@
 """Benchmark of ``mnemos replay`` beside the raw consume rate of the same stream, and recovery.
 
-Run: ``python -m tests.bench.bench_replay [--events 100000] [--distinct 2000] [--backlog 20000]``
+Run: ``python -m tests.bench.bench_replay [--events 100000] [--distinct 2000] [--backlog 20000]
+[--baseline-checkout DIR]`` (DIR: another checkout, e.g. a git worktree of an older commit with
+its own .venv, whose replay runs on the same stream first)
 
 On a real system (nats-server, PostgreSQL, the projector as its own process), in one run:
 
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -124,6 +127,17 @@ async def digest_seconds(system: BenchSystem) -> float:
         await conn.close()
 
 
+def baseline_replay(system: BenchSystem, checkout: str) -> tuple[float, bool]:
+    """Seconds of ``mnemos replay`` (no swap) run by another checkout's own interpreter, and
+    whether it reported matching digests."""
+    progress(f"replay by {checkout}")
+    started = time.monotonic()
+    done = subprocess.run([f"{checkout}/.venv/bin/python", "-m", "mnemos", "replay",
+                           "--no-progress"], env={**system.env, "PYTHONPATH": checkout},
+                          cwd=checkout, capture_output=True, text=True, timeout=3600, check=False)
+    return time.monotonic() - started, "digests match" in done.stdout
+
+
 def recovery(system: BenchSystem, backlog: int, distinct: int) -> tuple[int, int, float]:
     """Append a backlog while the projector runs, SIGKILL it while behind, restart it.
 
@@ -151,6 +165,9 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=None,
                         help="events appended before the SIGKILL (default events / 5)")
     parser.add_argument("--sync", default="always", help="nats-server sync_interval")
+    parser.add_argument("--baseline-checkout", default=None,
+                        help="another checkout (with its own .venv) whose `mnemos replay` runs "
+                        "on the same stream first: the before/after ratio of two versions")
     args = parser.parse_args()
     backlog = args.backlog if args.backlog is not None else max(1, args.events // 5)
     configure_logging("console", "warning")
@@ -161,6 +178,8 @@ def main() -> None:
         first_s = wait_checkpoint(system, last, "first projection")
         progress(f"projected {last:,} events in {first_s:.1f}s; raw read of the stream")
         raw = asyncio.run(raw_consume(system, last))
+        baseline = (baseline_replay(system, args.baseline_checkout)
+                    if args.baseline_checkout else None)
         progress(f"raw consume {raw:,.0f} events/s; replay with the digest check")
         report: ReplayReport = asyncio.run(replay(system.config, swap=False, progress=False))
         rate = report.rebuilt_to_seq / report.seconds if report.seconds else float("nan")
@@ -177,6 +196,10 @@ def main() -> None:
     report_line("raw consume of the same stream (baseline)", f"{raw:,.0f} events/s")
     report_line("replay (warm cache, incl. digest check)",
                 f"{rate:,.0f} events/s ({report.seconds:.1f}s), {rate / raw:.2f}x raw")
+    if baseline is not None:
+        report_line(f"replay of {args.baseline_checkout} on the same stream (CLI)",
+                    f"{last / baseline[0]:,.0f} events/s ({baseline[0]:.1f}s, digests match: "
+                    f"{baseline[1]}); this tree is {baseline[0] / report.seconds:.2f}x as fast")
     report_line("of which: load (schema, stream -> rows)", f"{report.loaded_s:.1f}s "
                 f"({report.rebuilt_to_seq / report.loaded_s:,.0f} events/s)"
                 if report.loaded_s else "n/a")
