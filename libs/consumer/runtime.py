@@ -41,7 +41,14 @@ import psycopg
 import structlog
 
 from libs.consumer import metrics
-from libs.consumer.deliveries import Delivery, delivery_of, pending_of, stored_ns_of, trace_of
+from libs.consumer.deliveries import (
+    Delivery,
+    delivery_of,
+    pending_of,
+    stored_ns_of,
+    stream_seq_of,
+    trace_of,
+)
 from libs.consumer.leadership import advisory_key, sleep_or_stop, wait_for_lock
 from libs.consumer.stream import (
     BatchPuller,
@@ -362,9 +369,10 @@ class ConsumerRuntime(Generic[P]):
                         await self.handler.idle(conn)
                         continue
                     staged.append(self._stage(msgs, until_seq))
-                while (until_seq is None and len(staged) <= s.ahead
-                       and pending_of(staged[-1].msgs[-1].reply) > 0):
-                    more = await puller.pull_ready(s.batch_size)
+                while (len(staged) <= s.ahead
+                       and pending_of(staged[-1].msgs[-1].reply) > 0
+                       and (limit := self._ahead_limit(staged[-1], until_seq)) > 0):
+                    more = await puller.pull_ready(limit)
                     if not more:
                         break
                     staged.append(self._stage(more, until_seq))
@@ -376,6 +384,12 @@ class ConsumerRuntime(Generic[P]):
             for batch in staged:
                 batch.prepared.cancel()
             await asyncio.gather(*(b.prepared for b in staged), return_exceptions=True)
+
+    def _ahead_limit(self, last: _Batch[P], until_seq: int | None) -> int:
+        """How many messages to stage after ``last``: a bounded run never pulls past its end."""
+        if until_seq is None:
+            return self.settings.batch_size
+        return min(self.settings.batch_size, until_seq - stream_seq_of(last.msgs[-1].reply))
 
     async def _apply(self, conn: Conn, batch: _Batch[P]) -> None:
         self._in_batch = True

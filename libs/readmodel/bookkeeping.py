@@ -46,9 +46,10 @@ async def checkpoint_table_oid(conn: Conn) -> int:
 
 async def projected_event_ids(conn: Conn, event_ids: list[str]) -> set[str]:
     """Which of ``event_ids`` are projected already (the same event appended twice)."""
-    cur = await conn.execute("SELECT event_id FROM memory_events WHERE event_id = ANY(%s)"
+    # One parameter read twice: the id list is dumped once.
+    cur = await conn.execute("SELECT event_id FROM memory_events WHERE event_id = ANY(%(ids)s)"
                              " UNION ALL SELECT event_id FROM registry_events"
-                             " WHERE event_id = ANY(%s)", (event_ids, event_ids))
+                             " WHERE event_id = ANY(%(ids)s)", {"ids": event_ids})
     return {str(row["event_id"]) for row in await cur.fetchall()}
 
 

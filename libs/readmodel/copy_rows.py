@@ -19,7 +19,8 @@ The outcome is the statements' own:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -51,11 +52,16 @@ async def copy_inserts(conn: psycopg.AsyncConnection[Any], statements: Sequence[
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, columns)
         async with cur.copy(copy_sql) as copy:
             copy.set_types(types)
+            values = _values_of(row.columns)
+            wrapped = [(i, w) for i, w in enumerate(wrap) if w is not None]
             for statement in statements:
-                params = statement.params
-                await copy.write_row([
-                    params[c] if w is None or params[c] is None else w(params[c])
-                    for c, w in zip(row.columns, wrap, strict=True)])
+                fields = values(statement.params)
+                if wrapped:
+                    fields = list(fields)
+                    for i, w in wrapped:
+                        if fields[i] is not None:
+                            fields[i] = w(fields[i])
+                await copy.write_row(fields)
         if not staged:
             return len(statements)
         order = sql.SQL(" ORDER BY seq") if "seq" in row.columns else sql.SQL("")
@@ -64,6 +70,13 @@ async def copy_inserts(conn: psycopg.AsyncConnection[Any], statements: Sequence[
         inserted = cur.rowcount
         await cur.execute(sql.SQL("TRUNCATE {}").format(target))
     return inserted
+
+
+def _values_of(columns: Sequence[str]) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
+    """The row's values from a statement's parameters, in column order (one C call)."""
+    if len(columns) == 1:
+        return lambda params: (params[columns[0]],)
+    return operator.itemgetter(*columns)
 
 
 def _as_is(text: Any) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,7 @@ __all__ = [
     "CHECKPOINT_NAME",
     "BatchApplier",
     "BatchOutcome",
+    "BatchPlan",
     "SchemaSwapped",
     "is_poison",
 ]
@@ -78,6 +79,22 @@ class BatchOutcome:
     def applied(self) -> int:
         """Events applied to the read models."""
         return sum(self.applied_by_type.values())
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """A batch's fast-path work made without the database (:meth:`BatchApplier.plan`): what
+    was found already (dead letters, duplicates within the batch, passed over) and the runs
+    of planned statements, in stream order."""
+
+    outcome: BatchOutcome
+    runs: list[list[Planned]]
+
+    def fresh_outcome(self) -> BatchOutcome:
+        """A copy of what planning found, for one attempt at applying the batch."""
+        found = self.outcome
+        return BatchOutcome(found.last_seq, found.passed_over, found.duplicates,
+                            list(found.dead_letters), Counter(found.applied_by_type))
 
 
 def is_poison(exc: BaseException) -> bool:
@@ -118,11 +135,24 @@ class BatchApplier:
         self._table_oid = await checkpoint_table_oid(self.conn)
         return await read_checkpoint(self.conn)
 
+    def plan(self, decoded: Sequence[Decoded], embeddings: Mapping[str, Embedding],
+             seen: Set[str] = frozenset()) -> BatchPlan:
+        """The fast path's statements for a non-empty batch, grouped into runs (see
+        :mod:`services.projector.runs`). Pure: the projector plans a batch while the one before
+        it is written, with ``seen`` empty; applying replans in the rare batch holding events
+        projected already. ``embeddings`` must hold every content of the batch."""
+        outcome = BatchOutcome(last_seq=max(item.delivery.seq for item in decoded))
+        known = set(seen)
+        planned = [p for item in decoded
+                   if (p := self._plan_one(item, known, embeddings, outcome))]
+        return BatchPlan(outcome, list(independent_runs(planned)))
+
     async def apply(self, decoded: Sequence[Decoded], embeddings: Mapping[str, Embedding],
-                    publish_dead_letters: PublishDeadLetters | None = None) -> BatchOutcome:
+                    publish_dead_letters: PublishDeadLetters | None = None,
+                    plan: BatchPlan | None = None) -> BatchOutcome:
         """Apply a decoded batch (every delivery above the checkpoint, in order) and commit it
         with the new checkpoint. ``embeddings`` (by content hash) may miss some contents; they
-        are embedded here.
+        are embedded here. ``plan``: :meth:`plan` of this batch and these embeddings, if made.
 
         ``publish_dead_letters`` runs inside the transaction, just before the commit, so a dead
         letter is published before it is checkpointed (publishing is idempotent by message id).
@@ -132,11 +162,12 @@ class BatchApplier:
         ready = dict(embeddings)
         if missing:
             ready.update(await embed_contents(self.conn, self.embedder, missing))
+            plan = None  # planned without these vectors
         batch = list(decoded)
         try:
             # Fast path: no savepoints. Poison is rare; when it shows up the batch is rolled
             # back and redone carefully, one savepoint (and bounded retries) per event.
-            outcome = await self._apply_batch(batch, ready, publish_dead_letters, careful=False)
+            outcome = await self._apply_batch(batch, ready, publish_dead_letters, plan=plan)
         except _PoisonInBatch:
             outcome = await self._apply_batch(batch, ready, publish_dead_letters, careful=True)
         self._record(outcome)
@@ -144,18 +175,22 @@ class BatchApplier:
 
     async def _apply_batch(
         self, decoded: list[Decoded], embeddings: Mapping[str, Embedding],
-        publish_dead_letters: PublishDeadLetters | None, careful: bool,
+        publish_dead_letters: PublishDeadLetters | None, *, careful: bool = False,
+        plan: BatchPlan | None = None,
     ) -> BatchOutcome:
-        outcome = BatchOutcome(last_seq=max(item.delivery.seq for item in decoded))
         async with self.conn.transaction():
             await self._fence()
             seen = await projected_event_ids(self.conn,
                 [i.event.id for i in decoded if i.event is not None and i.projected])
             if careful:
+                outcome = BatchOutcome(last_seq=max(item.delivery.seq for item in decoded))
                 for item in decoded:
                     await self._apply_one(item, seen, embeddings, outcome)
             else:
-                await self._apply_pipelined(decoded, seen, embeddings, outcome)
+                if plan is None or seen:
+                    plan = self.plan(decoded, embeddings, seen)
+                outcome = plan.fresh_outcome()
+                await self._apply_pipelined(plan.runs, outcome)
             await self._finish(outcome)
             if outcome.dead_letters and publish_dead_letters is not None:
                 await publish_dead_letters(outcome.dead_letters)
@@ -223,17 +258,14 @@ class BatchApplier:
             return
         outcome.applied_by_type[planned.event_type] += 1
 
-    async def _apply_pipelined(
-        self, decoded: list[Decoded], seen: set[str], embeddings: Mapping[str, Embedding],
-        outcome: BatchOutcome,
-    ) -> None:
+    async def _apply_pipelined(self, planned_runs: list[list[Planned]], outcome: BatchOutcome
+                               ) -> None:
         """The fast path: every statement of the batch is sent in libpq pipeline mode, runs of
-        independent events set-wise (see :mod:`services.projector.runs`), so the projector
-        waits no round trip per statement; row counts are checked once the pipeline has synced.
-        Any deterministic failure sends the batch to the careful path."""
-        planned = [p for item in decoded if (p := self._plan_one(item, seen, embeddings, outcome))]
+        independent events set-wise (long ones with ``COPY``), so the projector waits no round
+        trip per statement; row counts are checked once the pipeline has synced. Any
+        deterministic failure sends the batch to the careful path."""
         try:
-            for copied, runs in itertools.groupby(independent_runs(planned), key=self._copied):
+            for copied, runs in itertools.groupby(planned_runs, key=self._copied):
                 if copied:
                     for run in runs:
                         await self._copy_run(run)
@@ -243,8 +275,9 @@ class BatchApplier:
             if is_poison(exc):
                 raise _PoisonInBatch from exc
             raise
-        for item in planned:
-            outcome.applied_by_type[item.event_type] += 1
+        for run in planned_runs:
+            for item in run:
+                outcome.applied_by_type[item.event_type] += 1
 
     def _copied(self, run: list[Planned]) -> bool:
         return self.copy_min_run is not None and len(run) >= self.copy_min_run

@@ -33,7 +33,7 @@ from libs.readmodel.projections import Embedding
 from libs.readmodel.statistics import refresh_statistics
 from libs.runtime.database import connect_async
 from libs.runtime.logging import get_logger
-from services.projector.batch import BatchApplier, Conn
+from services.projector.batch import BatchApplier, BatchPlan, Conn
 from services.projector.decoding import Decoded, decode_batch, texts_by_digest
 
 __all__ = ["CONSUMER_NAME", "ProjectionHandler", "ProjectorSettings", "projector_runtime"]
@@ -61,6 +61,11 @@ class ProjectorSettings:
     rebuild); shorter ones are pipelined statements (lower latency for a trickle)."""
     consumer_options: dict[str, Any] = field(default_factory=dict)
     """Further :class:`ConsumerSettings` fields (tests shorten waits)."""
+    synchronous_commit: bool = True
+    """False for a rebuild: its batches commit without waiting for the WAL flush. A rebuild
+    nobody reads yet loses nothing by it in a crash (an unfinished rebuild is redone), and the
+    swap that makes it live commits synchronously, which flushes the WAL of every batch before
+    it."""
 
     def url(self) -> str:
         """The database URL naming this process (operators see who holds the lock)."""
@@ -74,6 +79,8 @@ class Prepared:
 
     decoded: list[Decoded]
     embeddings: dict[str, Embedding]
+    plan: BatchPlan | None = None
+    """Its statements, planned while the batch before it was written (every vector found)."""
 
 
 class ProjectionHandler:
@@ -91,6 +98,8 @@ class ProjectionHandler:
     async def start(self, conn: Conn, takeover: Takeover) -> int:
         s = self.settings
         fence = advisory_key("swap", s.schema) if s.fenced else None
+        if not s.synchronous_commit:
+            await conn.execute("SET synchronous_commit = off")
         self._applier = BatchApplier(conn, self.embedder, schema=s.schema, fence_key=fence,
                                      max_attempts=s.max_attempts,
                                      copy_min_run=s.copy_min_run)
@@ -108,18 +117,22 @@ class ProjectionHandler:
         if self.settings.embed_ahead <= 0:
             return Prepared(decoded, {})  # a bounded run embeds while applying, on its one conn
         wanted = texts_by_digest(decoded)
-        if not wanted:
-            return Prepared(decoded, {})
-        conn = self._idle.pop()  # the runtime prepares at most ahead + 1 batches at once
-        try:
-            return Prepared(decoded, await embed_contents(conn, self.embedder, wanted))
-        finally:
-            self._idle.append(conn)
+        embeddings: dict[str, Embedding] = {}
+        if wanted:
+            conn = self._idle.pop()  # the runtime prepares at most ahead + 1 batches at once
+            try:
+                embeddings = await embed_contents(conn, self.embedder, wanted)
+            finally:
+                self._idle.append(conn)
+        plan = (self._applier.plan(decoded, embeddings)
+                if decoded and self._applier is not None else None)
+        return Prepared(decoded, embeddings, plan)
 
     async def apply(self, conn: Conn, deliveries: Sequence[Delivery], prepared: Prepared) -> int:
         assert self._applier is not None
         publish = self._publish if self.settings.publish_dead_letters else None
-        outcome = await self._applier.apply(prepared.decoded, prepared.embeddings, publish)
+        outcome = await self._applier.apply(prepared.decoded, prepared.embeddings, publish,
+                                            prepared.plan)
         before, self._checkpoint = self._checkpoint, outcome.last_seq
         await refresh_statistics(conn, before, outcome.last_seq)
         return outcome.last_seq

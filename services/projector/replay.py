@@ -145,7 +145,7 @@ async def replay(config: Config, swap: bool, force: bool = False, *,
             settings = ProjectorSettings(
                 database_url=url, schema=rebuild, consumer=f"replay_{live}",
                 publish_dead_letters=False, fenced=False, embed_ahead=EMBED_AHEAD,
-                batch_size=REPLAY_BATCH, copy_min_run=COPY_MIN_RUN,
+                batch_size=REPLAY_BATCH, copy_min_run=COPY_MIN_RUN, synchronous_commit=False,
             )
             deferred = await start_bulk_load(guard, rebuild)
             tune_for_throughput()

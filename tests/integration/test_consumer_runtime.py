@@ -237,3 +237,60 @@ async def test_an_idle_pull_returns_at_the_first_event(config: Config, nats_js: 
         await puller.close()
     finally:
         await nc.drain()
+
+
+class BoundedTally:
+    """Remembers what it prepared and applied, in memory, from a given checkpoint."""
+
+    def __init__(self, checkpoint: int) -> None:
+        self.checkpoint = checkpoint
+        self.applied: list[int] = []
+        self.prepared: list[int] = []
+        self.prepared_ahead = 0
+
+    async def start(self, conn: Any, takeover: Takeover) -> int:
+        return self.checkpoint
+
+    async def prepare(self, deliveries: Sequence[Delivery]) -> None:
+        self.prepared.extend(d.seq for d in deliveries)
+
+    async def apply(self, conn: Any, deliveries: Sequence[Delivery], prepared: None) -> int:
+        if self.prepared and self.prepared[-1] > deliveries[-1].seq:
+            self.prepared_ahead += 1  # the next batch was in hand before this one was written
+        self.applied.extend(d.seq for d in deliveries)
+        self.checkpoint = deliveries[-1].seq
+        return self.checkpoint
+
+    async def idle(self, conn: Any) -> None:
+        return None
+
+    async def on_gap(self, conn: Any, expected: int, got: int) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_bounded_run_prepares_ahead_and_stops_at_its_end(config: Config,
+                                                                 nats_js: Any) -> None:
+    """A replay's bounded run stages the next batches while one is applied (as the live
+    consumer does), yet never pulls past its end: a second run continues from exactly there."""
+    base = (await nats_js.stream_info(EVENTS_STREAM)).state.last_seq
+    h = History()
+    await publish_all(nats_js, [h.created(f"bounded {i}") for i in range(45)])
+    nc = await connect_nats(config.nats_url or "", "tests-runtime")
+    try:
+        settings = _settings(config, name="bounded_tally", batch_size=10, ahead=2)
+        handler = BoundedTally(base)
+        first = await asyncio.wait_for(
+            ConsumerRuntime(settings, handler, nc).run(asyncio.Event(), until_seq=base + 23), 30)
+        assert first == base + 23
+        assert handler.applied == list(range(base + 1, base + 24))
+        assert handler.prepared_ahead >= 1, "no batch was prepared while another was applied"
+        assert max(handler.prepared) == base + 23, "a batch past the end was pulled"
+        second = await asyncio.wait_for(
+            ConsumerRuntime(settings, handler, nc).run(asyncio.Event(), until_seq=base + 45), 30)
+        assert second == base + 45
+        assert handler.applied == list(range(base + 1, base + 46))
+    finally:
+        await nc.close()

@@ -186,6 +186,27 @@ async def test_embedding_cache_hit_means_no_re_embed(config: Config, nats_js) ->
         assert all(v["embedding"] is not None for v in vectors)
 
 
+async def test_a_memory_keeps_its_vector_in_its_row(config: Config, nats_js) -> None:
+    """A 384-float vector (1,540 bytes) with a ~1 KB content passes the default 2 kB toast
+    threshold; migration 0011 keeps such rows whole, so inserting or reading a vector touches
+    no TOAST table (bulk replay load 8.8 -> 6.1 s for 30k memories, README)."""
+    url = config.database_url or ""
+    h = History()
+    events = [h.created(f"note {i}: " + "the user prefers short answers. " * 32)
+              for i in range(5)]
+    async with running_projector(config, embedder=CountingEmbedder()):
+        await wait_checkpoint(url, await publish_all(nats_js, events))
+    async with read_models(url) as conn:
+        sizes = await rows(conn, "SELECT pg_column_size(m.*) AS row_bytes,"
+                                 " pg_column_size(embedding) AS vector_bytes FROM memories m")
+        assert len(sizes) == 5 and all(r["row_bytes"] > 2100 for r in sizes)
+        assert all(r["vector_bytes"] == 4 * 384 + 8 for r in sizes)
+        toast = await rows(conn, "SELECT c.reltoastrelid::regclass::text AS name"
+                                 " FROM pg_class c WHERE c.oid = 'memories'::regclass")
+        stored = await rows(conn, f"SELECT count(*) AS n FROM {toast[0]['name']}")
+        assert stored[0]["n"] == 0, "vectors went to the TOAST table"
+
+
 async def test_poison_events_are_dead_lettered_and_the_stream_keeps_flowing(
     config: Config, nats_js
 ) -> None:
