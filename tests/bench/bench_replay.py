@@ -13,7 +13,9 @@ On a real system (nats-server, PostgreSQL, the projector as its own process), in
    with the shared batch puller (``libs.consumer.stream.read_stream``), doing nothing else;
 3. ``services.projector.replay.replay`` (no swap) with the digest check against live: its rate,
    the replay/raw ratio and whether the rebuilt digest equals the live one;
-4. recovery: append ``--backlog`` more events while the projector runs, SIGKILL it while it is
+4. the server floor (:func:`server_floor`): the same rows written by Postgres alone, then the
+   bulk load's finish; with one digest, the fastest any replay could be on this machine;
+5. recovery: append ``--backlog`` more events while the projector runs, SIGKILL it while it is
    behind, restart it and time from the restart to its checkpoint reaching the stream's end.
 
 Figures are printed, nothing is asserted (issue 17 targets: replay >= 10k events/s and >= 0.3 of
@@ -30,11 +32,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
 
 import nats
 import psycopg
+from psycopg import sql
 
 from libs.consumer.stream import read_stream, stream_bounds
+from libs.embeddings import MiniLMOnnxEmbedder
+from libs.readmodel.bulk_load import finish_bulk_load, start_bulk_load
+from libs.readmodel.schema import drop_schema, prepare_schema
+from libs.runtime.database import connect_async
 from libs.runtime.logging import configure_logging
 from libs.runtime.nats_client import ensure_streams
 from services.projector.replay import ReplayReport, replay
@@ -127,6 +136,63 @@ async def digest_seconds(system: BenchSystem) -> float:
         await conn.close()
 
 
+_FLOOR_TABLES: Final = ("memories", "memory_versions", "memory_branches", "memory_events",
+                        "memory_links", "memory_compressions", "command_results")
+"""The tables a replay writes row by row, parents first (the lexical ones are recounted)."""
+
+
+@dataclass(frozen=True)
+class ServerFloor:
+    """Seconds Postgres alone took to write the rows and finish a bulk load."""
+
+    rows_s: float
+    finish_s: float
+
+    @property
+    def seconds(self) -> float:
+        """Rows plus what the bulk load does after them."""
+        return self.rows_s + self.finish_s
+
+
+async def server_floor(system: BenchSystem) -> ServerFloor:
+    """What Postgres alone needs to rebuild these read models on this machine, a lower bound
+    of any replay with this schema: every live row copied into a fresh migrated schema by one
+    ``INSERT ... SELECT`` per table (no client, no stream, no decoding; generated columns,
+    unique indexes and foreign keys checked as in a replay), then the bulk load's finish
+    (lexical recount, deferred indexes, ANALYZE)."""
+    url, live = system.postgres.url, system.config.db_schema
+    floor = f"{live}_floor"
+    conn = await connect_async(url, live, autocommit=True)
+    try:
+        await drop_schema(conn, floor)
+        await asyncio.to_thread(prepare_schema, url, floor, MiniLMOnnxEmbedder.shared().dim)
+        deferred = await start_bulk_load(conn, floor)
+        started = time.monotonic()
+        async with conn.transaction():
+            for table in _FLOOR_TABLES:
+                cur = await conn.execute(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+                    " AND attnum > 0 AND NOT attisdropped AND attgenerated = ''"
+                    " ORDER BY attnum", (f"{floor}.{table}",), prepare=False)
+                columns = sql.SQL(", ").join(sql.Identifier(str(r["attname"]))
+                                            for r in await cur.fetchall())
+                await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+                    sql.Identifier(floor, table), columns, columns, sql.Identifier(live, table)),
+                    prepare=False)
+        rows_s = time.monotonic() - started
+        finishing = await connect_async(url, floor, autocommit=True)
+        try:
+            started = time.monotonic()
+            await finish_bulk_load(finishing, deferred)
+            finish_s = time.monotonic() - started
+        finally:
+            await finishing.close()
+        await drop_schema(conn, floor)
+        return ServerFloor(rows_s, finish_s)
+    finally:
+        await conn.close()
+
+
 def baseline_replay(system: BenchSystem, checkout: str) -> tuple[float, bool]:
     """Seconds of ``mnemos replay`` (no swap) run by another checkout's own interpreter, and
     whether it reported matching digests."""
@@ -184,6 +250,8 @@ def main() -> None:
         report: ReplayReport = asyncio.run(replay(system.config, swap=False, progress=False))
         rate = report.rebuilt_to_seq / report.seconds if report.seconds else float("nan")
         digest_s = asyncio.run(digest_seconds(system))
+        progress("the server floor: the same rows written by Postgres alone")
+        floor = asyncio.run(server_floor(system))
         progress(f"replay {rate:,.0f} events/s; recovery after SIGKILL under a backlog")
         at_kill, end, recovery_s = recovery(system, backlog, args.distinct)
     load = os.getloadavg()
@@ -210,6 +278,11 @@ def main() -> None:
     report_line("          compare (two digests at once) and the rest",
                 f"{report.seconds - report.loaded_s - report.indexed_s:.1f}s")
     report_line("one digest + row counts (live, measured after)", f"{digest_s:.1f}s")
+    report_line("server floor: rows copied table to table in SQL",
+                f"{floor.rows_s:.1f}s, then the bulk load's finish {floor.finish_s:.1f}s")
+    report_line("          fastest replay possible (floor + one digest)",
+                f"{last / (floor.seconds + digest_s):,.0f} events/s; this replay took "
+                f"{report.seconds / (floor.seconds + digest_s):.1f}x the floor")
     report_line("rebuilt digest equals the original",
                 f"{report.verified} (rebuilt to {report.rebuilt_to_seq:,}, "
                 f"live {report.live_checkpoint})")
