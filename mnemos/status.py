@@ -10,16 +10,13 @@ from typing import Any
 import msgspec
 from nats.js.errors import NotFoundError
 
+from libs.consumer.stream_consumers import stream_consumers
 from libs.events.stream import DEADLETTER_STREAM, EVENTS_STREAM
 from libs.runtime.config import Config
 from libs.runtime.instance import read_runtime
 from libs.runtime.nats_client import connect_nats, nats_credentials
 
 __all__ = ["Status", "collect_status"]
-
-CONSUMERS = ("projector", "auditor", "compressor", "registry", "replay")
-"""Name prefixes of the durable consumers Mnemos's own services create."""
-
 
 @dataclass
 class Status:
@@ -96,15 +93,12 @@ async def _nats_status(url: str, status: Status, config: Config) -> None:
                          "first_seq": info.state.first_seq, "last_seq": last_seq,
                          "bytes": info.state.bytes}
         # Every durable consumer on the stream, Mnemos's own and third-party subscribers alike.
-        for consumer in await js.consumers_info(EVENTS_STREAM):
-            name = str(consumer.name)
-            status.consumers[name] = {
-                "owner": "mnemos" if name.split("_", maxsplit=1)[0] in CONSUMERS else "third-party",
-                "pending": consumer.num_pending, "ack_pending": consumer.num_ack_pending,
-                "redelivered": consumer.num_redelivered,
-                "delivered_seq": consumer.delivered.stream_seq if consumer.delivered else None,
-                "ack_floor_seq": consumer.ack_floor.stream_seq if consumer.ack_floor else None,
-                "filter": consumer.config.filter_subject if consumer.config else None,
+        for consumer in await stream_consumers(js):
+            status.consumers[consumer.name] = {
+                "owner": consumer.owner, "pending": consumer.pending,
+                "ack_pending": consumer.ack_pending, "redelivered": consumer.redelivered,
+                "delivered_seq": consumer.delivered_seq, "ack_floor_seq": consumer.ack_floor_seq,
+                "filter": consumer.filter,
             }
         with contextlib.suppress(NotFoundError):
             dlq = await js.stream_info(DEADLETTER_STREAM)

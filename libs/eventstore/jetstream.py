@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Final, TypeVar
 
 import nats.errors
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from libs.events import (
     EVENTS_STREAM,
@@ -34,7 +34,7 @@ from libs.events import (
 from libs.eventstore.base import Appended, EventStore, Fold, WrongExpectedSequence
 from libs.runtime.logging import get_logger
 
-__all__ = ["DEFAULT_CACHE_SIZE", "JetStreamEventStore", "broker_call"]
+__all__ = ["DEFAULT_CACHE_SIZE", "JetStreamEventStore", "broker_call", "broker_failure"]
 
 log = get_logger(__name__)
 
@@ -50,14 +50,31 @@ DEFAULT_CACHE_SIZE: Final = 10_000
 """Aggregate states kept in process; a miss costs one fold of the aggregate's subject."""
 
 
+_TRANSPORT_FAILURES: Final = (
+    TimeoutError,  # nats-py raises both TimeoutErrors (asyncio's and its own subclass)
+    nats.errors.NoRespondersError,  # no server answered: e.g. a stream without a leader
+    nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
+    ServiceUnavailableError,  # JetStream's 503: not ready, or no leader elected yet
+)
+
+
+def broker_failure(exc: BaseException, what: str) -> Unavailable | None:
+    """The :class:`Unavailable` a transport failure of the broker means (None for others)."""
+    if isinstance(exc, _TRANSPORT_FAILURES):
+        return Unavailable(f"the event stream (JetStream) did not answer ({what})",
+                           error=type(exc).__name__)
+    return None
+
+
 @contextlib.asynccontextmanager
 async def broker_call(what: str) -> AsyncIterator[None]:
     """Turn transport failures into :class:`Unavailable` (safe to retry with the same id)."""
     try:
         yield
-    except (TimeoutError, nats.errors.NoRespondersError,  # nats-py raises both TimeoutErrors
-            nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
-        raise Unavailable(f"JetStream did not answer ({what})", error=type(exc).__name__) from exc
+    except _TRANSPORT_FAILURES as exc:
+        failure = broker_failure(exc, what)
+        assert failure is not None
+        raise failure from exc
 
 
 class JetStreamEventStore(EventStore[S]):

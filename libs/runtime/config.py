@@ -132,6 +132,10 @@ class Config(BaseModel, frozen=True):
         default=5.0, gt=0, le=300,
         description="How long a gateway reuses a looked-up API key: the bound on how late a "
         "revocation takes effect on an instance that misses the revocation event.")
+    stream_consumers_s: float = Field(
+        default=15.0, gt=0, le=3600,
+        description="How often the gateway asks the broker for every durable consumer on the "
+        "event stream (third-party ones included) and exports its lag as metrics.")
     compress_min_tokens: int = Field(
         default=96, ge=1,
         description="The compressor compresses every new version of at least this many tokens "

@@ -21,6 +21,7 @@ from libs.auth import (
     OidcValidator,
 )
 from libs.auth.key_store import StreamKeyLookup
+from libs.consumer.stream_consumers import export_stream_consumers
 from libs.embeddings import build_embedder
 from libs.events import InvalidInput
 from libs.eventstore import EventStore
@@ -127,6 +128,8 @@ async def run(config: Config, stop: asyncio.Event) -> None:
         gateway = bootstrap(config, nc, store, read_models)
         principals, authenticator = principals_of(config, nc)
         await watch_keys(nc, authenticator)
+        lag_task = asyncio.create_task(
+            export_stream_consumers(js, stop, config.stream_consumers_s), name="stream-consumers")
         entrypoint = NatsEntrypoint(nc, gateway, principals, config.max_request_bytes)
         await entrypoint.start()
 
@@ -150,6 +153,9 @@ async def run(config: Config, stop: asyncio.Event) -> None:
         server.should_exit = True
         await entrypoint.stop()
         await http_task
+        lag_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lag_task
     finally:
         db_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -162,7 +162,7 @@ async def server_floor(system: BenchSystem) -> ServerFloor:
     (lexical recount, deferred indexes, ANALYZE)."""
     url, live = system.postgres.url, system.config.db_schema
     floor = f"{live}_floor"
-    conn = await connect_async(url, live, autocommit=True)
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
     try:
         await drop_schema(conn, floor)
         await asyncio.to_thread(prepare_schema, url, floor, MiniLMOnnxEmbedder.shared().dim)
@@ -174,7 +174,7 @@ async def server_floor(system: BenchSystem) -> ServerFloor:
                     "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s)"
                     " AND attnum > 0 AND NOT attisdropped AND attgenerated = ''"
                     " ORDER BY attnum", (f"{floor}.{table}",), prepare=False)
-                columns = sql.SQL(", ").join(sql.Identifier(str(r["attname"]))
+                columns = sql.SQL(", ").join(sql.Identifier(str(r[0]))
                                             for r in await cur.fetchall())
                 await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
                     sql.Identifier(floor, table), columns, columns, sql.Identifier(live, table)),

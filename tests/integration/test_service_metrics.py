@@ -166,3 +166,39 @@ async def test_projection_lag_in_seconds_grows_while_an_event_waits_and_returns_
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def test_the_gateway_exports_every_stream_consumer_third_party_ones_too(
+        config: Config, nats_js: Any) -> None:
+    """A team's own subscriber on the stream is alertable like the projector: the gateway
+    exports its pending count, and forgets it once the durable is deleted."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from libs.events import EVENTS_STREAM
+    from tests.support.services import running_gateway_alone
+
+    fast = config.model_copy(update={"stream_consumers_s": 0.2})
+    h = History()
+    for i in range(3):
+        await publish(nats_js, h.created(f"for the subscriber {i}"))
+    await nats_js.add_consumer(EVENTS_STREAM, ConsumerConfig(
+        durable_name="team_search_indexer", ack_policy=AckPolicy.EXPLICIT))
+    async with running_gateway_alone(fast) as http:
+        async def exported() -> Samples | None:
+            text = (await http.get("/metrics")).text
+            samples = {(s.name, frozenset(s.labels.items())): s.value
+                       for family in text_string_to_metric_families(text)
+                       for s in family.samples}
+            key = ("mnemos_stream_consumer_pending",
+                   frozenset({("durable", "team_search_indexer"), ("owner", "third-party")}))
+            return samples if samples.get(key, 0) >= 3 else None
+
+        samples = await until(exported, 30)
+        assert value(samples, "mnemos_stream_consumer_ack_pending",
+                     durable="team_search_indexer", owner="third-party") == 0
+        await nats_js.delete_consumer(EVENTS_STREAM, "team_search_indexer")
+
+        async def forgotten() -> bool:
+            return "team_search_indexer" not in (await http.get("/metrics")).text
+
+        assert await until(forgotten, 30)

@@ -33,6 +33,7 @@ from libs.events import (
 )
 from libs.events import Route as CatalogRoute
 from libs.events.catalogue import CATALOGUE_PATH
+from libs.eventstore.jetstream import broker_failure
 from libs.runtime.logging import get_logger
 from services.command.application.gateway import Gateway
 from services.command.application.principals import PrincipalResolver
@@ -202,5 +203,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    failure = broker_failure(exc, request.url.path)
+    if failure is not None:  # a broker call not wrapped where it is made: still retry-safe
+        log.warning("http_request_broker_failure", path=request.url.path, exc_info=exc)
+        return _error(failure)
     log.error("http_request_crashed", path=request.url.path, exc_info=exc)
     return _error(MnemosError("internal error; see the gateway log"))

@@ -30,6 +30,7 @@ from libs.events import (
     parse_query_subject,
 )
 from libs.events.subjects import COMMAND_PREFIX, QUERY_PREFIX, QUERY_QUEUE_GROUP
+from libs.eventstore.jetstream import broker_failure
 from libs.runtime.logging import get_logger
 from services.command.application.gateway import Gateway
 from services.command.application.principals import PrincipalResolver
@@ -131,7 +132,11 @@ class NatsEntrypoint:
             if exc.http_status >= 500:
                 log.warning(f"{kind}_failed", code=exc.code, error=exc.message)
             return encode_error_reply(exc)
-        except Exception:
+        except Exception as exc:
+            failure = broker_failure(exc, msg.subject[:200])
+            if failure is not None:  # a broker call not wrapped where it is made: retry-safe
+                log.warning(f"{kind}_broker_failure", subject=msg.subject[:200], exc_info=exc)
+                return encode_error_reply(failure)
             log.exception(f"{kind}_crashed", subject=msg.subject[:200])
             return encode_error_reply(MnemosError("internal error; see the gateway log"))
 
