@@ -17,6 +17,7 @@ The lexical search statistics (``lexical_docs``, ``lexical_ns_stats``, ``lexical
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, LiteralString
@@ -449,7 +450,13 @@ def _compressed(event: MemoryCompressed, seq: int, _: Embedding | None) -> list[
 
 def event_type(event: Event) -> str:
     """The ``type`` tag of an event, e.g. ``MemoryCreated``."""
-    return str(type(event).__struct_config__.tag)
+    return _tag_of(type(event))
+
+
+@functools.cache
+def _tag_of(cls: type[Event]) -> str:
+    # msgspec builds a new config object on every ``__struct_config__`` access.
+    return str(cls.__struct_config__.tag)
 
 
 def _event_row(event: Event, seq: int) -> Statement:
