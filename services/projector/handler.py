@@ -11,6 +11,7 @@ rebuild runs unfenced and without republishing dead letters.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ from services.projector.decoding import Decoded, decode_batch, texts_by_digest
 __all__ = ["CONSUMER_NAME", "ProjectionHandler", "ProjectorSettings", "projector_runtime"]
 
 log = get_logger(__name__)
+
+DECODE_CHUNK: Final = 256
+"""Deliveries decoded between two yields to the event loop (about 5 ms of work)."""
 
 CONSUMER_NAME: Final = "projector"
 """Durable consumer (and leadership role) of the live projector."""
@@ -113,7 +117,12 @@ class ProjectionHandler:
         return self._checkpoint
 
     async def prepare(self, deliveries: Sequence[Delivery]) -> Prepared:
-        decoded = decode_batch(deliveries)
+        decoded: list[Decoded] = []
+        for start in range(0, len(deliveries), DECODE_CHUNK):
+            # Decoded in chunks, yielding between them: a batch being written meanwhile on
+            # this event loop keeps sending its rows.
+            decoded += decode_batch(deliveries[start:start + DECODE_CHUNK])
+            await asyncio.sleep(0)
         if self.settings.embed_ahead <= 0:
             return Prepared(decoded, {})  # a bounded run embeds while applying, on its one conn
         wanted = texts_by_digest(decoded)
@@ -124,7 +133,7 @@ class ProjectionHandler:
                 embeddings = await embed_contents(conn, self.embedder, wanted)
             finally:
                 self._idle.append(conn)
-        plan = (self._applier.plan(decoded, embeddings)
+        plan = (await self._applier.plan_ahead(decoded, embeddings)
                 if decoded and self._applier is not None else None)
         return Prepared(decoded, embeddings, plan)
 
