@@ -24,7 +24,20 @@ from tests.support.events import History, publish_all
 pytestmark = pytest.mark.integration
 
 
-class Tally:
+class QuietHooks:
+    """The handler hooks these toy consumers do nothing in."""
+
+    async def idle(self, conn: Any) -> None:
+        return None
+
+    async def on_gap(self, conn: Any, expected: int, got: int) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class Tally(QuietHooks):
     """Counts deliveries into a table, with its checkpoint in the same transaction."""
 
     def __init__(self) -> None:
@@ -52,15 +65,6 @@ class Tally:
             await conn.execute("INSERT INTO tally_cp (id, seq) VALUES (1, %s) ON CONFLICT (id)"
                                " DO UPDATE SET seq = EXCLUDED.seq", (deliveries[-1].seq,))
         return deliveries[-1].seq
-
-    async def idle(self, conn: Any) -> None:
-        return None
-
-    async def on_gap(self, conn: Any, expected: int, got: int) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 def _settings(config: Config, **overrides: Any) -> ConsumerSettings:
@@ -239,7 +243,7 @@ async def test_an_idle_pull_returns_at_the_first_event(config: Config, nats_js: 
         await nc.drain()
 
 
-class BoundedTally:
+class BoundedTally(QuietHooks):
     """Remembers what it prepared and applied, in memory, from a given checkpoint."""
 
     def __init__(self, checkpoint: int) -> None:
@@ -260,15 +264,6 @@ class BoundedTally:
         self.applied.extend(d.seq for d in deliveries)
         self.checkpoint = deliveries[-1].seq
         return self.checkpoint
-
-    async def idle(self, conn: Any) -> None:
-        return None
-
-    async def on_gap(self, conn: Any, expected: int, got: int) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 async def test_a_bounded_run_prepares_ahead_and_stops_at_its_end(config: Config,
