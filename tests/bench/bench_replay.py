@@ -124,7 +124,6 @@ async def raw_consume(system: BenchSystem, last: int) -> float:
 async def digest_seconds(system: BenchSystem) -> float:
     """Seconds of one digest + row counts of the live read models (the replay does two)."""
     from libs.readmodel.digest import read_model_digest, row_counts
-    from libs.runtime.database import connect_async, search_path_options
 
     conn = await connect_async(system.postgres.url, system.config.db_schema, autocommit=True)
     try:
