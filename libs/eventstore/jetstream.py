@@ -54,13 +54,15 @@ _TRANSPORT_FAILURES: Final = (
     TimeoutError,  # nats-py raises both TimeoutErrors (asyncio's and its own subclass)
     nats.errors.NoRespondersError,  # no server answered: e.g. a stream without a leader
     nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
-    ServiceUnavailableError,  # JetStream's 503: not ready, or no leader elected yet
 )
 
 
 def broker_failure(exc: BaseException, what: str) -> Unavailable | None:
-    """The :class:`Unavailable` a transport failure of the broker means (None for others)."""
-    if isinstance(exc, _TRANSPORT_FAILURES):
+    """The :class:`Unavailable` a failure of the broker means (None for others): a transport
+    failure, or JetStream's own 503 (not ready, no leader elected yet) that no caller turned
+    into something more precise (an append turns "no storage left" into its own answer, so
+    :func:`broker_call` leaves JetStream's answers to its caller)."""
+    if isinstance(exc, (*_TRANSPORT_FAILURES, ServiceUnavailableError)):
         return Unavailable(f"the event stream (JetStream) did not answer ({what})",
                            error=type(exc).__name__)
     return None

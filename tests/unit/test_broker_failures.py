@@ -54,3 +54,13 @@ async def test_the_http_last_line_answers_500_for_anything_else() -> None:
     response = await _unexpected(_request(), RuntimeError("a bug"))
     assert response.status_code == 500
     assert json.loads(bytes(response.body))["error"]["code"] == "internal"
+
+
+async def test_broker_call_leaves_jetstream_answers_to_its_caller() -> None:
+    """An append turns JetStream's "insufficient resources" 503 into "no storage left"; the
+    transport wrapper must not turn it into a generic "did not answer" first."""
+    full = ServiceUnavailableError(code=503, err_code=10023,
+                                   description="insufficient resources")
+    with pytest.raises(ServiceUnavailableError):
+        async with broker_call("publish"):
+            raise full
