@@ -14,6 +14,11 @@ structures can be built once over the loaded rows instead, which is what Postgre
   migrations use, which equals the trigger's incremental result row for row (the replay's digest
   check compares them with the live schema's).
 
+The finish is a set of independent steps, each about one server core (pgvector builds the HNSW
+graph with parallel workers of its own), so :func:`finish_bulk_load` shares them out over
+several connections, the graph first; the lexical tables' indexes follow their recount, and the
+trigger is enabled last, since that waits for every index build on ``memories``.
+
 What is deferred is recorded in the schema itself (``bulk_load_deferred``), so a rebuild that
 is interrupted can never be mistaken for a complete one: :func:`finish_bulk_load` is what makes
 the schema whole, and the replay drops an unfinished rebuild before starting again.
@@ -21,7 +26,9 @@ the schema whole, and the replay drops an unfinished rebuild before starting aga
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -32,7 +39,7 @@ from libs.readmodel.statistics import WRITTEN_TABLES
 from libs.runtime.logging import get_logger
 
 __all__ = ["BULK_TABLES", "LEXICAL_TRIGGER", "DeferredStructures", "finish_bulk_load",
-           "recount_lexical_statistics", "start_bulk_load"]
+           "finish_tasks", "recount_lexical_statistics", "start_bulk_load"]
 
 log = get_logger(__name__)
 
@@ -101,29 +108,67 @@ async def recount_lexical_statistics(conn: AnyConn) -> None:
         await conn.execute(statement, prepare=False)
 
 
-async def finish_bulk_load(conn: AnyConn, deferred: DeferredStructures) -> dict[str, float]:
+def finish_tasks(deferred: DeferredStructures) -> list[list[tuple[str, str]]]:
+    """The finish as independent task lists, longest first: each HNSW index alone, the
+    lexical recount followed by the lexical tables' indexes (built on the counted rows, and never
+    waiting on the recount's locks), the other indexes one by one."""
+    lexical = [(n, d) for n, d in deferred.indexes if _table_of(d).startswith("lexical_")]
+    graphs = [[(n, d)] for n, d in deferred.indexes if " USING hnsw " in d]
+    others = [[(n, d)] for n, d in deferred.indexes
+              if (n, d) not in lexical and " USING hnsw " not in d]
+    return [*graphs, [("lexical statistics", ""), *lexical], *others]
+
+
+def _table_of(definition: str) -> str:
+    # pg_get_indexdef: "CREATE INDEX name ON schema.table USING method (...)"
+    return definition.split(" ON ", 1)[1].split(" USING ", 1)[0].rsplit(".", 1)[-1].strip('"')
+
+
+async def finish_bulk_load(connections: Sequence[AnyConn], deferred: DeferredStructures
+                           ) -> dict[str, float]:
     """Make a bulk-loaded schema whole: lexical statistics counted, trigger on, every deferred
     index built, statistics analyzed. Returns the seconds each step took (for progress lines).
 
-    ``conn`` must be in autocommit mode with ``deferred.schema`` first on its search path.
+    The steps are independent of each other and mostly one server core each, so they are shared
+    out over ``connections`` (one per core the server may use), longest first; each connection
+    must be in autocommit mode with ``deferred.schema`` first on its search path.
     """
+    if not connections:
+        raise ValueError("finish_bulk_load needs at least one connection")
     schema = sql.Identifier(deferred.schema)
     seconds: dict[str, float] = {}
+    queue: asyncio.Queue[list[tuple[str, str]]] = asyncio.Queue()
+    for task in finish_tasks(deferred):
+        queue.put_nowait(task)
+
+    async def work(conn: AnyConn) -> None:
+        while not queue.empty():
+            for name, definition in queue.get_nowait():
+                started = time.monotonic()
+                if definition:
+                    await conn.execute(definition, prepare=False)  # schema-qualified
+                    log.info("bulk_load_index_built", schema=deferred.schema, index=name,
+                             seconds=round(time.monotonic() - started, 2))
+                else:
+                    async with conn.transaction():
+                        await recount_lexical_statistics(conn)
+                seconds[name] = time.monotonic() - started
+
+    await asyncio.gather(*(work(conn) for conn in connections))
     started = time.monotonic()
-    async with conn.transaction():
-        await recount_lexical_statistics(conn)
-        await conn.execute(sql.SQL("ALTER TABLE {}.memories ENABLE TRIGGER {}").format(
-            schema, sql.Identifier(LEXICAL_TRIGGER)))
-    seconds["lexical statistics"] = time.monotonic() - started
-    for name, definition in deferred.indexes:
-        started = time.monotonic()
-        await conn.execute(definition, prepare=False)  # pg_get_indexdef: schema-qualified
-        seconds[name] = time.monotonic() - started
-        log.info("bulk_load_index_built", schema=deferred.schema, index=name,
-                 seconds=round(seconds[name], 2))
-    started = time.monotonic()
-    await conn.execute(sql.SQL("DROP TABLE {}.bulk_load_deferred").format(schema))
-    await conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(
-        sql.Identifier(deferred.schema, table) for table in WRITTEN_TABLES)))
+    async with connections[0].transaction():
+        # Last: enabling the trigger locks out every index build on memories.
+        await connections[0].execute(sql.SQL("ALTER TABLE {}.memories ENABLE TRIGGER {}")
+                                     .format(schema, sql.Identifier(LEXICAL_TRIGGER)))
+        await connections[0].execute(sql.SQL("DROP TABLE {}.bulk_load_deferred")
+                                     .format(schema))
+    tables = iter(WRITTEN_TABLES)
+
+    async def analyze(conn: AnyConn) -> None:
+        for table in tables:
+            await conn.execute(sql.SQL("ANALYZE {}").format(
+                sql.Identifier(deferred.schema, table)))
+
+    await asyncio.gather(*(analyze(conn) for conn in connections))
     seconds["analyze"] = time.monotonic() - started
     return seconds

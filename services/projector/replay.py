@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -56,6 +57,8 @@ REPLAY_BATCH: Final = 2000
 """Events per rebuild transaction (the live projector's batches are smaller, for latency)."""
 COPY_MIN_RUN: Final = 16
 """Runs of at least this many events insert their rows with ``COPY``."""
+FINISH_CONNECTIONS: Final = min(4, max(2, os.cpu_count() or 2))
+"""Connections building the deferred indexes at once (each build is about one server core)."""
 EMBED_AHEAD: Final = 1
 """Batches decoded (and their cached vectors read) while the previous one is written."""
 
@@ -185,6 +188,8 @@ async def _load(settings: ProjectorSettings, nc: Any, embedder: Embedder,
         projector = projector_runtime(settings, nc, embedder, on_checkpoint=advance)
         report.rebuilt_to_seq = await projector.run(asyncio.Event(), until_seq=target)
         report.loaded_s = time.monotonic() - started
+        log.info("replay_loaded", schema=report.rebuild_schema, seq=report.rebuilt_to_seq,
+                 seconds=round(report.loaded_s, 2))
         if progress:
             bar.write(f"loaded {report.rebuilt_to_seq:,} events in {report.loaded_s:.1f}s; "
                       "building the search indexes")
@@ -203,12 +208,13 @@ async def _fresh_schema(conn: psycopg.AsyncConnection[Any], live: str, rebuild: 
 
 async def _finish_load(url: str, deferred: DeferredStructures, report: ReplayReport) -> None:
     started = time.monotonic()
-    conn = await connect_async(url, deferred.schema, autocommit=True)
-    try:
-        report.finish_steps = await finish_bulk_load(conn, deferred)
-    finally:
-        await conn.close()
+    async with contextlib.AsyncExitStack() as stack:
+        connections = [await stack.enter_async_context(
+            await connect_async(url, deferred.schema, autocommit=True))
+            for _ in range(FINISH_CONNECTIONS)]
+        report.finish_steps = await finish_bulk_load(connections, deferred)
     report.indexed_s = time.monotonic() - started
+    log.info("replay_indexed", schema=deferred.schema, seconds=round(report.indexed_s, 2))
 
 
 async def _keep_as_of(url: str, report: ReplayReport) -> None:
@@ -260,6 +266,7 @@ async def _compare_and_swap(url: str, report: ReplayReport, projector: ConsumerR
         digests = await asyncio.gather(_digest(url, rebuild),
                                        *([_digest(url, live)] if comparable else []))
         report.rebuild_digest, report.rebuild_counts = digests[0]
+        log.info("replay_digested", schema=rebuild, compared=comparable)
         if report.live_checkpoint is None:
             report.note = f"schema {live!r} did not exist: nothing to compare"
         elif not comparable:

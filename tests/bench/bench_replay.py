@@ -46,7 +46,7 @@ from libs.readmodel.schema import drop_schema, prepare_schema
 from libs.runtime.database import connect_async, search_path_options
 from libs.runtime.logging import configure_logging
 from libs.runtime.nats_client import ensure_streams
-from services.projector.replay import ReplayReport, replay
+from services.projector.replay import FINISH_CONNECTIONS, ReplayReport, replay
 from tests.bench.harness import BenchSystem, progress, report_line, running_system
 from tests.support.auditor import bulk_publish
 
@@ -187,13 +187,15 @@ async def server_floor(system: BenchSystem) -> ServerFloor:
                     prepare=False)
                 tables[table] = time.monotonic() - table_started
         rows_s = time.monotonic() - started
-        finishing = await connect_async(url, floor, autocommit=True)
+        finishing = [await connect_async(url, floor, autocommit=True)
+                     for _ in range(FINISH_CONNECTIONS)]
         try:
             started = time.monotonic()
             await finish_bulk_load(finishing, deferred)
             finish_s = time.monotonic() - started
         finally:
-            await finishing.close()
+            for each in finishing:
+                await each.close()
         await drop_schema(conn, floor)
         return ServerFloor(rows_s, finish_s, tables)
     finally:

@@ -12,6 +12,7 @@ import pytest
 
 from libs.consumer.metrics import TRANSIENT_ERRORS
 from libs.events import EventBase, InvalidInput, version_id
+from libs.readmodel.bulk_load import LEXICAL_TRIGGER
 from libs.readmodel.copy_rows import copy_inserts
 from libs.readmodel.digest import read_model_digest, row_counts
 from libs.runtime.config import Config
@@ -235,10 +236,22 @@ async def test_the_bulk_rebuild_equals_event_by_event_projection_at_its_edges(
                             (shared,))
         assert [r["event_id"] for r in result] == [first[10].id]  # the first event's
         assert (await row_counts(conn))["lexical_docs"] == 50
-        indexes = await rows(conn, "SELECT indexname FROM pg_indexes"
-                             " WHERE schemaname = %s AND indexname = 'memories_embedding'",
-                             (report.rebuild_schema,))
-        assert indexes, "the deferred indexes are built again"
+        built = {}
+        for schema in (config.db_schema, report.rebuild_schema):
+            found = await rows(conn, "SELECT indexname FROM pg_indexes WHERE schemaname = %s",
+                               (schema,))
+            built[schema] = {r["indexname"] for r in found}
+        assert "memories_embedding" in built[report.rebuild_schema]
+        assert built[report.rebuild_schema] == built[config.db_schema], (
+            "every deferred index is built again, on parallel connections")
+        trigger = await rows(conn, "SELECT t.tgenabled FROM pg_trigger t JOIN pg_class c"
+                             " ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+                             " WHERE n.nspname = %s AND t.tgname = %s",
+                             (report.rebuild_schema, LEXICAL_TRIGGER))
+        assert [r["tgenabled"] for r in trigger] == ["O"], "the lexical trigger is on again"
+        left = await rows(conn, "SELECT to_regclass(%s) AS t",
+                          (f"{report.rebuild_schema}.bulk_load_deferred",))
+        assert left == [{"t": None}], "the record of what was deferred is gone"
 
 
 async def test_state_as_of_a_sequence_or_time_and_a_dry_run(config: Config, nats_js) -> None:
