@@ -9,6 +9,10 @@ structures can be built once over the loaded rows instead, which is what Postgre
   dropped before the load and created again after it from their own saved definitions. No
   projection reads them (projections find rows by primary key; unique indexes stay, since
   ``ON CONFLICT`` and duplicate detection need them);
+- autovacuum is off for the schema's tables during the load: on a freshly filled table it
+  would analyze and vacuum again and again, competing for the cores the load uses, and its
+  locks would hold up the index builds (an autovacuum in the way is only cancelled after
+  ``deadlock_timeout``). The finish analyzes every table once and turns it back on;
 - the lexical statistics trigger is disabled during the load, and the three lexical tables are
   then counted from the loaded memories in three set-wise statements, the same recount the
   migrations use, which equals the trigger's incremental result row for row (the replay's digest
@@ -47,6 +51,9 @@ BULK_TABLES: Final = ("memories", "memory_versions", "memory_events", "memory_br
                       "memory_links", "memory_compressions", "lexical_docs", "lexical_df")
 """Tables whose non-unique indexes are built after a bulk load (no projection reads them)."""
 
+AUTOVACUUM: Final = "autovacuum"
+"""The record in ``bulk_load_deferred`` saying autovacuum is off for the schema's tables."""
+
 LEXICAL_TRIGGER: Final = "memories_lexical_stats"
 """The row trigger keeping the lexical statistics (migration 0002), off during a bulk load."""
 
@@ -71,6 +78,8 @@ class DeferredStructures:
 
     schema: str
     indexes: tuple[tuple[str, str], ...]
+    tables: tuple[str, ...] = ()
+    """The schema's tables, autovacuum off until the finish."""
 
 
 async def start_bulk_load(conn: AnyConn, schema: str) -> DeferredStructures:
@@ -84,6 +93,11 @@ async def start_bulk_load(conn: AnyConn, schema: str) -> DeferredStructures:
         " AND NOT i.indisprimary ORDER BY c.relname",
         (schema, list(BULK_TABLES)), prepare=False)
     indexes = tuple((str(r[0]), str(r[1])) for r in await cur.fetchall())
+    cur = await conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY c.relname", (schema,),
+        prepare=False)
+    tables = tuple(str(r[0]) for r in await cur.fetchall())
     async with conn.transaction():
         await conn.execute(sql.SQL(
             "CREATE TABLE {}.bulk_load_deferred (name text PRIMARY KEY, definition text NOT NULL)"
@@ -91,14 +105,18 @@ async def start_bulk_load(conn: AnyConn, schema: str) -> DeferredStructures:
         async with conn.cursor() as insert:
             await insert.executemany(
                 sql.SQL("INSERT INTO {}.bulk_load_deferred (name, definition) VALUES (%s, %s)")
-                .format(sql.Identifier(schema)), [*indexes, (LEXICAL_TRIGGER, "trigger")])
+                .format(sql.Identifier(schema)),
+                [*indexes, (LEXICAL_TRIGGER, "trigger"), (AUTOVACUUM, "off")])
+        for table in tables:
+            await conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)")
+                               .format(sql.Identifier(schema, table)))
         for name, _ in indexes:
             await conn.execute(sql.SQL("DROP INDEX {}.{}").format(
                 sql.Identifier(schema), sql.Identifier(name)))
         await conn.execute(sql.SQL("ALTER TABLE {}.memories DISABLE TRIGGER {}").format(
             sql.Identifier(schema), sql.Identifier(LEXICAL_TRIGGER)))
     log.info("bulk_load_started", schema=schema, deferred_indexes=len(indexes))
-    return DeferredStructures(schema, indexes)
+    return DeferredStructures(schema, indexes, tables)
 
 
 async def recount_lexical_statistics(conn: AnyConn) -> None:
@@ -156,12 +174,6 @@ async def finish_bulk_load(connections: Sequence[AnyConn], deferred: DeferredStr
 
     await asyncio.gather(*(work(conn) for conn in connections))
     started = time.monotonic()
-    async with connections[0].transaction():
-        # Last: enabling the trigger locks out every index build on memories.
-        await connections[0].execute(sql.SQL("ALTER TABLE {}.memories ENABLE TRIGGER {}")
-                                     .format(schema, sql.Identifier(LEXICAL_TRIGGER)))
-        await connections[0].execute(sql.SQL("DROP TABLE {}.bulk_load_deferred")
-                                     .format(schema))
     tables = iter(WRITTEN_TABLES)
 
     async def analyze(conn: AnyConn) -> None:
@@ -171,4 +183,14 @@ async def finish_bulk_load(connections: Sequence[AnyConn], deferred: DeferredStr
 
     await asyncio.gather(*(analyze(conn) for conn in connections))
     seconds["analyze"] = time.monotonic() - started
+    conn = connections[0]
+    async with conn.transaction():
+        # Last, once nothing else runs: enabling the trigger waits for every index build on
+        # memories, and an autovacuum started earlier would hold up the builds and ANALYZE.
+        await conn.execute(sql.SQL("ALTER TABLE {}.memories ENABLE TRIGGER {}")
+                           .format(schema, sql.Identifier(LEXICAL_TRIGGER)))
+        for table in deferred.tables:
+            await conn.execute(sql.SQL("ALTER TABLE {} RESET (autovacuum_enabled)")
+                               .format(sql.Identifier(deferred.schema, table)))
+        await conn.execute(sql.SQL("DROP TABLE {}.bulk_load_deferred").format(schema))
     return seconds

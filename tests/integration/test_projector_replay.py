@@ -249,6 +249,11 @@ async def test_the_bulk_rebuild_equals_event_by_event_projection_at_its_edges(
                              " WHERE n.nspname = %s AND t.tgname = %s",
                              (report.rebuild_schema, LEXICAL_TRIGGER))
         assert [r["tgenabled"] for r in trigger] == ["O"], "the lexical trigger is on again"
+        options = await rows(conn, "SELECT c.relname FROM pg_class c JOIN pg_namespace n"
+                             " ON n.oid = c.relnamespace WHERE n.nspname = %s"
+                             " AND c.reloptions::text LIKE '%%autovacuum%%'",
+                             (report.rebuild_schema,))
+        assert options == [], "autovacuum is on again for every table"
         left = await rows(conn, "SELECT to_regclass(%s) AS t",
                           (f"{report.rebuild_schema}.bulk_load_deferred",))
         assert left == [{"t": None}], "the record of what was deferred is gone"
