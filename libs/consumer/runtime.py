@@ -367,6 +367,7 @@ class ConsumerRuntime(Generic[P]):
                        until_seq: int | None) -> bool:
         s = self.settings
         staged: deque[_Batch[P]] = deque()
+        pulling: asyncio.Future[None] | None = None
         try:
             while not stop.is_set():
                 if self._stalled:
@@ -379,21 +380,38 @@ class ConsumerRuntime(Generic[P]):
                         await self.handler.idle(conn)
                         continue
                     staged.append(self._stage(msgs, until_seq))
-                while (len(staged) <= s.ahead
-                       and pending_of(staged[-1].msgs[-1].reply) > 0
-                       and (limit := self._ahead_limit(staged[-1], until_seq)) > 0):
-                    more = await puller.pull_ready(limit)
-                    if not more:
-                        break
-                    staged.append(self._stage(more, until_seq))
-                await self._apply(conn, staged.popleft())
+                batch = staged.popleft()
+                # The batches ahead are pulled (and start preparing) while this one is written,
+                # so the broker round trip and the parsing of its messages are off the path.
+                pulling = asyncio.ensure_future(self._stage_ahead(puller, staged, batch,
+                                                                  until_seq))
+                await self._apply(conn, batch)
+                await pulling
+                pulling = None
                 if until_seq is not None and self.checkpoint >= until_seq:
                     return True
             return False
         finally:
+            if pulling is not None:
+                pulling.cancel()
+                await asyncio.gather(pulling, return_exceptions=True)
             for batch in staged:
                 batch.prepared.cancel()
             await asyncio.gather(*(b.prepared for b in staged), return_exceptions=True)
+
+    async def _stage_ahead(self, puller: BatchPuller, staged: deque[_Batch[P]],
+                           current: _Batch[P], until_seq: int | None) -> None:
+        """Stage up to ``ahead`` batches after ``current`` (the one being applied) from what
+        the server has ready, without waiting for more."""
+        last = staged[-1] if staged else current
+        while (len(staged) < self.settings.ahead
+               and pending_of(last.msgs[-1].reply) > 0
+               and (limit := self._ahead_limit(last, until_seq)) > 0):
+            more = await puller.pull_ready(limit)
+            if not more:
+                return
+            last = self._stage(more, until_seq)
+            staged.append(last)
 
     def _ahead_limit(self, last: _Batch[P], until_seq: int | None) -> int:
         """How many messages to stage after ``last``: a bounded run never pulls past its end."""

@@ -25,7 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from libs.consumer.deliveries import stream_seq_of
-from libs.events import EVENT_WILDCARD, EVENTS_STREAM, durable_consumer_config
+from libs.events import EVENT_WILDCARD, EVENTS_STREAM, Unavailable, durable_consumer_config
 from libs.runtime.nats_client import servers_of
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "connect_tool",
     "get_message",
     "read_stream",
+    "reread_if_still_served",
     "reset_consumer",
     "shared_consumer",
     "stream_bounds",
@@ -70,6 +71,8 @@ class BatchPuller:
         self.buffer: list[Msg] = []
         self.remaining = 0
         self.done = asyncio.Event()
+        self._abandoned = False
+        """A request was cancelled mid-way: its late deliveries must go to an old inbox."""
 
     async def _subscribe(self) -> None:
         if self.sub is not None:
@@ -88,18 +91,23 @@ class BatchPuller:
             self.done.set()
 
     async def _request(self, batch: int, body: dict[str, Any], wait_s: float) -> list[Msg]:
-        if self.sub is None:
+        if self.sub is None or self._abandoned:
             await self._subscribe()
+            self._abandoned = False
         self.buffer, self.remaining = [], batch
         self.done.clear()
-        await self.nc.publish(self.subject, json.dumps({"batch": batch, **body}).encode(),
-                              reply=self.inbox)
         try:
-            await asyncio.wait_for(self.done.wait(), timeout=wait_s + _REQUEST_GRACE_S)
-        except TimeoutError:
-            # The server never closed the request: move to a fresh inbox so that late
-            # deliveries of this request cannot mix into the next batch.
-            await self._subscribe()
+            await self.nc.publish(self.subject, json.dumps({"batch": batch, **body}).encode(),
+                                  reply=self.inbox)
+            try:
+                await asyncio.wait_for(self.done.wait(), timeout=wait_s + _REQUEST_GRACE_S)
+            except TimeoutError:
+                # The server never closed the request: move to a fresh inbox so that late
+                # deliveries of this request cannot mix into the next batch.
+                await self._subscribe()
+        except asyncio.CancelledError:
+            self._abandoned = True  # the same, at the next request
+            raise
         taken, self.buffer = self.buffer, []
         return taken
 
@@ -241,6 +249,17 @@ async def read_stream(nc: Client, js: JetStreamContext, first: int, last: int,
     finally:
         await puller.close()
         await _quietly(js.delete_consumer(EVENTS_STREAM, name))
+
+
+async def reread_if_still_served(js: JetStreamContext, expected: int, got: int) -> None:
+    """A sequence jump in a consumer's deliveries (``expected`` missing, ``got`` delivered):
+    if the stream still serves ``expected`` it was a delivery hiccup (a pull request abandoned
+    and its deliveries sent to an inbox no longer read), so raise :class:`Unavailable`, a
+    transient error: the session reads the stream again from its checkpoint. Returns when the
+    stream no longer has the message (a real hole)."""
+    if await get_message(js, expected) is not None:
+        raise Unavailable(f"delivery skipped {expected} (next delivered: {got}); "
+                          "reading the stream again")
 
 
 async def get_message(js: JetStreamContext, seq: int) -> StreamMessage | None:
