@@ -18,8 +18,7 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from libs.consumer import ConsumerRuntime, ConsumerSettings, Delivery, Halt, Takeover
-from libs.consumer.stream import get_message, stream_bounds
-from libs.events import Unavailable
+from libs.consumer.stream import reread_if_still_served, stream_bounds
 from libs.runtime.config import Config
 from libs.runtime.logging import get_logger
 from services.auditor.chain import Head, extend
@@ -146,8 +145,7 @@ class ChainWriter:
 
     async def on_gap(self, conn: Conn, expected: int, got: int) -> None:
         """A sequence jump: a delivery hiccup (read again), or a hole in the stream (halt)."""
-        if await get_message(self.js, expected) is not None:
-            raise Unavailable(f"delivery skipped {expected}; reading the stream again")
+        await reread_if_still_served(self.js, expected, got)
         await self._incident_once("stream_gap", expected,
                                   f"stream message {expected} cannot be read (next delivered: "
                                   f"{got}); the chain stops here rather than skip it")

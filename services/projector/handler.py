@@ -28,6 +28,7 @@ from libs.consumer import (
     advisory_key,
     publish_dead_letters,
 )
+from libs.consumer.stream import reread_if_still_served
 from libs.embeddings import Embedder
 from libs.readmodel.embedding_cache import embed_contents
 from libs.readmodel.projections import Embedding
@@ -153,7 +154,9 @@ class ProjectionHandler:
         return None
 
     async def on_gap(self, conn: Conn, expected: int, got: int) -> None:
-        # Messages the stream no longer serves cannot be projected; the auditor reports holes.
+        # A message the stream still serves is read again; one it no longer serves cannot be
+        # projected (the auditor reports holes).
+        await reread_if_still_served(self.js, expected, got)
         log.warning("projector_stream_gap", expected=expected, got=got)
 
     async def close(self) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from libs.consumer import Delivery, Takeover
-from libs.consumer.stream import stream_bounds
+from libs.consumer.stream import reread_if_still_served, stream_bounds
 from libs.events import EventBase, MnemosError, decode_event
 from libs.events.model import (
     ModelChanged,
@@ -70,6 +70,7 @@ class RegistryFollower:
         return None
 
     async def on_gap(self, conn: Any, expected: int, got: int) -> None:
+        await reread_if_still_served(self.service.js, expected, got)
         log.warning("registry_stream_gap", expected=expected, got=got)
 
     async def close(self) -> None:

@@ -16,10 +16,12 @@ from psycopg.rows import dict_row
 
 from libs.consumer import ConsumerRuntime, ConsumerSettings, Delivery, Halt, Takeover
 from libs.consumer.metrics import STALLS
-from libs.events import EVENTS_STREAM
+from libs.consumer.stream import reread_if_still_served
+from libs.events import EVENTS_STREAM, Unavailable
 from libs.runtime.config import Config
 from libs.runtime.nats_client import connect_nats
-from tests.support.events import History, publish_all
+from services.projector.handler import ProjectionHandler, ProjectorSettings
+from tests.support.events import CountingEmbedder, History, publish_all
 
 pytestmark = pytest.mark.integration
 
@@ -289,3 +291,27 @@ async def test_a_bounded_run_prepares_ahead_and_stops_at_its_end(config: Config,
         assert handler.applied == list(range(base + 1, base + 46))
     finally:
         await nc.close()
+
+
+async def test_a_skipped_delivery_of_a_message_still_served_is_read_again(
+    config: Config, nats_js: Any
+) -> None:
+    """A sequence jump whose missing message the stream still holds is a delivery hiccup (a
+    pull request abandoned, its deliveries sent to an inbox nobody reads): the projector, the
+    auditor and the registry follower raise a transient error and read again from their
+    checkpoint instead of projecting on without it. A message the stream no longer has (a
+    real hole, left by the stream's limits) is passed over by the projector as before."""
+    h = History()
+    last = await publish_all(nats_js, [h.created(f"gap {i}") for i in range(3)])
+    first = last - 2
+    with pytest.raises(Unavailable, match=f"delivery skipped {first}"):
+        await reread_if_still_served(nats_js, first, last)
+    handler = ProjectionHandler(ProjectorSettings(database_url=config.database_url or "",
+                                                  schema=config.db_schema), nats_js,
+                                CountingEmbedder())
+    with pytest.raises(Unavailable):
+        await handler.on_gap(None, first + 1, last)  # type: ignore[arg-type]
+    # The stream refuses deletes; a sequence it does not serve stands for a hole left by its
+    # limits: nothing to read again, the projector goes on.
+    await reread_if_still_served(nats_js, last + 7, last + 9)
+    await handler.on_gap(None, last + 7, last + 9)  # type: ignore[arg-type]
