@@ -2,17 +2,17 @@
 leadership, takeover at checkpoint + 1, bounded pulls, ack after commit, back-off, dead
 letters, a progress watchdog, clean stops, metrics."""
 
-from libs.consumer.dead_letters import DeadLetter, dead_letter, publish_dead_letters
-from libs.consumer.deliveries import Delivery
-from libs.consumer.leadership import advisory_key, sleep_or_stop
-from libs.consumer.runtime import (
+from libs.consumer.contract import (
     ConsumerHandler,
-    ConsumerRuntime,
     ConsumerSettings,
     Halt,
     Takeover,
     is_transient,
 )
+from libs.consumer.dead_letters import DeadLetter, dead_letter, publish_dead_letters
+from libs.consumer.deliveries import Delivery
+from libs.consumer.leadership import advisory_key, sleep_or_stop
+from libs.consumer.runtime import ConsumerRuntime
 
 __all__ = [
     "ConsumerHandler",

@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from libs.consumer.contract import is_transient
 from libs.consumer.leadership import sleep_or_stop
-from libs.consumer.runtime import is_transient
 from libs.runtime.logging import get_logger
 
 __all__ = ["retry_until_ready"]

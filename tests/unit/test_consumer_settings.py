@@ -1,10 +1,10 @@
-"""What a consumer instance may be configured with (libs.consumer.runtime.ConsumerSettings)."""
+"""What a consumer instance may be configured with (libs.consumer.contract.ConsumerSettings)."""
 
 from __future__ import annotations
 
 import pytest
 
-from libs.consumer.runtime import ConsumerSettings
+from libs.consumer.contract import ConsumerSettings
 
 
 async def _never() -> object:
