@@ -58,7 +58,8 @@ REPLAY_BATCH: Final = 2000
 COPY_MIN_RUN: Final = 16
 """Runs of at least this many events insert their rows with ``COPY``."""
 FINISH_CONNECTIONS: Final = min(4, max(2, os.cpu_count() or 2))
-"""Connections building the deferred indexes at once (each build is about one server core)."""
+"""Connections building the deferred indexes at once: this machine's cores, from 2 to 4 (each
+build is about one server core; an embedded server shares this machine)."""
 EMBED_AHEAD: Final = 1
 """Batches decoded (and their cached vectors read) while the previous one is written."""
 
@@ -263,10 +264,12 @@ async def _compare_and_swap(url: str, report: ReplayReport, projector: ConsumerR
         comparable = (report.live_checkpoint is not None
                       and report.live_checkpoint >= report.rebuilt_to_seq)
         # Both digests at once, on two connections: each is mostly the server's scan.
+        digesting = time.monotonic()
         digests = await asyncio.gather(_digest(url, rebuild),
                                        *([_digest(url, live)] if comparable else []))
         report.rebuild_digest, report.rebuild_counts = digests[0]
-        log.info("replay_digested", schema=rebuild, compared=comparable)
+        log.info("replay_digested", schema=rebuild, compared=comparable,
+                 seconds=round(time.monotonic() - digesting, 2))
         if report.live_checkpoint is None:
             report.note = f"schema {live!r} did not exist: nothing to compare"
         elif not comparable:
